@@ -1,0 +1,39 @@
+"""EVM address validation and EIP-55 checksumming, without importing web3."""
+
+from __future__ import annotations
+
+import re
+
+_HEX40 = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def _keccak(data: bytes) -> bytes:
+    # eth_hash costs ~35 ms to import, eth_utils ~120 ms and web3 ~1 s: keep validate fast.
+    from eth_hash.auto import keccak
+
+    digest: bytes = keccak(data)
+    return digest
+
+
+def to_checksum(address: str) -> str:
+    """Return the EIP-55 mixed-case form of a 0x-prefixed 40-hex-digit address."""
+    lower = address[2:].lower()
+    digest = _keccak(lower.encode("ascii")).hex()
+    return "0x" + "".join(
+        char.upper() if char.isalpha() and int(digest[i], 16) >= 8 else char for i, char in enumerate(lower)
+    )
+
+
+def check_address(text: str) -> str:
+    """Validate an address as written by a person; return its checksummed form or raise ValueError.
+
+    All-lower and all-upper hex carry no checksum and are accepted; mixed case must be a
+    correct EIP-55 checksum, because a single mistyped digit would otherwise go unnoticed.
+    """
+    if not _HEX40.fullmatch(text):
+        raise ValueError("expected an address: 0x followed by 40 hex digits")
+    checksummed = to_checksum(text)
+    body = text[2:]
+    if body not in (body.lower(), body.upper()) and text != checksummed:
+        raise ValueError(f"bad EIP-55 checksum (expected {checksummed})")
+    return checksummed

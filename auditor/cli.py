@@ -1,0 +1,181 @@
+"""The `auditor` command line: parse arguments, call the package, print; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import NoReturn
+
+import click
+
+from auditor import __version__
+
+DEFAULT_REGISTRY = "protocols/registry.yaml"
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+registry_option = click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(dir_okay=False),
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="AUDITOR_REGISTRY",
+    help="Registry of chains, hard assets and venues (env AUDITOR_REGISTRY). Point it at another file "
+    "to run the same specs against a local chain whose contracts live elsewhere.",
+)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _not_built(command: str, issue: int) -> NoReturn:
+    _fail(f"`auditor {command}` is not built yet (tracked in issue {issue}); nothing was done.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="auditor")
+def main() -> None:
+    """Audit DeFi yield-bearing tokens from chain state.
+
+    Reads what an issuer really holds and owes at pinned blocks, follows the money through
+    mints, bridges and lending markets, removes backing that exists only because tokens hold
+    each other, and writes signed reports anyone can verify.
+
+    Tokens are described by YAML specs in protocols/ (one per token) plus
+    protocols/registry.yaml (chains, hard assets, venues). Start with:
+
+    \b
+      auditor validate                 check every spec in protocols/
+      auditor schema > spec.schema.json   JSON Schema for editors
+      auditor demo                     the Stream/Elixir reconstruction on local chains
+
+    Exit codes: 0 clean, 1 a check failed (policy breached, audit incomplete), 2 bad input.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@registry_option
+def validate(paths: tuple[str, ...], registry_path: str) -> None:
+    """Check specs and the registry; print one line per file.
+
+    PATHS are spec files or folders (default: protocols/). Every problem is reported as
+    FILE:LINE: FIELD: what was expected. Exit 2 if any file has an error.
+    """
+    from auditor.spec import SpecError, load_registry, load_spec, spec_ids_near, spec_paths
+
+    try:
+        registry = load_registry(registry_path)
+    except SpecError as exc:
+        click.echo(f"error {exc}")
+        _fail("the registry is invalid; specs were not checked")
+    click.echo(
+        f"ok    {registry_path}  ({len(registry.chains)} chains, "
+        f"{sum(len(a) for a in registry.assets.values())} hard assets, {len(registry.venues)} venues)"
+    )
+    files = spec_paths(paths)
+    if not files:
+        _fail(f"no spec files found in {', '.join(paths) or 'protocols/'}")
+    known = spec_ids_near(files)
+    errors = 0
+    for path in files:
+        try:
+            spec = load_spec(path, registry, known)
+        except SpecError as exc:
+            errors += 1
+            click.echo(f"error {exc}")
+            continue
+        chains = sorted({d.chain for d in spec.token.deployments})
+        click.echo(
+            f"ok    {path}  ({spec.token.symbol} on {', '.join(chains)}; "
+            f"{len(spec.accounts)} account(s); depends on {', '.join(spec.depends_on) or 'nothing'})"
+        )
+    if errors:
+        _fail(f"{errors} of {len(files)} spec file(s) invalid")
+
+
+@main.command()
+@click.option("--registry", "for_registry", is_flag=True, help="Print the registry's schema instead.")
+def schema(for_registry: bool) -> None:
+    """Print the JSON Schema of the spec format (or of the registry).
+
+    Point your editor at it, e.g. add `# yaml-language-server: $schema=spec.schema.json`
+    at the top of a spec.
+    """
+    from auditor.spec import REGISTRY_FORMAT, SPEC_FORMAT, json_schema
+
+    document = json_schema(REGISTRY_FORMAT, "reserve-auditor registry") if for_registry else json_schema(SPEC_FORMAT)
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.argument("spec", type=click.Path())
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@click.option("--block", multiple=True, metavar="CHAIN=N", help="Pin a chain at a block (or a tag).")
+@click.option("--at", "at_time", metavar="ISO-TIME", help="Pin every chain at the last block before this time.")
+@registry_option
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the findings as JSON.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write a signed HTML report.")
+@click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the report.")
+def audit(**_: object) -> None:
+    """Audit SPEC: supply, verifiable backing, circular backing and expansion ratio at pinned blocks."""
+    _not_built("audit", 4)
+
+
+@main.command()
+@click.argument("spec", type=click.Path())
+@click.option("--from-block", type=int, help="First block of the window.")
+@click.option("--to-block", type=int, help="Last block of the window.")
+@registry_option
+def trace(**_: object) -> None:
+    """Trace token flows of SPEC over a block window: recursive borrow loops and mint provenance."""
+    _not_built("trace", 6)
+
+
+@main.command()
+@click.argument("token")
+@click.option("--chain", required=True, help="Chain where TOKEN is used as collateral.")
+@registry_option
+def exposure(**_: object) -> None:
+    """List who lends against TOKEN, through which markets and vaults, and how much is at risk."""
+    _not_built("exposure", 9)
+
+
+@main.command()
+@click.argument("spec", required=False, type=click.Path())
+@click.option("--vault", metavar="ADDR", help="Check a vault's collateral instead of one spec.")
+@click.option("--policy", type=click.Path(dir_okay=False), help="Policy file with thresholds.")
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json", "junit", "sarif", "github"]), default="text"
+)
+def check(**_: object) -> None:
+    """CI gate for curators: exit 1 when SPEC (or a vault's collateral) breaches the policy."""
+    _not_built("check", 9)
+
+
+@main.command()
+@click.argument("report", type=click.Path())
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Re-run the audit at the report's blocks.")
+def verify(**_: object) -> None:
+    """Verify a signed report: signature, signer, findings digest, optionally by re-running it."""
+    _not_built("verify", 8)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True)
+def publish(**_: object) -> None:
+    """Write a static site: an index plus one signed report per token."""
+    _not_built("publish", 8)
+
+
+@main.command()
+def demo() -> None:
+    """Rebuild the Stream/Elixir collapse on local chains and audit it (writes reports/)."""
+    _not_built("demo", 7)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

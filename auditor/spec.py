@@ -1,0 +1,774 @@
+"""Load and validate token specs and the registry into typed objects; every error names file:line and field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from auditor.addresses import check_address
+
+REGISTRY_FILE = "registry.yaml"
+SPEC_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+NAME_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SYMBOL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
+MAX_FILE_BYTES = 1_000_000
+
+
+class SpecError(Exception):
+    """A problem in a spec or registry file, located by file, line and field path."""
+
+    def __init__(self, path: str, line: int, field_path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.field_path = field_path
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}"
+        return f"{where}: {self.field_path}: {self.message}" if self.field_path else f"{where}: {self.message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed objects
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    chain_id: int
+    multicall3: str | None = None
+    log_span: int | None = None
+
+
+@dataclass(frozen=True)
+class Price:
+    """How a hard asset is priced: at par (1 USD) or by a Chainlink-style feed."""
+
+    feed: str | None = None
+    heartbeat_s: int = 86_400
+
+    @property
+    def is_par(self) -> bool:
+        return self.feed is None
+
+
+@dataclass(frozen=True)
+class Asset:
+    chain: str
+    symbol: str
+    address: str
+    decimals: int
+    price: Price
+
+
+@dataclass(frozen=True)
+class Venue:
+    name: str
+    chain: str
+    address: str
+    from_block: int
+
+
+@dataclass(frozen=True)
+class Registry:
+    path: str
+    chains: dict[str, Chain]
+    assets: dict[str, dict[str, Asset]]
+    venues: dict[str, dict[str, Venue]]
+
+    def chain_by_id(self, chain_id: int) -> Chain | None:
+        return next((c for c in self.chains.values() if c.chain_id == chain_id), None)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain: str
+    address: str
+    bridged: bool = False
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An address on a chain with a human label: an issuer account or a bridge escrow."""
+
+    chain: str
+    address: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Token:
+    symbol: str
+    deployments: tuple[Deployment, ...]
+    par_usd: float = 1.0
+    escrow: tuple[Holder, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claims:
+    as_of: dt.date | None = None
+    assets_usd: float | None = None
+    apy: float | None = None
+    strategies: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Offchain:
+    label: str
+    usd: float
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: str
+    id: str
+    name: str
+    token: Token
+    accounts: tuple[Holder, ...] = ()
+    claims: Claims = field(default_factory=Claims)
+    offchain: tuple[Offchain, ...] = ()
+    depends_on: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Located YAML: compose nodes (which carry line numbers), then validate them against kinds
+# ---------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: specs are small, and aliases allow exponential blow-up."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not supported in specs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+@dataclass
+class _Ctx:
+    path: str
+    loader: _Loader
+    chains: frozenset[str] | None = None
+    spec_ids: frozenset[str] | None = None
+
+    def fail(self, node: yaml.Node, field_path: str, message: str) -> SpecError:
+        return SpecError(self.path, node.start_mark.line + 1, field_path, message)
+
+
+def _describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag.endswith(":null"):
+        return "nothing"
+    return repr(node.value)
+
+
+class Kind:
+    """One shape of value in the spec format: validates a located node, and describes itself as JSON Schema."""
+
+    description = ""
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> Any:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _scalar(self, ctx: _Ctx, node: yaml.Node, path: str, expected: str) -> yaml.ScalarNode:
+        if not isinstance(node, yaml.ScalarNode):
+            raise ctx.fail(node, path, f"expected {expected}, got {_describe(node)}")
+        if not node.tag.startswith("tag:yaml.org,2002:"):
+            raise ctx.fail(node, path, f"unsupported YAML tag {node.tag!r}; expected {expected}")
+        return node
+
+    def _construct(self, ctx: _Ctx, node: yaml.ScalarNode, path: str, expected: str) -> Any:
+        try:
+            return ctx.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
+            raise ctx.fail(node, path, f"expected {expected}: {exc}") from None
+
+    def _doc(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+
+class Text(Kind):
+    def __init__(self, description: str = "", pattern: re.Pattern[str] | None = None, what: str = "") -> None:
+        self.description = description
+        self.pattern = pattern
+        self.what = what or "a non-empty string"
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
+        scalar = self._scalar(ctx, node, path, self.what)
+        # The text as written: `symbol: NO` stays "NO" instead of YAML 1.1's False.
+        value = str(scalar.value).strip()
+        if not value or (scalar.style is None and scalar.tag.endswith(":null")):
+            raise ctx.fail(node, path, f"expected {self.what}, got nothing")
+        if len(value) > 10_000:
+            raise ctx.fail(node, path, "string is too long (more than 10000 characters)")
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise ctx.fail(node, path, f"expected {self.what}, got {value!r}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string", "minLength": 1}
+        if self.pattern is not None:
+            out["pattern"] = f"^{self.pattern.pattern}$"
+        return self._doc(out)
+
+
+class Url(Text):
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description, re.compile(r"https?://\S+"), "an http(s) URL")
+
+
+class Address(Kind):
+    def __init__(self, description: str = "") -> None:
+        self.description = description
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
+        # An unquoted 0x... is an int to YAML 1.1; the text as written is what the author meant.
+        scalar = self._scalar(ctx, node, path, "an address")
+        try:
+            return check_address(str(scalar.value).strip())
+        except ValueError as exc:
+            raise ctx.fail(node, path, f"{exc}, got {_describe(node)}") from None
+
+    def schema(self) -> dict[str, Any]:
+        return self._doc({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})
+
+
+class Ref(Text):
+    """A name that must exist elsewhere: a chain in the registry, or a spec id."""
+
+    def __init__(self, target: str, description: str = "") -> None:
+        pattern = SPEC_ID if target == "spec" else NAME_KEY
+        super().__init__(description, pattern, f"a {target} name")
+        self.target = target
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
+        value = super().load(ctx, node, path)
+        known = ctx.chains if self.target == "chain" else ctx.spec_ids
+        if known is not None and value not in known:
+            hint = difflib.get_close_matches(value, sorted(known), n=1)
+            where = "the registry" if self.target == "chain" else "protocols/"
+            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known)) or 'none'}"
+            raise ctx.fail(node, path, f"unknown {self.target} {value!r} (not in {where}){extra}")
+        return value
+
+
+class Number(Kind):
+    def __init__(
+        self,
+        description: str = "",
+        minimum: float | None = None,
+        maximum: float | None = None,
+        integer: bool = False,
+    ) -> None:
+        self.description = description
+        self.minimum = minimum
+        self.maximum = maximum
+        self.integer = integer
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> Any:
+        what = "an integer" if self.integer else "a number"
+        scalar = self._scalar(ctx, node, path, what)
+        value = self._construct(ctx, scalar, path, what)
+        allowed = (int,) if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ctx.fail(node, path, f"expected {what}, got {_describe(node)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ctx.fail(node, path, f"expected a finite number, got {value}")
+        if self.minimum is not None and value < self.minimum:
+            raise ctx.fail(node, path, f"expected {what} >= {self.minimum:g}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ctx.fail(node, path, f"expected {what} <= {self.maximum:g}, got {value}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer" if self.integer else "number"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return self._doc(out)
+
+
+class Boolean(Kind):
+    def __init__(self, description: str = "") -> None:
+        self.description = description
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> bool:
+        value = self._construct(ctx, self._scalar(ctx, node, path, "true or false"), path, "true or false")
+        if not isinstance(value, bool):
+            raise ctx.fail(node, path, f"expected true or false, got {_describe(node)}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return self._doc({"type": "boolean"})
+
+
+class Date(Kind):
+    def __init__(self, description: str = "") -> None:
+        self.description = description
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> dt.date:
+        what = "a date YYYY-MM-DD"
+        value = self._construct(ctx, self._scalar(ctx, node, path, what), path, what)
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ctx.fail(node, path, f"expected {what}, got {_describe(node)}") from None
+
+    def schema(self) -> dict[str, Any]:
+        return self._doc({"type": "string", "format": "date"})
+
+
+class Seq(Kind):
+    def __init__(
+        self,
+        item: Kind,
+        description: str = "",
+        min_items: int = 0,
+        unique_by: Callable[[Any], object] | None = None,
+    ) -> None:
+        self.item = item
+        self.description = description
+        self.min_items = min_items
+        self.unique_by = unique_by
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> tuple[Any, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise ctx.fail(node, path, f"expected a list, got {_describe(node)}")
+        if len(node.value) < self.min_items:
+            raise ctx.fail(node, path, f"expected at least {self.min_items} item(s), got {len(node.value)}")
+        items: list[Any] = []
+        seen: dict[object, int] = {}
+        for index, child in enumerate(node.value):
+            item_path = f"{path}[{index}]"
+            value = self.item.load(ctx, child, item_path)
+            if self.unique_by is not None:
+                key = self.unique_by(value)
+                if key in seen:
+                    raise ctx.fail(child, item_path, f"duplicate of {path}[{seen[key]}]")
+                seen[key] = index
+            items.append(value)
+        return tuple(items)
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "array", "items": self.item.schema()}
+        if self.min_items:
+            out["minItems"] = self.min_items
+        return self._doc(out)
+
+
+def _mapping_items(ctx: _Ctx, node: yaml.Node, path: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    """The (key, key node, value node) pairs of a mapping, refusing non-string and duplicate keys."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.fail(node, path, f"expected a mapping, got {_describe(node)}")
+    seen: dict[str, int] = {}
+    items: list[tuple[str, yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            raise ctx.fail(key_node, path, "keys must be plain names")
+        key = str(key_node.value)
+        key_path = f"{path}.{key}" if path else key
+        if key in seen:
+            raise ctx.fail(key_node, key_path, f"duplicate key (first defined on line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+        items.append((key, key_node, value_node))
+    return items
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: Kind
+    required: bool = False
+    default: Any = None
+
+
+class Obj(Kind):
+    """A mapping with a fixed set of keys; unknown keys are errors so that typos never drop a claim."""
+
+    def __init__(
+        self, fields: dict[str, Field], build: Callable[..., Any] | None = None, description: str = ""
+    ) -> None:
+        self.fields = fields
+        self.build = build
+        self.description = description
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> Any:
+        values: dict[str, Any] = {}
+        for key, key_node, value_node in _mapping_items(ctx, node, path):
+            key_path = f"{path}.{key}" if path else key
+            if key not in self.fields:
+                hint = difflib.get_close_matches(key, list(self.fields), n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(self.fields)}"
+                raise ctx.fail(key_node, key_path, f"unknown key{extra}")
+            values[key] = self.fields[key].kind.load(ctx, value_node, key_path)
+        for key, spec_field in self.fields.items():
+            if key not in values:
+                if spec_field.required:
+                    key_path = f"{path}.{key}" if path else key
+                    raise ctx.fail(node, key_path, "required field is missing")
+                if spec_field.default is not None:
+                    values[key] = spec_field.default
+        return self.build(**values) if self.build is not None else values
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {key: f.kind.schema() for key, f in self.fields.items()},
+        }
+        required = [key for key, f in self.fields.items() if f.required]
+        if required:
+            out["required"] = required
+        return self._doc(out)
+
+
+class MapOf(Kind):
+    """A mapping from names (checked by `key`) to values of one kind; `build(key, value)` makes each entry."""
+
+    def __init__(
+        self,
+        key: Text,
+        value: Kind,
+        build: Callable[[str, Any], Any] | None = None,
+        description: str = "",
+        min_items: int = 0,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.build = build
+        self.description = description
+        self.min_items = min_items
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        items = _mapping_items(ctx, node, path)
+        if len(items) < self.min_items:
+            raise ctx.fail(node, path, f"expected at least {self.min_items} entry(ies)")
+        for _key, key_node, value_node in items:
+            key = self.key.load(ctx, key_node, path)
+            key_path = f"{path}.{key}" if path else key
+            value = self.value.load(ctx, value_node, key_path)
+            out[key] = self.build(key, value) if self.build is not None else value
+        return out
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "object", "additionalProperties": self.value.schema()}
+        if self.key.pattern is not None:
+            out["propertyNames"] = {"pattern": f"^{self.key.pattern.pattern}$"}
+        return self._doc(out)
+
+
+class PriceKind(Kind):
+    description = "`par` (worth 1 USD) or {feed: ADDRESS} for a Chainlink-style AggregatorV3 feed"
+    _feed = Obj(
+        {
+            "feed": Field(Address("AggregatorV3 feed reporting the USD price"), required=True),
+            "heartbeat_s": Field(Number("a price older than this is stale", minimum=1, integer=True)),
+        },
+        build=Price,
+    )
+
+    def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> Price:
+        if isinstance(node, yaml.ScalarNode):
+            if node.value != "par":
+                raise ctx.fail(node, path, f"expected `par` or {{feed: ADDRESS}}, got {_describe(node)}")
+            return Price()
+        price: Price = self._feed.load(ctx, node, path)
+        return price
+
+    def schema(self) -> dict[str, Any]:
+        return self._doc({"oneOf": [{"const": "par"}, self._feed.schema()]})
+
+
+# ---------------------------------------------------------------------------------------------
+# The formats
+# ---------------------------------------------------------------------------------------------
+
+_CHAIN = Ref("chain", "a chain name from the registry")
+_ADDRESS = Address()
+
+
+def _holder(label_required: bool, description: str) -> Obj:
+    return Obj(
+        {
+            "chain": Field(_CHAIN, required=True),
+            "address": Field(_ADDRESS, required=True),
+            "label": Field(Text("what this address is, shown in reports"), required=label_required),
+        },
+        build=Holder,
+        description=description,
+    )
+
+
+def _chain_address(value: Any) -> object:
+    return (value.chain, value.address)
+
+
+SPEC_FORMAT = Obj(
+    {
+        "id": Field(Text("equals the file name without .yaml", SPEC_ID, "a lower-case id"), required=True),
+        "name": Field(Text("human name of the issued token"), required=True),
+        "token": Field(
+            Obj(
+                {
+                    "symbol": Field(Text("ticker", SYMBOL_KEY, "a token symbol"), required=True),
+                    "par_usd": Field(
+                        Number("what one token claims to be worth, in USD", minimum=0, maximum=1e12),
+                        default=1.0,
+                    ),
+                    "deployments": Field(
+                        Seq(
+                            Obj(
+                                {
+                                    "chain": Field(_CHAIN, required=True),
+                                    "address": Field(_ADDRESS, required=True),
+                                    "bridged": Field(
+                                        Boolean("a bridged copy, backed by canonical tokens in escrow")
+                                    ),
+                                },
+                                build=Deployment,
+                            ),
+                            "every chain where the token has supply",
+                            min_items=1,
+                            unique_by=_chain_address,
+                        ),
+                        required=True,
+                    ),
+                    "escrow": Field(
+                        Seq(
+                            _holder(False, "holder of canonical tokens that back bridged copies"),
+                            unique_by=_chain_address,
+                        )
+                    ),
+                },
+                build=Token,
+            ),
+            required=True,
+        ),
+        "accounts": Field(
+            Seq(
+                _holder(True, "an address the issuer controls"),
+                "the issuer's balance sheet",
+                unique_by=_chain_address,
+            )
+        ),
+        "claims": Field(
+            Obj(
+                {
+                    "as_of": Field(Date("date of the claim")),
+                    "assets_usd": Field(Number("assets the issuer claims, USD", minimum=0)),
+                    "apy": Field(Number("claimed yield, as a fraction (0.18 = 18%)", minimum=0, maximum=100)),
+                    "strategies": Field(Seq(Text(), "strategies the issuer says it runs")),
+                    "sources": Field(Seq(Url(), "where the claims were published")),
+                },
+                build=Claims,
+                description="what the issuer says publicly",
+            )
+        ),
+        "offchain": Field(
+            Seq(
+                Obj(
+                    {
+                        "label": Field(Text(), required=True),
+                        "usd": Field(Number(minimum=0), required=True),
+                    },
+                    build=Offchain,
+                ),
+                "assets claimed to exist off-chain: listed, never counted as verifiable",
+            )
+        ),
+        "depends_on": Field(
+            Seq(Ref("spec", "a spec id in protocols/"), "tokens this one holds", unique_by=lambda v: v)
+        ),
+    },
+    description="A token spec of the reserve auditor: one issued token, its accounts and its claims.",
+)
+
+
+def _asset_map(chain: str, assets: dict[str, Any]) -> dict[str, Asset]:
+    return {symbol: Asset(chain=chain, symbol=symbol, **fields) for symbol, fields in assets.items()}
+
+
+def _venue_map(name: str, per_chain: dict[str, Any]) -> dict[str, Venue]:
+    return {chain: Venue(name=name, chain=chain, **fields) for chain, fields in per_chain.items()}
+
+
+_CHAINS = MapOf(
+    Text(pattern=NAME_KEY, what="a chain name"),
+    Obj(
+        {
+            "chain_id": Field(Number("EIP-155 chain id", minimum=1, integer=True), required=True),
+            "multicall3": Field(Address("Multicall3 address, if not the canonical one")),
+            "log_span": Field(Number("largest eth_getLogs block range to ask for", minimum=1, integer=True)),
+        }
+    ),
+    build=lambda name, fields: Chain(name=name, **fields),
+    description="chain name -> chain id",
+    min_items=1,
+)
+
+REGISTRY_FORMAT = Obj(
+    {
+        "chains": Field(_CHAINS, required=True),
+        "assets": Field(
+            MapOf(
+                _CHAIN,
+                MapOf(
+                    Text(pattern=SYMBOL_KEY, what="a token symbol"),
+                    Obj(
+                        {
+                            "address": Field(_ADDRESS, required=True),
+                            "decimals": Field(Number(minimum=0, maximum=36, integer=True), required=True),
+                            "price": Field(PriceKind(), required=True),
+                        }
+                    ),
+                ),
+                build=_asset_map,
+                description="hard assets per chain: symbol -> address, decimals, price",
+            ),
+            default={},
+        ),
+        "venues": Field(
+            MapOf(
+                Text(pattern=NAME_KEY, what="a venue name"),
+                MapOf(
+                    _CHAIN,
+                    Obj(
+                        {
+                            "address": Field(_ADDRESS, required=True),
+                            "from_block": Field(
+                                Number("deployment block: event scans start here", minimum=0, integer=True),
+                                required=True,
+                            ),
+                        }
+                    ),
+                ),
+                build=_venue_map,
+                description="lending venues: name -> chain -> address and deployment block",
+            ),
+            default={},
+        ),
+    },
+    description="The registry of the reserve auditor: chains, hard assets and venues.",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _compose(path: Path) -> tuple[_Ctx, yaml.Node]:
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(shown, 1, "", f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(shown, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(shown, line, "", "file is not valid UTF-8") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(shown, line, "", f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(shown, 1, "", f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise SpecError(shown, 1, "", "invalid YAML: nesting is too deep") from None
+    if node is None:
+        raise SpecError(shown, 1, "", "the file is empty: expected a mapping")
+    return _Ctx(shown, loader), node
+
+
+def _validate(ctx: _Ctx, kind: Kind, node: yaml.Node) -> Any:
+    try:
+        return kind.load(ctx, node, "")
+    except RecursionError:
+        raise SpecError(ctx.path, 1, "", "nesting is too deep") from None
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Load `registry.yaml`: chains first, so that per-chain sections can be checked against them."""
+    path = Path(path)
+    ctx, node = _compose(path)
+    chains_node = next(
+        (v for k, _kn, v in _mapping_items(ctx, node, "") if k == "chains"),
+        None,
+    )
+    if chains_node is not None:
+        chains = _CHAINS.load(ctx, chains_node, "chains")
+        ctx.chains = frozenset(chains)
+    values = _validate(ctx, REGISTRY_FORMAT, node)
+    return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues")})
+
+
+def spec_ids_near(paths: Iterable[Path]) -> frozenset[str]:
+    """Ids of every spec beside the given ones (their folders), for checking depends_on."""
+    ids: set[str] = set()
+    for folder in {p.parent for p in paths}:
+        ids.update(p.stem for p in folder.glob("*.yaml") if p.name != REGISTRY_FILE)
+    ids.update(p.stem for p in paths)
+    return frozenset(ids)
+
+
+def load_spec(path: str | Path, registry: Registry, spec_ids: frozenset[str] | None = None) -> Spec:
+    """Load one spec; `spec_ids` are the ids depends_on may name (default: the specs beside it)."""
+    path = Path(path)
+    ctx, node = _compose(path)
+    ctx.chains = frozenset(registry.chains)
+    ctx.spec_ids = spec_ids if spec_ids is not None else spec_ids_near([path])
+    values = _validate(ctx, SPEC_FORMAT, node)
+    if values["id"] != path.stem:
+        id_line = next(kn.start_mark.line + 1 for k, kn, _v in _mapping_items(ctx, node, "") if k == "id")
+        raise SpecError(ctx.path, id_line, "id", f"must equal the file name {path.stem!r}, got {values['id']!r}")
+    return Spec(path=ctx.path, **values)
+
+
+def spec_paths(paths: Sequence[str | Path], default_dir: str | Path = "protocols") -> list[Path]:
+    """Expand CLI arguments (files or folders; none means the default folder) into spec files."""
+    targets = [Path(p) for p in paths] or [Path(default_dir)]
+    out: list[Path] = []
+    for target in targets:
+        if target.is_dir():
+            out.extend(sorted(p for p in target.glob("*.yaml") if p.name != REGISTRY_FILE))
+        else:
+            out.append(target)
+    return out
+
+
+def json_schema(kind: Kind = SPEC_FORMAT, title: str = "reserve-auditor token spec") -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **kind.schema()}
