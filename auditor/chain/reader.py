@@ -1,0 +1,468 @@
+"""One client per chain: chain-id check, pinned block, batched contract reads through Multicall3, log scans."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditor.chain.abi import decode_values, encode_call
+from auditor.chain.cache import SqliteCache
+from auditor.chain.evidence import Bundle, RecordingLayer, ReplayLayer
+from auditor.chain.multicall import MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
+from auditor.chain.rpc import (
+    CachingLayer,
+    Call,
+    ChainError,
+    ConfigError,
+    HttpTransport,
+    Layer,
+    PayloadTooLarge,
+    Response,
+    RetryPolicy,
+    Stats,
+    error_text,
+    is_error,
+)
+
+DEFAULT_CHUNK = 1000  # reads per aggregate3 call: ~2000 works on anvil, 5000 does not (EVM-LAB.md)
+DEFAULT_BATCH_CHARS = 1_000_000  # request body budget; anvil refuses bodies over 2 MB
+DEFAULT_LOG_SPAN = 100_000
+RUNTIME_HEX = Path(__file__).parent.parent / "lab" / "multicall3_runtime.hex"
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ReorgError(ChainError):
+    """The pinned block's hash changed during the audit: every read may be from a chain that no longer exists."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    chain: str
+    chain_id: int
+    number: int
+    hash: str
+    timestamp: int
+
+    @property
+    def tag(self) -> str:
+        return hex(self.number)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "chain_id": self.chain_id,
+            "number": self.number,
+            "hash": self.hash,
+            "timestamp": self.timestamp,
+            "time": dt.datetime.fromtimestamp(self.timestamp, dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+
+
+@dataclass(frozen=True)
+class Read:
+    """A contract read: target, function signature, arguments and return types (eth-abi type strings)."""
+
+    target: str
+    signature: str
+    args: tuple[Any, ...] = ()
+    returns: tuple[str, ...] = ("uint256",)
+    data: bytes = field(default=b"", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            object.__setattr__(self, "data", encode_call(self.signature, *self.args))
+
+    def describe(self) -> str:
+        args = ", ".join(str(a) for a in self.args)
+        return f"{self.target}.{self.signature.split('(')[0]}({args})"
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    read: Read
+    ok: bool
+    value: tuple[Any, ...] = ()
+    error: str = ""
+
+    @property
+    def one(self) -> Any:
+        return self.value[0]
+
+
+@dataclass(frozen=True)
+class Log:
+    address: str
+    topics: tuple[str, ...]
+    data: bytes
+    block_number: int
+    log_index: int
+    tx_hash: str
+    block_hash: str
+
+
+def _hex(value: int) -> str:
+    return hex(value)
+
+
+class ChainClient:
+    """Every read of one chain in an audit goes through here, at one pinned block."""
+
+    def __init__(
+        self,
+        chain: str,
+        expected_chain_id: int,
+        wire: Layer,
+        stats: Stats,
+        *,
+        cache: SqliteCache | None = None,
+        record: Bundle | None = None,
+        multicall: str = MULTICALL3_ADDRESS,
+        log_span: int = DEFAULT_LOG_SPAN,
+        chunk_size: int = DEFAULT_CHUNK,
+        batch_chars: int = DEFAULT_BATCH_CHARS,
+    ) -> None:
+        self.chain = chain
+        self.expected_chain_id = expected_chain_id
+        self.stats = stats
+        self.wire = wire
+        self.cache = cache
+        self._cached: Layer = wire
+        self.layer: Layer = RecordingLayer(_Forward(self), record, chain) if record is not None else _Forward(self)
+        self.multicall = multicall
+        self.log_span = log_span
+        self.chunk_size = chunk_size
+        self.batch_chars = batch_chars
+        self.mode: str | None = None
+        self._pin: Pin | None = None
+
+    # -------------------------------------------------------------- connection and pin
+
+    def _one(self, call: Call) -> Any:
+        answer = self.layer.send([call])[0]
+        if is_error(answer):
+            raise ChainError(self.chain, call.method, call.block, error_text(answer))
+        return answer["result"]
+
+    def check_chain_id(self) -> None:
+        result = self._one(Call("eth_chainId"))
+        actual = int(result, 16)
+        if actual != self.expected_chain_id:
+            raise ConfigError(
+                f"{self.chain}: the node reports chain id {actual}, but the registry says {self.chain} is "
+                f"{self.expected_chain_id}: wrong RPC URL for this chain?"
+            )
+
+    def _block(self, tag: str) -> dict[str, Any] | None:
+        block = self._one(Call("eth_getBlockByNumber", (tag, False)))
+        return block if isinstance(block, dict) else None
+
+    def pin(self, block: str | int | None = None, at: dt.datetime | None = None) -> Pin:
+        """Fix the block every read of this audit happens at: a number, a tag, or the last block at a time."""
+        if at is not None:
+            number = self._block_at(at)
+            tag = _hex(number)
+        elif block is None or isinstance(block, int):
+            tag = "latest" if block is None else _hex(block)
+        else:
+            tag = block
+        header = self._block(tag)
+        if header is None:
+            head = self._block("latest")
+            head_number = int(head["number"], 16) if head else "unknown"
+            raise ConfigError(f"{self.chain}: block {block} does not exist (the chain head is {head_number})")
+        pin = Pin(self.chain, self.expected_chain_id, int(header["number"], 16), header["hash"],
+                  int(header["timestamp"], 16))
+        self._pin = pin
+        if self.cache is not None:
+            self._cached = CachingLayer(self.wire, self.cache, f"{pin.chain_id}:{pin.hash}", self.stats)
+        return pin
+
+    @property
+    def pinned(self) -> Pin:
+        if self._pin is None:
+            raise RuntimeError(f"{self.chain}: read before the block was pinned")
+        return self._pin
+
+    def check_pin(self) -> None:
+        """Fail if the pinned block was reorged away while we read (its hash changed)."""
+        pin = self.pinned
+        header = self._block(pin.tag)
+        now = header["hash"] if header else None
+        if now != pin.hash:
+            raise ReorgError(
+                self.chain, "eth_getBlockByNumber", str(pin.number),
+                f"the pinned block was reorged (hash {pin.hash} is now {now}); re-run the audit",
+            )
+
+    def _block_at(self, when: dt.datetime) -> int:
+        """Last block with timestamp <= when, by a 16-way search: ~6 batched round trips on mainnet."""
+        target = int(when.timestamp())
+        head = self._block("latest")
+        if head is None:
+            raise ChainError(self.chain, "eth_getBlockByNumber", "latest", "the node returned no head block")
+        lo, hi = 0, int(head["number"], 16)
+        if int(head["timestamp"], 16) <= target:
+            return hi
+        genesis = self._block("0x0")
+        if genesis is None or int(genesis["timestamp"], 16) > target:
+            raise ConfigError(f"{self.chain}: {when.isoformat()} is before the chain's first block")
+        while hi - lo > 1:  # invariant: ts(lo) <= target < ts(hi)
+            step = max(1, (hi - lo) // 16)
+            probes = list(range(lo + step, hi, step))[:16]
+            answers = self.layer.send([Call("eth_getBlockByNumber", (_hex(n), False)) for n in probes])
+            for number, answer in zip(probes, answers, strict=True):
+                if is_error(answer) or not answer.get("result"):
+                    raise ChainError(self.chain, "eth_getBlockByNumber", str(number), error_text(answer))
+                if int(answer["result"]["timestamp"], 16) <= target:
+                    lo = number
+                else:
+                    hi = number
+                    break
+        return lo
+
+    # -------------------------------------------------------------- contract reads
+
+    def _detect_mode(self) -> str:
+        code = self._one(Call("eth_getCode", (self.multicall, self.pinned.tag)))
+        if code not in ("0x", "", None):
+            return "multicall"
+        # No Multicall3 at this block (new chain, or before its deployment): lend it the code for
+        # the duration of the call with a state override, where the node supports overrides.
+        probe = self.layer.send([self._aggregate_call([], override=True)])[0]
+        return "override" if not is_error(probe) else "direct"
+
+    def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None) -> Call:
+        data = encode_aggregate3([(r.target, True, r.data) for r in reads])
+        params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()}, self.pinned.tag)
+        if override if override is not None else self.mode == "override":
+            params = (*params, {self.multicall: {"code": RUNTIME_HEX.read_text().strip()}})
+        return Call("eth_call", params)
+
+    def read(self, reads: Sequence[Read], progress: ProgressFn | None = None) -> list[ReadResult]:
+        """Answer every read at the pin; a read that reverts is marked failed, the others are unaffected."""
+        if self.mode is None:
+            self.mode = self._detect_mode()
+        self.stats.reads += len(reads)
+        results: list[ReadResult | None] = [None] * len(reads)
+        if self.mode == "direct":
+            self._read_direct(reads, results)
+        else:
+            self._read_multicall(reads, results, progress)
+        return [r for r in results if r is not None]
+
+    def _read_multicall(
+        self, reads: Sequence[Read], results: list[ReadResult | None], progress: ProgressFn | None
+    ) -> None:
+        pending: list[tuple[int, Sequence[Read]]] = [
+            (start, reads[start : start + self.chunk_size]) for start in range(0, len(reads), self.chunk_size)
+        ]
+        done = 0
+        while pending:
+            batch: list[tuple[int, Sequence[Read]]] = []
+            size = 0
+            while pending and (not batch or size + _chars(pending[0][1]) <= self.batch_chars):
+                item = pending.pop(0)
+                batch.append(item)
+                size += _chars(item[1])
+            try:
+                answers = self.layer.send([self._aggregate_call(chunk) for _, chunk in batch])
+            except PayloadTooLarge:
+                # Shrink the body budget for the rest of the audit; a single chunk is bisected below.
+                pending[:0] = batch
+                self.batch_chars = max(1, size // 2)
+                if len(batch) > 1:
+                    continue
+                pending.pop(0)
+                answers = [{"error": {"message": "request body too large"}}]
+            for (start, chunk), answer in zip(batch, answers, strict=True):
+                if is_error(answer):
+                    if len(chunk) > 1:
+                        # too big, out of gas, or one read that breaks the whole call: bisect
+                        half = len(chunk) // 2
+                        pending[:0] = [(start, chunk[:half]), (start + half, chunk[half:])]
+                        continue
+                    results[start] = ReadResult(chunk[0], False, error=error_text(answer))
+                    done += 1
+                    continue
+                for offset, (read, (success, raw)) in enumerate(
+                    zip(chunk, decode_aggregate3(bytes.fromhex(answer["result"][2:])), strict=True)
+                ):
+                    results[start + offset] = _decoded(read, success, raw)
+                done += len(chunk)
+            if progress is not None:
+                progress(done, len(reads))
+
+    def _read_direct(self, reads: Sequence[Read], results: list[ReadResult | None]) -> None:
+        step = 200
+        for start in range(0, len(reads), step):
+            chunk = reads[start : start + step]
+            calls = [
+                Call("eth_call", ({"to": r.target, "data": "0x" + r.data.hex()}, self.pinned.tag)) for r in chunk
+            ]
+            for offset, (read, answer) in enumerate(zip(chunk, self.layer.send(calls), strict=True)):
+                if is_error(answer):
+                    results[start + offset] = ReadResult(read, False, error=error_text(answer))
+                else:
+                    results[start + offset] = _decoded(read, True, bytes.fromhex(answer["result"][2:]))
+
+    # -------------------------------------------------------------- logs
+
+    def scan_logs(
+        self,
+        addresses: Sequence[str] | None,
+        topics: Sequence[str | Sequence[str] | None],
+        from_block: int,
+        to_block: int,
+        progress: ProgressFn | None = None,
+    ) -> Iterator[Log]:
+        """Stream matching logs in (block, index) order, splitting the range whenever the node refuses it."""
+        head = self.pinned.number
+        if from_block < 0 or to_block < from_block:
+            raise ConfigError(f"{self.chain}: empty block window {from_block}..{to_block}")
+        if to_block > head:
+            raise ConfigError(f"{self.chain}: window ends at {to_block}, beyond the pinned block {head}")
+        span = self.log_span
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + span - 1)
+            window: dict[str, Any] = {"fromBlock": _hex(start), "toBlock": _hex(end), "topics": list(topics)}
+            if addresses:
+                window["address"] = list(addresses)
+            call = Call("eth_getLogs", (window,))
+            answer = self.layer.send([call])[0]
+            if is_error(answer):
+                smaller = _next_span(error_text(answer), start, end)
+                if smaller is None:
+                    raise ChainError(self.chain, "eth_getLogs", call.block, error_text(answer))
+                span = smaller
+                continue
+            logs = answer["result"] or []
+            for item in logs:
+                yield _log(item)
+            start = end + 1
+            if progress is not None:
+                progress(start - from_block, to_block - from_block + 1)
+            if len(logs) < 2_000 and span < self.log_span:
+                span = min(self.log_span, span * 2)  # grow back after a dense stretch
+
+
+class _Forward:
+    """The cache is chosen once the pin is known; the recorder wraps whatever is current."""
+
+    def __init__(self, client: ChainClient) -> None:
+        self.client = client
+
+    def send(self, calls: Sequence[Call]) -> list[Response]:
+        return self.client._cached.send(calls)
+
+
+def _chars(reads: Sequence[Read]) -> int:
+    return sum(2 * len(r.data) + 200 for r in reads)
+
+
+def _decoded(read: Read, success: bool, raw: bytes) -> ReadResult:
+    if not success:
+        return ReadResult(read, False, error="reverted" + (f" (0x{raw[:68].hex()})" if raw else ""))
+    try:
+        return ReadResult(read, True, decode_values(read.returns, raw))
+    except Exception as exc:  # eth-abi raises several unrelated types for short or malformed data
+        return ReadResult(read, False, error=f"undecodable return ({type(exc).__name__}: {len(raw)} bytes)")
+
+
+_SUGGESTED_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+_MAX_RANGE = re.compile(r"(?:range|limit(?:ed)?|maximum|max)\D{0,30}?(\d{2,})", re.IGNORECASE)
+_TOO_MUCH = re.compile(
+    r"too (?:many|large|wide|big)|exceed|limit|response size|range|timeout|timed out", re.IGNORECASE
+)
+
+
+def _next_span(message: str, start: int, end: int) -> int | None:
+    """The block span to try next after a refused eth_getLogs, or None if the error is not about size."""
+    current = end - start + 1
+    suggested = _SUGGESTED_RANGE.search(message)
+    if suggested:
+        low, high = int(suggested.group(1), 16), int(suggested.group(2), 16)
+        if low == start and start <= high < end:
+            return high - low + 1
+    limit = _MAX_RANGE.search(message)
+    if limit and 0 < int(limit.group(1)) < current:
+        return int(limit.group(1))
+    if _TOO_MUCH.search(message) and current > 1:
+        return current // 2
+    return None
+
+
+def _log(item: Mapping[str, Any]) -> Log:
+    return Log(
+        address=item["address"],
+        topics=tuple(item["topics"]),
+        data=bytes.fromhex(item["data"][2:]),
+        block_number=int(item["blockNumber"], 16),
+        log_index=int(item["logIndex"], 16),
+        tx_hash=item["transactionHash"],
+        block_hash=item["blockHash"],
+    )
+
+
+# ------------------------------------------------------------------ connecting an audit's chains
+
+
+@dataclass
+class ConnectOptions:
+    rpc: Mapping[str, str] = field(default_factory=dict)
+    blocks: Mapping[str, str | int] = field(default_factory=dict)
+    at: dt.datetime | None = None
+    use_cache: bool = True
+    record: Bundle | None = None
+    replay: Bundle | None = None
+    retry: RetryPolicy | None = None
+
+
+def rpc_url(chain: str, given: Mapping[str, str]) -> str:
+    """--rpc CHAIN=URL, else AUDITOR_RPC_<CHAIN>, else ETH_RPC_URL for ethereum (as foundry does)."""
+    if chain in given:
+        return given[chain]
+    url = os.environ.get(f"AUDITOR_RPC_{chain.upper().replace('-', '_')}")
+    if not url and chain == "ethereum":
+        url = os.environ.get("ETH_RPC_URL")
+    if not url:
+        raise ConfigError(
+            f"no RPC URL for chain {chain!r}: pass --rpc {chain}=URL or set AUDITOR_RPC_{chain.upper()}"
+        )
+    return url
+
+
+def connect(
+    chains: Mapping[str, Any], options: ConnectOptions, cache: SqliteCache | None = None
+) -> dict[str, ChainClient]:
+    """A pinned, chain-id-checked client per chain. `chains` maps name -> registry Chain."""
+    clients: dict[str, ChainClient] = {}
+    if options.use_cache and options.replay is None and cache is None:
+        cache = SqliteCache()
+    for name, chain in chains.items():
+        stats = Stats()
+        wire: Layer
+        if options.replay is not None:
+            wire = ReplayLayer(options.replay, name)
+        else:
+            wire = HttpTransport(name, rpc_url(name, options.rpc), stats, options.retry or RetryPolicy.from_env())
+        client = ChainClient(
+            name,
+            chain.chain_id,
+            wire,
+            stats,
+            cache=cache if options.replay is None and options.use_cache else None,
+            record=options.record,
+            multicall=chain.multicall3 or MULTICALL3_ADDRESS,
+            log_span=chain.log_span or DEFAULT_LOG_SPAN,
+        )
+        client.check_chain_id()
+        client.pin(options.blocks.get(name), options.at)
+        clients[name] = client
+    return clients

@@ -1,0 +1,1 @@
+"""Tests of the reserve auditor, against real anvil nodes."""

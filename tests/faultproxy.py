@@ -1,0 +1,149 @@
+"""A loopback JSON-RPC proxy in front of anvil that injects provider faults, bounded in count and time."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("drop", "delay", "429", "500", "truncate", "wrong_ids", "413")
+
+
+@dataclass
+class ProxyState:
+    upstream: str
+    faults: list[str] = field(default_factory=list)  # consumed one per request, in order
+    delay_s: float = 1.5
+    retry_after_s: str = "0"
+    max_body: int | None = None  # 413 for larger request bodies
+    max_log_span: int | None = None  # refuse eth_getLogs over wider ranges, like hosted providers
+    log_error_style: str = "alchemy"
+    refuse_overrides: bool = False
+    methods: Counter[str] = field(default_factory=Counter)
+    http_requests: int = 0
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _forward(upstream: str, body: bytes) -> bytes:
+    request = urllib.request.Request(upstream, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (loopback anvil)
+        data: bytes = reply.read()
+        return data
+
+
+def _log_error(state: ProxyState, request: dict[str, Any]) -> dict[str, Any] | None:
+    if request.get("method") != "eth_getLogs" or state.max_log_span is None:
+        return None
+    window = request["params"][0]
+    start, end = int(window["fromBlock"], 16), int(window["toBlock"], 16)
+    if end - start + 1 <= state.max_log_span:
+        return None
+    if state.log_error_style == "alchemy":
+        suggestion = f"[{hex(start)}, {hex(start + state.max_log_span - 1)}]"
+        message = f"Log response size exceeded. Based on your parameters, this block range should work: {suggestion}"
+    elif state.log_error_style == "limit":
+        message = f"eth_getLogs is limited to a {state.max_log_span} range"
+    else:
+        message = "query exceeds max results, please narrow the range"
+    return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32602, "message": message}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        return
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        payload = json.loads(body)
+        requests = payload if isinstance(payload, list) else [payload]
+        with state.lock:
+            state.http_requests += 1
+            for request in requests:
+                state.methods[request.get("method", "?")] += 1
+            fault = state.faults.pop(0) if state.faults else None
+            if fault:
+                state.faults_injected[fault] += 1
+        if state.max_body is not None and len(body) > state.max_body:
+            self._reply(413, b'{"error":"request body too large"}')
+            return
+        if fault == "drop":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault == "delay":
+            time.sleep(state.delay_s)
+        if fault == "429":
+            self._reply(429, b'{"error":"rate limited"}', {"Retry-After": state.retry_after_s})
+            return
+        if fault == "500":
+            self._reply(500, b"internal error")
+            return
+        if fault == "413":
+            self._reply(413, b'{"error":"request body too large"}')
+            return
+        if state.refuse_overrides and any(
+            r.get("method") == "eth_call" and len(r.get("params", [])) > 2 for r in requests
+        ):
+            errors = [{"jsonrpc": "2.0", "id": r.get("id"), "error": {"code": -32602, "message": "too many params"}}
+                      for r in requests]
+            self._reply(200, json.dumps(errors if isinstance(payload, list) else errors[0]).encode())
+            return
+        refusals = [_log_error(state, r) for r in requests]
+        if any(refusals):
+            answers = [refusal or json.loads(_forward(state.upstream, json.dumps(r).encode()))
+                       for r, refusal in zip(requests, refusals, strict=True)]
+            self._reply(200, json.dumps(answers if isinstance(payload, list) else answers[0]).encode())
+            return
+        upstream = _forward(state.upstream, body)
+        if fault == "truncate":
+            self._reply(200, upstream[: max(1, len(upstream) // 2)])
+            return
+        if fault == "wrong_ids":
+            answer = json.loads(upstream)
+            for item in answer if isinstance(answer, list) else [answer]:
+                item["id"] = 10_000 + int(item.get("id") or 0)
+            self._reply(200, json.dumps(answer).encode())
+            return
+        self._reply(200, upstream)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: ProxyState
+
+
+class FaultProxy:
+    """Context manager: `with FaultProxy(anvil_url) as proxy: proxy.url, proxy.state`."""
+
+    def __init__(self, upstream: str, **options: Any) -> None:
+        self.state = ProxyState(upstream=upstream, **options)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.state = self.state
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
