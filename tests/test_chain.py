@@ -254,8 +254,12 @@ def test_log_scan_splits_refused_ranges_and_streams_in_order(chain: Lab) -> None
     for style in ("alchemy", "limit", "generic"):
         with FaultProxy(chain.url, max_log_span=7, log_error_style=style) as proxy:
             seen: list[tuple[int, int]] = []
-            logs = list(client_for(proxy.url, log_span=1000).scan_logs(
-                [chain.usdc.address], topics, 0, head, progress=lambda d, t: seen.append((d, t))))
+
+            def progress(done: int, total: int, seen: list[tuple[int, int]] = seen) -> None:
+                seen.append((done, total))
+
+            scanner = client_for(proxy.url, log_span=1000)
+            logs = list(scanner.scan_logs([chain.usdc.address], topics, 0, head, progress=progress))
             assert logs == clean, style
             assert seen[-1] == (head + 1, head + 1)
 
