@@ -349,3 +349,24 @@ def test_cli_errors_exit_cleanly(lab: Lab, tmp_path: Path) -> None:
                                    str(tmp_path / "nope.gz")])
     assert missing.exit_code == 2
     assert "not a readable evidence bundle" in missing.output
+
+
+def test_event_decoder_fast_path_agrees_with_eth_abi() -> None:
+    from eth_abi.abi import encode
+
+    from auditor.chain.abi import EventDecoder
+
+    static = EventDecoder("Borrow(bytes32 indexed id,address caller,address indexed onBehalf,uint256 assets,int256 d)")
+    general = EventDecoder("Note(bytes32 indexed id,address caller,string memo)")
+    sender = "0x1597E4B7cF6D2877A1d690b6088668afDb045763"
+    topics = (static.topic, "0x" + "ab" * 32, "0x" + "00" * 12 + sender[2:].lower())
+    data = encode(["address", "uint256", "int256"], [sender, 5 * 10**6, -3])
+    assert static.decode(topics, data) == {
+        "id": bytes.fromhex("ab" * 32), "caller": sender, "onBehalf": sender, "assets": 5 * 10**6, "d": -3,
+    }
+    memo = general.decode((general.topic, "0x" + "ab" * 32), encode(["address", "string"], [sender, "<b>"]))
+    assert memo == {"id": bytes.fromhex("ab" * 32), "caller": sender, "memo": "<b>"}
+    with pytest.raises(ValueError, match="malformed"):
+        static.decode(topics, data[:40])
+    with pytest.raises(ValueError, match="not a Borrow log"):
+        static.decode((general.topic,), data)

@@ -31,8 +31,10 @@ from auditor.chain.rpc import (
 
 DEFAULT_CHUNK = 1000  # reads per aggregate3 call: ~2000 works on anvil, 5000 does not (EVM-LAB.md)
 DEFAULT_BATCH_CHARS = 1_000_000  # request body budget; anvil refuses bodies over 2 MB
-DEFAULT_LOG_SPAN = 100_000
-RUNTIME_HEX = Path(__file__).parent.parent / "lab" / "multicall3_runtime.hex"
+DEFAULT_LOG_SPAN = 100_000  # widest eth_getLogs window; sparse ranges grow to it
+FIRST_LOG_SPAN = 128  # start small: a dense first window would hold the whole answer in memory
+TARGET_LOGS_PER_WINDOW = 10_000  # keeps each answer (and so peak memory) bounded, as providers do
+RUNTIME_HEX = Path(__file__).with_name("multicall3_runtime.hex")  # our Multicall3 (auditor/lab/contracts)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -327,7 +329,7 @@ class ChainClient:
             raise ConfigError(f"{self.chain}: empty block window {from_block}..{to_block}")
         if to_block > head:
             raise ConfigError(f"{self.chain}: window ends at {to_block}, beyond the pinned block {head}")
-        span = self.log_span
+        span = min(self.log_span, FIRST_LOG_SPAN)
         start = from_block
         while start <= to_block:
             end = min(to_block, start + span - 1)
@@ -342,14 +344,20 @@ class ChainClient:
                     raise ChainError(self.chain, "eth_getLogs", call.block, error_text(answer))
                 span = smaller
                 continue
-            logs = answer["result"] or []
-            for item in logs:
-                yield _log(item)
+            items = answer["result"] or []
+            del answer  # only the current window's answer is ever held
+            count, window_blocks = len(items), end - start + 1
             start = end + 1
+            for item in items:
+                yield _log(item)
+            del items
             if progress is not None:
                 progress(start - from_block, to_block - from_block + 1)
-            if len(logs) < 2_000 and span < self.log_span:
-                span = min(self.log_span, span * 2)  # grow back after a dense stretch
+            # Steer the window towards TARGET_LOGS_PER_WINDOW from the density just seen.
+            if count > TARGET_LOGS_PER_WINDOW:
+                span = max(1, window_blocks * TARGET_LOGS_PER_WINDOW // count)
+            elif count < TARGET_LOGS_PER_WINDOW // 2:
+                span = min(self.log_span, span * 2)
 
 
 class _Forward:

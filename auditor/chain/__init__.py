@@ -1,0 +1,1 @@
+"""Chain access: reading contract state over JSON-RPC, batched through Multicall3."""
