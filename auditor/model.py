@@ -1,0 +1,160 @@
+"""Plain data passed between stages: positions, markets, supplies and balance sheets (no I/O, no logic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+# Position kinds: what an account holds or owes at a venue.
+BALANCE = "balance"  # plain ERC-20 balance
+VAULT_SHARE = "vault_share"  # ERC-4626 shares, valued through their underlying
+SUPPLY = "supply"  # a loan the account made in a lending market (worth what borrowers can repay)
+COLLATERAL = "collateral"  # tokens the account posted as collateral (still its asset)
+DEBT = "debt"  # what the account borrowed (subtracted)
+KINDS = (BALANCE, VAULT_SHARE, SUPPLY, COLLATERAL, DEBT)
+
+
+def token_key(chain: str, address: str) -> str:
+    """The one identity of a token in the whole program: 'chain:0xlowercase'."""
+    return f"{chain}:{address.lower()}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One read that proves a figure: which contract was asked what, at which block, and the answer."""
+
+    chain: str
+    block: int
+    contract: str
+    call: str  # e.g. "balanceOf(0xabc...)"
+    result: str  # the decoded answer as text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"chain": self.chain, "block": self.block, "contract": self.contract, "call": self.call,
+                "result": self.result}
+
+
+@dataclass(frozen=True)
+class Position:
+    """What one account holds or owes at one venue, in raw token units.
+
+    For `vault_share` the `token` is the vault's underlying and `amount` is the shares converted to
+    underlying at the pin (details keep the shares and the vault). For `supply` in a lending
+    market, `amount` is the supplied assets as the market accounts them, and `details["market"]`
+    names the Market whose borrowers decide what the loan is really worth.
+    """
+
+    chain: str
+    account: str
+    venue: str
+    kind: str
+    token: str  # token address the amount is denominated in
+    amount: int
+    decimals: int
+    symbol: str = ""  # read from chain: untrusted text, escape before display
+    details: dict[str, Any] = field(default_factory=dict)
+    evidence: tuple[Evidence, ...] = ()
+
+    @property
+    def token_key(self) -> str:
+        return token_key(self.chain, self.token)
+
+
+@dataclass(frozen=True)
+class Borrower:
+    address: str
+    debt: int  # loan-token units (borrow shares converted up, as Morpho rounds)
+    collateral: int  # collateral-token units
+
+
+@dataclass(frozen=True)
+class Market:
+    """A lending market as the backing engine needs it: what its suppliers can get back."""
+
+    key: str  # e.g. "plume:morpho_blue:0x<id>"
+    chain: str
+    venue: str
+    loan_token: str
+    loan_decimals: int
+    collateral_token: str
+    collateral_decimals: int
+    total_supply_assets: int
+    total_supply_shares: int
+    total_borrow_assets: int
+    borrowers: tuple[Borrower, ...] = ()
+    lltv: int = 0  # 1e18 = 100%
+    oracle: str = ""
+    oracle_price: int | None = None  # Morpho scale: 1e36 * loan units per collateral unit
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> int:
+        return max(0, self.total_supply_assets - self.total_borrow_assets)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain: str
+    address: str
+    decimals: int
+    total_supply: int  # raw units
+    escrowed: int = 0  # canonical tokens held by escrows for bridged copies (subtracted)
+    bridged: bool = False
+    symbol_onchain: str = ""
+
+
+@dataclass(frozen=True)
+class Supply:
+    """How much of a token exists: totalSupply over deployments minus what escrows hold."""
+
+    deployments: tuple[Deployment, ...]
+
+    @property
+    def tokens(self) -> Decimal:
+        """Supply in whole tokens (decimals applied per deployment, which may differ by chain)."""
+        return sum(
+            (Decimal(d.total_supply - d.escrowed) / Decimal(10) ** d.decimals for d in self.deployments),
+            Decimal(0),
+        )
+
+
+@dataclass(frozen=True)
+class HardAsset:
+    key: str  # token_key
+    symbol: str
+    decimals: int
+    price_usd: Decimal  # par = 1, or a feed read at the pin
+    price_source: str = "par"
+
+
+@dataclass(frozen=True)
+class OffchainClaim:
+    label: str
+    usd: Decimal
+
+
+@dataclass
+class BalanceSheet:
+    """One issuer at the pins: its supply, what its accounts hold and owe, and what it claims."""
+
+    issuer: str  # spec id
+    symbol: str
+    par_usd: Decimal
+    token_keys: frozenset[str]  # every deployment of the issued token (a holder of these holds this issuer)
+    supply: Supply
+    positions: list[Position] = field(default_factory=list)
+    offchain: list[OffchainClaim] = field(default_factory=list)
+    claimed_assets_usd: Decimal | None = None
+    claimed_apy: Decimal | None = None
+    notes: list[str] = field(default_factory=list)  # what could not be read, depth limits reached, ...
+
+
+@dataclass
+class Universe:
+    """Everything the backing engine values against: issuers, hard assets and lending markets."""
+
+    sheets: dict[str, BalanceSheet]
+    hard_assets: dict[str, HardAsset]
+    markets: dict[str, Market] = field(default_factory=dict)
+    holders: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # token_key -> top holders
