@@ -136,6 +136,7 @@ class Spec:
     name: str
     token: Token
     accounts: tuple[Holder, ...] = ()
+    holdings: tuple[Holder, ...] = ()
     claims: Claims = field(default_factory=Claims)
     offchain: tuple[Offchain, ...] = ()
     depends_on: tuple[str, ...] = ()
@@ -575,6 +576,14 @@ SPEC_FORMAT = Obj(
             Seq(
                 _holder(True, "an address the issuer controls"),
                 "the issuer's balance sheet",
+                unique_by=_chain_address,
+            )
+        ),
+        "holdings": Field(
+            Seq(
+                _holder(False, "another token the issuer holds (a vault share, an LP token, ...)"),
+                "tokens to read balances of besides hard assets and issued tokens: unwrapped if ERC-4626, "
+                "else listed as unverifiable",
                 unique_by=_chain_address,
             )
         ),

@@ -47,7 +47,19 @@ def encode_call(signature: str, *args: Any) -> bytes:
 
 
 def decode_values(types: tuple[str, ...], data: bytes) -> tuple[Any, ...]:
-    return tuple(decode(list(types), data))
+    """Decode return data; addresses come back EIP-55 checksummed, like everywhere else in the program."""
+    return tuple(_checksummed(kind, value) for kind, value in zip(types, decode(list(types), data), strict=True))
+
+
+def _checksummed(kind: str, value: Any) -> Any:
+    if kind == "address":
+        return checksum_address(bytes.fromhex(value[2:]))
+    if kind.endswith("]"):
+        inner = kind[: kind.rindex("[")]
+        return tuple(_checksummed(inner, v) for v in value)
+    if kind.startswith("("):
+        return tuple(_checksummed(k, v) for k, v in zip(split_types(kind[1:-1]), value, strict=True))
+    return value
 
 
 def event_topic(signature: str) -> str:

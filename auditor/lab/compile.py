@@ -388,7 +388,12 @@ def compile_morpho(*, use_cache: bool = True) -> Compiled:
     return Compiled(solc_version=compiled.solc_version, artifacts=artifacts)
 
 
-LAB_UNITS: tuple[str, ...] = ("lab/LabToken.sol", "lab/Multicall3.sol", "lab/LogSpammer.sol")
+LAB_UNITS: tuple[str, ...] = (
+    "lab/LabToken.sol",
+    "lab/LabVault.sol",
+    "lab/Multicall3.sol",
+    "lab/LogSpammer.sol",
+)
 
 
 def compile_lab_contracts(*, use_cache: bool = True) -> Compiled:

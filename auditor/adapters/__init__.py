@@ -1,0 +1,124 @@
+"""Position adapters: one module per venue or standard, each describing reads and decoding them into positions.
+
+An adapter is a function `collect(scope) -> Collected`, registered by name with `@adapter("name")`.
+It never talks to a node itself: it hands batches of `Read`s (and log filters) to `scope.client`,
+the chain layer, which batches, caches and records them. Adding a venue means adding one file here
+and importing it in `load_all()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.model import Evidence, Market, Position, token_key
+from auditor.spec import Registry, Venue
+
+
+@dataclass(frozen=True)
+class Account:
+    """An issuer account on one chain."""
+
+    issuer: str
+    address: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token the audit cares about on one chain: a hard asset, an issued token, or one a spec names."""
+
+    chain: str
+    address: str
+    role: str  # "hard" | "issued" | "holding"
+    issuer: str = ""  # for role "issued": the spec id
+    symbol: str = ""  # registry or spec symbol (trusted); on-chain symbols go in positions
+    decimals: int | None = None
+
+    @property
+    def key(self) -> str:
+        return token_key(self.chain, self.address)
+
+
+@dataclass
+class Scope:
+    """What one adapter run sees: one chain, its pinned client, the accounts and the tokens of the audit."""
+
+    chain: str
+    client: ChainClient
+    registry: Registry
+    accounts: list[Account]
+    tokens: dict[str, TokenInfo]
+    venue: Venue | None = None
+    vault_depth: int = 3
+
+    @property
+    def block(self) -> int:
+        return self.client.pinned.number
+
+    def read(self, reads: Sequence[Read]) -> list[ReadResult]:
+        return self.client.read(reads)
+
+    def evidence(self, result: ReadResult) -> Evidence:
+        value = result.value[0] if len(result.value) == 1 else result.value
+        text = _short(value) if result.ok else f"failed: {result.error}"
+        return Evidence(self.chain, self.block, result.read.target, result.read.describe(), text)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
+
+
+@dataclass
+class Collected:
+    positions: list[Position] = field(default_factory=list)
+    markets: dict[str, Market] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def extend(self, other: Collected) -> None:
+        self.positions += other.positions
+        self.markets.update(other.markets)
+        self.notes += other.notes
+
+
+def token_metadata(scope: Scope, tokens: list[str]) -> dict[str, tuple[int | None, str, list[ReadResult]]]:
+    """decimals() and symbol() of each token address; a token without decimals() is not an ERC-20."""
+    reads: list[Read] = []
+    for address in tokens:
+        reads += [Read(address, "decimals()", returns=("uint8",)), Read(address, "symbol()", returns=("string",))]
+    results = scope.read(reads)
+    out: dict[str, tuple[int | None, str, list[ReadResult]]] = {}
+    for index, address in enumerate(tokens):
+        decimals, symbol = results[2 * index], results[2 * index + 1]
+        out[address] = (
+            decimals.one if decimals.ok else None,
+            symbol.one if symbol.ok else "",
+            [decimals, symbol],
+        )
+    return out
+
+
+CollectFn = Callable[[Scope], Collected]
+ADAPTERS: dict[str, CollectFn] = {}
+TOKEN_ADAPTERS = ("erc20",)  # run on every chain; venue adapters run where the registry lists the venue
+
+
+def adapter(name: str) -> Callable[[CollectFn], CollectFn]:
+    def register(function: CollectFn) -> CollectFn:
+        ADAPTERS[name] = function
+        return function
+
+    return register
+
+
+def load_all() -> dict[str, CollectFn]:
+    """Import every adapter module so that each registers itself."""
+    from auditor.adapters import erc20, morpho_blue  # noqa: F401
+
+    return ADAPTERS

@@ -1,0 +1,54 @@
+"""ERC-20 balances of every relevant token for every issuer account; unknown tokens go through ERC-4626 unwrapping."""
+
+from __future__ import annotations
+
+from auditor.adapters import Collected, Scope, TokenInfo, adapter, token_metadata
+from auditor.adapters.erc4626 import unwrap_vaults
+from auditor.chain.reader import Read
+from auditor.model import BALANCE, Position
+
+
+@adapter("erc20")
+def collect(scope: Scope) -> Collected:
+    out = Collected()
+    tokens: list[TokenInfo] = sorted(scope.tokens.values(), key=lambda t: t.key)
+    if not tokens or not scope.accounts:
+        return out
+    metadata = token_metadata(scope, [t.address for t in tokens])
+    reads = [Read(t.address, "balanceOf(address)", (a.address,)) for a in scope.accounts for t in tokens]
+    results = scope.read(reads)
+    for index, result in enumerate(results):
+        account = scope.accounts[index // len(tokens)]
+        token = tokens[index % len(tokens)]
+        if not result.ok:
+            out.notes.append(f"{scope.chain}: balanceOf {token.symbol or token.address} of {account.label} "
+                             f"could not be read ({result.error}); counted as zero")
+            continue
+        if result.one == 0:
+            continue
+        decimals, symbol, meta_results = metadata[token.address]
+        if decimals is None:
+            decimals = token.decimals if token.decimals is not None else 18
+            out.notes.append(f"{scope.chain}: {token.address} has no decimals(); assumed {decimals}")
+        out.positions.append(
+            Position(
+                chain=scope.chain,
+                account=account.address,
+                venue="erc20",
+                kind=BALANCE,
+                token=token.address,
+                amount=result.one,
+                decimals=decimals,
+                symbol=symbol,
+                details={"issuer": account.issuer, "label": account.label, "role": token.role},
+                evidence=(scope.evidence(result), *(scope.evidence(r) for r in meta_results)),
+            )
+        )
+    # Hard assets and issued tokens are valued directly; anything else may be a vault share.
+    unknown = [p for p in out.positions if scope.tokens[p.token_key].role == "holding"]
+    if unknown:
+        known = [p for p in out.positions if p not in unknown]
+        unwrapped, notes = unwrap_vaults(scope, unknown)
+        out.positions = known + unwrapped
+        out.notes += notes
+    return out

@@ -1,0 +1,308 @@
+"""Morpho Blue: markets where issuer accounts supply, post collateral or borrow, with every borrower of them.
+
+Markets are discovered from Morpho's own events since the venue's deployment block (onBehalf
+topics), so private and unlisted markets are found too. Share amounts are converted to assets
+exactly as Morpho rounds (supply down, borrow up) after accruing interest to the pin's timestamp
+with the market's IRM, as `Morpho._accrueInterest` would if called in that block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.adapters import Collected, Scope, adapter, token_metadata
+from auditor.chain.abi import EventDecoder, address_topic
+from auditor.chain.reader import Read, ReadResult
+from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position
+
+WAD = 10**18
+VIRTUAL_SHARES = 10**6  # SharesMathLib.VIRTUAL_SHARES
+VIRTUAL_ASSETS = 1  # SharesMathLib.VIRTUAL_ASSETS
+ORACLE_PRICE_SCALE = 10**36  # ConstantsLib.ORACLE_PRICE_SCALE
+
+# EventsLib declarations (morpho-blue 1.0.0 src/libraries/EventsLib.sol); bytes32 is Morpho's `Id`.
+SUPPLY_EVENT = EventDecoder(
+    "Supply(bytes32 indexed id,address indexed caller,address indexed onBehalf,uint256 assets,uint256 shares)"
+)
+WITHDRAW_EVENT = EventDecoder(
+    "Withdraw(bytes32 indexed id,address caller,address indexed onBehalf,address indexed receiver,"
+    "uint256 assets,uint256 shares)"
+)
+BORROW_EVENT = EventDecoder(
+    "Borrow(bytes32 indexed id,address caller,address indexed onBehalf,address indexed receiver,"
+    "uint256 assets,uint256 shares)"
+)
+REPAY_EVENT = EventDecoder(
+    "Repay(bytes32 indexed id,address indexed caller,address indexed onBehalf,uint256 assets,uint256 shares)"
+)
+SUPPLY_COLLATERAL_EVENT = EventDecoder(
+    "SupplyCollateral(bytes32 indexed id,address indexed caller,address indexed onBehalf,uint256 assets)"
+)
+WITHDRAW_COLLATERAL_EVENT = EventDecoder(
+    "WithdrawCollateral(bytes32 indexed id,address caller,address indexed onBehalf,address indexed receiver,"
+    "uint256 assets)"
+)
+LIQUIDATE_EVENT = EventDecoder(
+    "Liquidate(bytes32 indexed id,address indexed caller,address indexed borrower,uint256 repaidAssets,"
+    "uint256 repaidShares,uint256 seizedAssets,uint256 badDebtAssets,uint256 badDebtShares)"
+)
+CREATE_MARKET_EVENT = EventDecoder(
+    "CreateMarket(bytes32 indexed id,(address,address,address,address,uint256) marketParams)"
+)
+
+MARKET_PARAMS = "(address,address,address,address,uint256)"
+MARKET_STATE = "(uint128,uint128,uint128,uint128,uint128,uint128)"
+
+
+# ------------------------------------------------------------------ Morpho's maths, exactly
+
+
+def mul_div_down(x: int, y: int, d: int) -> int:
+    return x * y // d
+
+
+def mul_div_up(x: int, y: int, d: int) -> int:
+    return (x * y + (d - 1)) // d
+
+
+def w_taylor_compounded(x: int, n: int) -> int:
+    """e^(x*n) - 1 to third order, as MathLib.wTaylorCompounded."""
+    first = x * n
+    second = mul_div_down(first, first, 2 * WAD)
+    third = mul_div_down(second, first, 3 * WAD)
+    return first + second + third
+
+
+def to_assets_down(shares: int, total_assets: int, total_shares: int) -> int:
+    return mul_div_down(shares, total_assets + VIRTUAL_ASSETS, total_shares + VIRTUAL_SHARES)
+
+
+def to_assets_up(shares: int, total_assets: int, total_shares: int) -> int:
+    return mul_div_up(shares, total_assets + VIRTUAL_ASSETS, total_shares + VIRTUAL_SHARES)
+
+
+def to_shares_down(assets: int, total_assets: int, total_shares: int) -> int:
+    return mul_div_down(assets, total_shares + VIRTUAL_SHARES, total_assets + VIRTUAL_ASSETS)
+
+
+@dataclass(frozen=True)
+class MarketState:
+    total_supply_assets: int
+    total_supply_shares: int
+    total_borrow_assets: int
+    total_borrow_shares: int
+    last_update: int
+    fee: int
+
+    def accrued(self, borrow_rate: int, timestamp: int) -> MarketState:
+        """The state Morpho._accrueInterest would write at `timestamp` (rate per second, WAD)."""
+        elapsed = timestamp - self.last_update
+        if elapsed <= 0 or borrow_rate == 0:
+            return MarketState(self.total_supply_assets, self.total_supply_shares, self.total_borrow_assets,
+                               self.total_borrow_shares, max(self.last_update, timestamp), self.fee)
+        interest = mul_div_down(self.total_borrow_assets, w_taylor_compounded(borrow_rate, elapsed), WAD)
+        supply_assets = self.total_supply_assets + interest
+        supply_shares = self.total_supply_shares
+        if self.fee:
+            fee_amount = mul_div_down(interest, self.fee, WAD)
+            supply_shares += to_shares_down(fee_amount, supply_assets - fee_amount, supply_shares)
+        return MarketState(supply_assets, supply_shares, self.total_borrow_assets + interest,
+                           self.total_borrow_shares, timestamp, self.fee)
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def _ids_from_logs(scope: Scope, topics: Sequence[Any], field: str, decoder: EventDecoder) -> set[tuple[bytes, str]]:
+    assert scope.venue is not None
+    found: set[tuple[bytes, str]] = set()
+    for log in scope.client.scan_logs([scope.venue.address], topics, scope.venue.from_block, scope.block):
+        event = decoder.decode(log.topics, log.data)
+        found.add((event["id"], event[field]))
+    return found
+
+
+def discover_positions(scope: Scope, accounts: Iterable[str]) -> set[tuple[bytes, str]]:
+    """(market id, account) pairs where the accounts ever supplied, posted collateral or borrowed."""
+    on_behalf = [address_topic(a) for a in accounts]
+    if not on_behalf:
+        return set()
+    pairs = set()
+    for decoder in (SUPPLY_EVENT, SUPPLY_COLLATERAL_EVENT):  # onBehalf is the third indexed topic
+        pairs |= _ids_from_logs(scope, [decoder.topic, None, None, on_behalf], "onBehalf", decoder)
+    pairs |= _ids_from_logs(scope, [BORROW_EVENT.topic, None, on_behalf], "onBehalf", BORROW_EVENT)
+    return pairs
+
+
+def discover_borrowers(scope: Scope, market_ids: Iterable[bytes]) -> set[tuple[bytes, str]]:
+    """Every account that ever borrowed or posted collateral in the markets."""
+    ids = ["0x" + i.hex() for i in market_ids]
+    if not ids:
+        return set()
+    pairs = _ids_from_logs(scope, [BORROW_EVENT.topic, ids], "onBehalf", BORROW_EVENT)
+    pairs |= _ids_from_logs(scope, [SUPPLY_COLLATERAL_EVENT.topic, ids], "onBehalf", SUPPLY_COLLATERAL_EVENT)
+    return pairs
+
+
+# ------------------------------------------------------------------ reading markets
+
+
+@dataclass
+class MarketReading:
+    id: bytes
+    loan_token: str
+    collateral_token: str
+    oracle: str
+    irm: str
+    lltv: int
+    stored: MarketState
+    state: MarketState  # accrued to the pin
+    borrow_rate: int
+    oracle_price: int | None
+    evidence: list[Evidence]
+
+
+def read_markets(scope: Scope, market_ids: Sequence[bytes]) -> dict[bytes, MarketReading]:
+    assert scope.venue is not None
+    morpho = scope.venue.address
+    reads: list[Read] = []
+    for market_id in market_ids:
+        reads += [
+            Read(morpho, "idToMarketParams(bytes32)", (market_id,),
+                 returns=("address", "address", "address", "address", "uint256")),
+            Read(morpho, "market(bytes32)", (market_id,), returns=("uint128",) * 6),
+        ]
+    results = scope.read(reads)
+    params: list[tuple[Any, ...]] = []
+    states: list[MarketState] = []
+    for index, market_id in enumerate(market_ids):
+        for result in results[2 * index : 2 * index + 2]:
+            if not result.ok:
+                raise_unreadable(scope, result, market_id)
+        params.append(results[2 * index].value)
+        states.append(MarketState(*results[2 * index + 1].value))
+    # Second round: the IRM's rate for the stored state (what accrual would use) and the oracle price.
+    second: list[Read] = []
+    for (loan, collateral, oracle, irm, lltv), state in zip(params, states, strict=True):
+        market_tuple = (state.total_supply_assets, state.total_supply_shares, state.total_borrow_assets,
+                        state.total_borrow_shares, state.last_update, state.fee)
+        second += [
+            Read(irm, f"borrowRateView({MARKET_PARAMS},{MARKET_STATE})", ((loan, collateral, oracle, irm, lltv),
+                                                                        market_tuple)),
+            Read(oracle, "price()"),
+        ]
+    rates = scope.read(second)
+    out: dict[bytes, MarketReading] = {}
+    timestamp = scope.client.pinned.timestamp
+    for index, market_id in enumerate(market_ids):
+        loan, collateral, oracle, irm, lltv = params[index]
+        rate_result, price_result = rates[2 * index], rates[2 * index + 1]
+        no_irm = int(irm, 16) == 0
+        if not rate_result.ok and not no_irm:
+            raise_unreadable(scope, rate_result, market_id)
+        rate = 0 if no_irm else rate_result.one
+        out[market_id] = MarketReading(
+            id=market_id, loan_token=loan, collateral_token=collateral, oracle=oracle, irm=irm, lltv=lltv,
+            stored=states[index], state=states[index].accrued(rate, timestamp), borrow_rate=rate,
+            oracle_price=price_result.one if price_result.ok else None,
+            evidence=[scope.evidence(r) for r in (results[2 * index], results[2 * index + 1], rate_result,
+                                                  price_result)],
+        )
+    return out
+
+
+def raise_unreadable(scope: Scope, result: ReadResult, market_id: bytes) -> None:
+    from auditor.chain.rpc import ChainError
+
+    raise ChainError(scope.chain, result.read.describe(), str(scope.block),
+                     f"Morpho market 0x{market_id.hex()} could not be read: {result.error}")
+
+
+def read_positions(scope: Scope, pairs: Sequence[tuple[bytes, str]]) -> dict[tuple[bytes, str], ReadResult]:
+    assert scope.venue is not None
+    reads = [Read(scope.venue.address, "position(bytes32,address)", (market_id, account),
+                  returns=("uint256", "uint128", "uint128")) for market_id, account in pairs]
+    out = {}
+    for pair, result in zip(pairs, scope.read(reads), strict=True):
+        if not result.ok:
+            raise_unreadable(scope, result, pair[0])
+        out[pair] = result
+    return out
+
+
+def market_key(chain: str, market_id: bytes) -> str:
+    return f"{chain}:morpho_blue:0x{market_id.hex()}"
+
+
+@adapter("morpho_blue")
+def collect(scope: Scope) -> Collected:
+    out = Collected()
+    if scope.venue is None or not scope.accounts:
+        return out
+    issuer_of = {a.address.lower(): a for a in scope.accounts}
+    own_pairs = {(i, a) for i, a in discover_positions(scope, issuer_of) if a.lower() in issuer_of}
+    if not own_pairs:
+        return out
+    market_ids = sorted({market_id for market_id, _ in own_pairs})
+    markets = read_markets(scope, market_ids)
+    borrower_pairs = discover_borrowers(scope, market_ids)
+    all_pairs = sorted(own_pairs | borrower_pairs)
+    positions = read_positions(scope, all_pairs)
+    tokens = sorted({m.loan_token for m in markets.values()} | {m.collateral_token for m in markets.values()})
+    metadata = token_metadata(scope, tokens)
+
+    for market_id, reading in markets.items():
+        loan_decimals = metadata[reading.loan_token][0] or 0
+        collateral_decimals = metadata[reading.collateral_token][0] or 0
+        state = reading.state
+        borrowers = []
+        for (pair_id, account), result in positions.items():
+            _supply_shares, borrow_shares, collateral = result.value
+            if pair_id != market_id or (borrow_shares == 0 and collateral == 0):
+                continue
+            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
+            borrowers.append(Borrower(account, debt, collateral))
+        key = market_key(scope.chain, market_id)
+        out.markets[key] = Market(
+            key=key, chain=scope.chain, venue="morpho_blue",
+            loan_token=reading.loan_token, loan_decimals=loan_decimals,
+            collateral_token=reading.collateral_token, collateral_decimals=collateral_decimals,
+            total_supply_assets=state.total_supply_assets, total_supply_shares=state.total_supply_shares,
+            total_borrow_assets=state.total_borrow_assets, borrowers=tuple(sorted(borrowers, key=lambda b: b.address)),
+            lltv=reading.lltv, oracle=reading.oracle, oracle_price=reading.oracle_price,
+            details={"id": "0x" + market_id.hex(), "irm": reading.irm, "borrow_rate_per_s": reading.borrow_rate,
+                     "fee": state.fee, "last_update": reading.stored.last_update, "accrued_to": state.last_update,
+                     "loan_symbol": metadata[reading.loan_token][1],
+                     "collateral_symbol": metadata[reading.collateral_token][1],
+                     "evidence": [e.as_dict() for e in reading.evidence]},
+        )
+
+    for market_id, account in sorted(own_pairs):
+        reading = markets[market_id]
+        state = reading.state
+        result = positions[(market_id, account)]
+        supply_shares, borrow_shares, collateral = result.value
+        holder = issuer_of[account.lower()]
+        base = {"issuer": holder.issuer, "label": holder.label, "market": market_key(scope.chain, market_id),
+                "lltv": reading.lltv, "oracle": reading.oracle}
+        evidence = (scope.evidence(result), *reading.evidence)
+        loan_decimals = metadata[reading.loan_token][0] or 0
+        loan_symbol = metadata[reading.loan_token][1]
+        collateral_decimals = metadata[reading.collateral_token][0] or 0
+        collateral_symbol = metadata[reading.collateral_token][1]
+        if supply_shares:
+            assets = to_assets_down(supply_shares, state.total_supply_assets, state.total_supply_shares)
+            out.positions.append(Position(scope.chain, account, "morpho_blue", SUPPLY, reading.loan_token, assets,
+                                          loan_decimals, loan_symbol,
+                                          {**base, "supply_shares": supply_shares}, evidence))
+        if collateral:
+            out.positions.append(Position(scope.chain, account, "morpho_blue", COLLATERAL, reading.collateral_token,
+                                          collateral, collateral_decimals, collateral_symbol, base, evidence))
+        if borrow_shares:
+            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
+            out.positions.append(Position(scope.chain, account, "morpho_blue", DEBT, reading.loan_token, debt,
+                                          loan_decimals, loan_symbol,
+                                          {**base, "borrow_shares": borrow_shares}, evidence))
+    return out
