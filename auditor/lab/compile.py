@@ -391,6 +391,9 @@ def compile_morpho(*, use_cache: bool = True) -> Compiled:
 LAB_UNITS: tuple[str, ...] = (
     "lab/LabToken.sol",
     "lab/LabVault.sol",
+    "lab/IssuerVault.sol",
+    "lab/LockMintBridge.sol",
+    "lab/ConstantSumPool.sol",
     "lab/Multicall3.sol",
     "lab/LogSpammer.sol",
 )
