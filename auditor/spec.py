@@ -730,6 +730,12 @@ def _validate(ctx: _Ctx, kind: Kind, node: yaml.Node) -> Any:
         raise SpecError(ctx.path, 1, "", "nesting is too deep") from None
 
 
+def load_document(path: str | Path, kind: Kind) -> Any:
+    """Load any YAML file against a kind of this module (e.g. the demo's parameters), with located errors."""
+    ctx, node = _compose(Path(path))
+    return _validate(ctx, kind, node)
+
+
 def load_registry(path: str | Path) -> Registry:
     """Load `registry.yaml`: chains first, so that per-chain sections can be checked against them."""
     path = Path(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from eth_abi.abi import decode, encode
+from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -41,6 +42,7 @@ RAY = 10**27
 PRICE_UNIT = 10**8
 VARIABLE_RATE_MODE = 2  # DataTypes.InterestRateMode.VARIABLE
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+POOL_TX_GAS = 3_000_000  # a borrow with two reserves uses ~270k; liquidations and many reserves use more
 
 # Libraries with external functions that Pool calls by DELEGATECALL; their addresses are linked into
 # Pool's bytecode (aave-v3-deploy deploy/00_core/01_logic_libraries.ts deploys the same set).
@@ -96,7 +98,7 @@ def _link(bytecode: str, references: Mapping[str, Mapping[str, Sequence[Mapping[
                 raise LabError(f"linking {name}: it needs library {source}:{library}, which was not deployed")
             for spot in spots:
                 start, length = 2 * spot["start"], 2 * spot["length"]
-                if not code[start:start + 3] == "__$":  # the placeholder is __$<34 hex>$__
+                if code[start:start + 3] != "__$":  # the placeholder is __$<34 hex>$__
                     raise LabError(f"linking {name}: no placeholder for {library} at byte {spot['start']}")
                 code = code[:start] + address.lower().removeprefix("0x") + code[start + length:]
     return code
@@ -206,6 +208,13 @@ class AaveLab:
     reserves: dict[str, AaveReserve] = field(default_factory=dict)  # by checksummed asset
     deploy_seconds: float = 0.0
 
+    def _pool_tx(self, fn: str, *args: Any, sender: str) -> dict[str, Any]:
+        # anvil estimates gas in a block env whose timestamp can be a second behind the block that
+        # mines the transaction; Aave then takes the costlier interest-accrual path and the estimate
+        # runs out of gas (seen as a revert with no reason). A fixed, generous limit avoids that.
+        return send_transaction(self.url, to=self.pool.address, data=self.pool.encode(fn, *args), sender=sender,
+                                gas=POOL_TX_GAS, abi=self.pool.abi, what=f"Pool.{fn}")
+
     def reserve(self, token: TokenLike) -> AaveReserve:
         asset = _address(token)
         if asset not in self.reserves:
@@ -216,26 +225,26 @@ class AaveLab:
         """Approve the Pool and supply `amount` of `token` for `on_behalf` (default sender)."""
         asset = self.reserve(token).asset
         _approve(self.url, asset, self.pool.address, amount, sender)
-        return self.pool.transact("supply", asset, amount, on_behalf or sender, 0, sender=sender)
+        return self._pool_tx("supply", asset, amount, on_behalf or sender, 0, sender=sender)
 
     def borrow(self, token: TokenLike, amount: int, sender: str, on_behalf: str | None = None) -> dict[str, Any]:
         """Borrow `amount` of `token` at the variable rate against on_behalf's collateral; paid to sender."""
         asset = self.reserve(token).asset
-        return self.pool.transact("borrow", asset, amount, VARIABLE_RATE_MODE, 0, on_behalf or sender, sender=sender)
+        return self._pool_tx("borrow", asset, amount, VARIABLE_RATE_MODE, 0, on_behalf or sender, sender=sender)
 
     def repay(self, token: TokenLike, amount: int, sender: str, on_behalf: str | None = None) -> dict[str, Any]:
         """Approve the Pool and repay up to `amount` of variable debt (2**256-1 repays it all)."""
         asset = self.reserve(token).asset
         _approve(self.url, asset, self.pool.address, amount, sender)
-        return self.pool.transact("repay", asset, amount, VARIABLE_RATE_MODE, on_behalf or sender, sender=sender)
+        return self._pool_tx("repay", asset, amount, VARIABLE_RATE_MODE, on_behalf or sender, sender=sender)
 
     def withdraw(self, token: TokenLike, amount: int, sender: str, to: str | None = None) -> dict[str, Any]:
         asset = self.reserve(token).asset
-        return self.pool.transact("withdraw", asset, amount, to or sender, sender=sender)
+        return self._pool_tx("withdraw", asset, amount, to or sender, sender=sender)
 
     def set_collateral(self, token: TokenLike, enabled: bool, sender: str) -> dict[str, Any]:
         """Pool.setUserUseReserveAsCollateral for the sender's supply of `token`."""
-        return self.pool.transact("setUserUseReserveAsCollateral", self.reserve(token).asset, enabled, sender=sender)
+        return self._pool_tx("setUserUseReserveAsCollateral", self.reserve(token).asset, enabled, sender=sender)
 
     def set_price(self, token: TokenLike, price: Price) -> str:
         """Point the oracle at a new MockAggregator answering `price` USD (MockAggregator has no setter)."""
@@ -261,11 +270,11 @@ class AaveLab:
 def _read_token(url: str, asset: str) -> tuple[int, str]:
     try:
         (decimals,) = decode(["uint8"], eth_call(url, asset, _DECIMALS))
-    except LabError as exc:
+    except (LabError, DecodingError) as exc:
         raise LabError(f"listing {asset} on Aave: decimals() failed ({exc}); is it an ERC-20?") from exc
     try:
         (symbol,) = decode(["string"], eth_call(url, asset, _SYMBOL))
-    except (LabError, ValueError):  # symbol is cosmetic: token names are built from it
+    except (LabError, DecodingError):  # symbol is cosmetic: token names are built from it
         symbol = asset[:8]
     return int(decimals), str(symbol)
 

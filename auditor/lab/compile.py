@@ -49,6 +49,7 @@ MORPHO_UNITS: tuple[str, ...] = (
     "@morpho-org/morpho-blue/src/Morpho.sol",
     "@morpho-org/morpho-blue/src/mocks/IrmMock.sol",
     "@morpho-org/morpho-blue/src/mocks/OracleMock.sol",
+    "lab/FixedRateIrm.sol",  # ours, built with Morpho's compiler and settings (it imports Morpho's interfaces)
 )
 # Upstream Morpho Blue build profile (morpho-org/morpho-blue foundry.toml): via-ir, optimizer runs
 # 999999, evm paris, no metadata hash; other settings give different bytecode than mainnet's.

@@ -148,8 +148,15 @@ def send_transaction(
     tx: dict[str, Any] = {"from": sender or accounts(url)[0], "data": _hex(data), "value": hex(value)}
     if to is not None:
         tx["to"] = to
-    if gas is not None:
-        tx["gas"] = hex(gas)
+    if gas is None:
+        # anvil estimates at the pending block's state; a later block timestamp can take a more expensive
+        # path (Morpho accrues interest through the IRM once time has passed), so pad the estimate.
+        try:
+            estimate = int(rpc(url, "eth_estimateGas", [tx]), 16)
+        except RpcError as exc:
+            raise LabError(f"{what} reverted: {_revert_text(exc, abi)}") from exc
+        gas = estimate * 13 // 10 + 100_000
+    tx["gas"] = hex(gas)
     try:
         tx_hash = rpc(url, "eth_sendTransaction", [tx])
     except RpcError as exc:
