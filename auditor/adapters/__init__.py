@@ -119,6 +119,6 @@ def adapter(name: str) -> Callable[[CollectFn], CollectFn]:
 
 def load_all() -> dict[str, CollectFn]:
     """Import every adapter module so that each registers itself."""
-    from auditor.adapters import erc20, morpho_blue  # noqa: F401
+    from auditor.adapters import aave_v3, erc20, morpho_blue  # noqa: F401
 
     return ADAPTERS

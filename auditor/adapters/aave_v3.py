@@ -1,0 +1,209 @@
+"""Aave v3: what issuer accounts supply (aTokens) and owe (variable and stable debt tokens) in one Pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.adapters import Collected, Scope, adapter
+from auditor.chain.reader import Read, ReadResult
+from auditor.chain.rpc import ChainError
+from auditor.model import DEBT, SUPPLY, Evidence, Position
+
+VENUE = "aave_v3"
+ZERO_ADDRESS = "0x" + "0" * 40
+
+# IPool.getReserveData return value, DataTypes.ReserveData in aave-v3-core 1.19.3 (checked against the
+# npm artifact's ABI). Later versions (aave-v3-origin 3.1+) return ReserveDataLegacy with the same
+# layout. Every field is static, so the struct encodes as these 15 words in a row.
+RESERVE_DATA = (
+    "uint256",  # configuration (ReserveConfigurationMap.data)
+    "uint128",  # liquidityIndex
+    "uint128",  # currentLiquidityRate
+    "uint128",  # variableBorrowIndex
+    "uint128",  # currentVariableBorrowRate
+    "uint128",  # currentStableBorrowRate
+    "uint40",  # lastUpdateTimestamp
+    "uint16",  # id
+    "address",  # aTokenAddress
+    "address",  # stableDebtTokenAddress
+    "address",  # variableDebtTokenAddress
+    "address",  # interestRateStrategyAddress
+    "uint128",  # accruedToTreasury
+    "uint128",  # unbacked
+    "uint128",  # isolationModeTotalDebt
+)
+ACCOUNT_DATA = ("uint256",) * 6  # totalCollateralBase, totalDebtBase, availableBorrowsBase, threshold, ltv, HF
+# ReserveConfiguration.sol: RESERVE_DECIMALS_START_BIT_POSITION = 48, DECIMALS_MASK clears bits 48-55.
+DECIMALS_SHIFT = 48
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """One listed asset of the pool, as getReserveData reports it at the pin."""
+
+    asset: str
+    id: int
+    decimals: int
+    symbol: str  # the asset's own symbol(): untrusted text
+    a_token: str
+    stable_debt_token: str
+    variable_debt_token: str
+    liquidity_rate: int  # ray, per year
+    variable_borrow_rate: int  # ray, per year
+    evidence: tuple[Evidence, ...]
+
+
+def _unreadable(scope: Scope, result: ReadResult, what: str) -> ChainError:
+    return ChainError(scope.chain, result.read.describe(), str(scope.block),
+                      f"Aave v3 pool {what} could not be read: {result.error}")
+
+
+def read_reserves(scope: Scope, pool: str) -> list[Reserve]:
+    """Every reserve of `pool`: the list in one read, then reserve data and symbols in one batch."""
+    (listed,) = scope.read([Read(pool, "getReservesList()", returns=("address[]",))])
+    if not listed.ok:
+        raise _unreadable(scope, listed, "reserve list")
+    assets: list[str] = list(listed.one)
+    reads: list[Read] = []
+    for asset in assets:
+        reads += [
+            Read(pool, "getReserveData(address)", (asset,), returns=RESERVE_DATA),
+            Read(asset, "symbol()", returns=("string",)),
+        ]
+    results = scope.read(reads)
+    reserves: list[Reserve] = []
+    for index, asset in enumerate(assets):
+        data, symbol = results[2 * index], results[2 * index + 1]
+        if not data.ok:
+            raise _unreadable(scope, data, f"reserve {asset}")
+        configuration, _li, liquidity_rate, _vi, variable_rate, _sr, _ts, reserve_id, a_token, stable, variable = (
+            data.value[:11]
+        )
+        if int(a_token, 16) == 0:  # not a live reserve (getReservesList skips dropped ones; be safe)
+            continue
+        reserves.append(Reserve(
+            asset=asset,
+            id=reserve_id,
+            decimals=(configuration >> DECIMALS_SHIFT) & 0xFF,
+            symbol=symbol.one if symbol.ok else "",  # bytes32 symbols (MKR-style) do not decode: left blank
+            a_token=a_token,
+            stable_debt_token=stable,
+            variable_debt_token=variable,
+            liquidity_rate=liquidity_rate,
+            variable_borrow_rate=variable_rate,
+            evidence=(scope.evidence(listed), scope.evidence(data), scope.evidence(symbol)),
+        ))
+    return reserves
+
+
+@adapter(VENUE)
+def collect(scope: Scope) -> Collected:
+    out = Collected()
+    if scope.venue is None or not scope.accounts:
+        return out
+    pool = scope.venue.address
+    reserves = read_reserves(scope, pool)
+    if not reserves:
+        return out
+
+    # One batch: every balance of every account in every reserve, plus each account's health and
+    # collateral bitmap. `tags` says what each read is, so decoding never depends on index arithmetic.
+    reads: list[Read] = []
+    tags: list[tuple[str, int, int]] = []  # (what, account index, reserve index)
+    for a_index, account in enumerate(scope.accounts):
+        for r_index, reserve in enumerate(reserves):
+            tokens = [("supply", reserve.a_token), ("variable", reserve.variable_debt_token)]
+            # aave-v3-origin 3.2+ removed stable borrowing; a zero address there means no such token.
+            if int(reserve.stable_debt_token, 16) != 0:
+                tokens.append(("stable", reserve.stable_debt_token))
+            for what, token in tokens:
+                reads.append(Read(token, "balanceOf(address)", (account.address,)))
+                tags.append((what, a_index, r_index))
+        reads.append(Read(pool, "getUserAccountData(address)", (account.address,), returns=ACCOUNT_DATA))
+        tags.append(("health", a_index, -1))
+        reads.append(Read(pool, "getUserConfiguration(address)", (account.address,)))
+        tags.append(("config", a_index, -1))
+    results = scope.read(reads)
+    health: dict[int, ReadResult] = {}
+    config: dict[int, ReadResult] = {}
+    balances: list[tuple[str, int, int, ReadResult]] = []
+    for (what, a_index, r_index), result in zip(tags, results, strict=True):
+        if what == "health":
+            health[a_index] = result
+        elif what == "config":
+            config[a_index] = result
+        else:
+            balances.append((what, a_index, r_index, result))
+
+    for what, a_index, r_index, result in balances:
+        account, reserve = scope.accounts[a_index], reserves[r_index]
+        token = reserve.a_token if what == "supply" else (
+            reserve.variable_debt_token if what == "variable" else reserve.stable_debt_token)
+        if not result.ok:
+            name = reserve.symbol or reserve.asset
+            out.notes.append(f"{scope.chain}: Aave v3 {what} balance of {account.label} in {name} ({token}) "
+                             f"could not be read ({result.error}); counted as zero")
+            continue
+        if result.one == 0:
+            continue
+        account_data = health[a_index]
+        details: dict[str, Any] = {
+            "issuer": account.issuer,
+            "label": account.label,
+            "pool": pool,
+            "reserve": reserve.asset,
+            "aToken": reserve.a_token,
+            "liquidity_rate_ray": reserve.liquidity_rate,
+            # Aave's borrowers are not enumerated (no market look-through): supply is valued at face value.
+            "market": None,
+            **_health_details(account_data),
+        }
+        evidence = [*reserve.evidence, scope.evidence(result), scope.evidence(account_data)]
+        if what == "supply":
+            user_config = config[a_index]
+            # UserConfiguration.isUsingAsCollateral: bit 2*id+1 of the user's bitmap.
+            details["used_as_collateral"] = (
+                bool((user_config.one >> (2 * reserve.id + 1)) & 1) if user_config.ok else None
+            )
+            evidence.append(scope.evidence(user_config))
+            kind = SUPPLY
+        else:
+            details["rate_mode"] = what
+            details["debt_token"] = token
+            details["variable_borrow_rate_ray"] = reserve.variable_borrow_rate
+            kind = DEBT
+        # aToken and debt-token balanceOf already convert scaled balances with the indexes at the
+        # block's timestamp, so the amount is in underlying units with interest to the pin.
+        out.positions.append(Position(
+            chain=scope.chain,
+            account=account.address,
+            venue=VENUE,
+            kind=kind,
+            token=reserve.asset,
+            amount=result.one,
+            decimals=reserve.decimals,
+            symbol=reserve.symbol,
+            details=details,
+            evidence=tuple(evidence),
+        ))
+
+    for a_index, result in sorted(health.items()):
+        has_positions = any(p.account == scope.accounts[a_index].address for p in out.positions)
+        if has_positions and not result.ok:
+            out.notes.append(f"{scope.chain}: Aave v3 account data of {scope.accounts[a_index].label} could not be "
+                             f"read ({result.error}); health factor unknown")
+    if any(p.kind == SUPPLY for p in out.positions):
+        out.notes.append(
+            f"{scope.chain}: Aave v3 pool {pool}: supply is counted at face value; the pool's borrowers are not "
+            "enumerated, so bad debt in the pool is not looked through"
+        )
+    return out
+
+
+def _health_details(result: ReadResult) -> dict[str, Any]:
+    """getUserAccountData in base currency units (USD, 8 decimals on Aave's markets); health factor in wad."""
+    if not result.ok:
+        return {"total_collateral_base": None, "total_debt_base": None, "health_factor": None}
+    collateral, debt, _available, _threshold, _ltv, health_factor = result.value
+    return {"total_collateral_base": collateral, "total_debt_base": debt, "health_factor": health_factor}
