@@ -1,19 +1,23 @@
-"""Run an audit: load the spec, connect and pin every chain it touches, read, and assemble the findings."""
+"""Run an audit: load specs, connect and pin every chain, read balance sheets, solve backing, raise flags."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from auditor import __version__
 from auditor.chain.evidence import Bundle
-from auditor.chain.reader import ConnectOptions, Read, connect
+from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ConfigError
-from auditor.spec import Registry, Spec
+from auditor.model import BalanceSheet, Market, Position
+from auditor.spec import Registry, Spec, load_spec, spec_ids_near
+
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -21,83 +25,129 @@ class AuditRequest:
     spec: Spec
     registry: Registry
     options: ConnectOptions = field(default_factory=ConnectOptions)
+    specs: dict[str, Spec] = field(default_factory=dict)  # every known spec; default: those beside `spec`
 
 
-def chains_of(spec: Spec) -> list[str]:
-    names = {d.chain for d in spec.token.deployments} | {a.chain for a in spec.accounts}
-    names |= {e.chain for e in spec.token.escrow}
-    return sorted(names)
+def known_specs(spec: Spec, registry: Registry) -> dict[str, Spec]:
+    """The audited spec plus every spec beside it: tokens with a spec are recognised wherever they turn up."""
+    folder = Path(spec.path).parent
+    paths = sorted(p for p in folder.glob("*.yaml") if p.name != "registry.yaml")
+    ids = spec_ids_near(paths)
+    specs = {spec.id: spec}
+    for path in paths:
+        if path.stem != spec.id:
+            specs[path.stem] = load_spec(path, registry, ids)
+    return specs
 
 
-def _supply_reads(spec: Spec, chain: str) -> list[Read]:
-    reads: list[Read] = []
-    for deployment in spec.token.deployments:
-        if deployment.chain != chain:
-            continue
-        reads += [
-            Read(deployment.address, "totalSupply()"),
-            Read(deployment.address, "decimals()", returns=("uint8",)),
-            Read(deployment.address, "symbol()", returns=("string",)),
-        ]
-        reads += [
-            Read(deployment.address, "balanceOf(address)", (escrow.address,))
-            for escrow in spec.token.escrow
-            if escrow.chain == chain
-        ]
-    return reads
+def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
+    """Read everything at the pins and return the findings as plain data (the findings document)."""
+    from auditor.backing import solve
+    from auditor.ledger import build_universe, chains_needed, issuers_in_audit
+    from auditor.risk import run_flags
 
-
-def run_audit(request: AuditRequest) -> dict[str, Any]:
-    """Read everything the audit needs at the pins and return the findings as plain data."""
-    names = chains_of(request.spec)
+    specs = request.specs or known_specs(request.spec, request.registry)
+    root = request.spec.id
+    names = chains_needed(specs, issuers_in_audit(root, specs))
     missing = [n for n in names if n not in request.registry.chains]
     if missing:
         raise ConfigError(f"chains {missing} are not in the registry {request.registry.path}")
+    if say:
+        say(f"connecting to {', '.join(names)} and pinning blocks")
     clients = connect({n: request.registry.chains[n] for n in names}, request.options)
-    deployments = []
-    for name, client in clients.items():
-        results = client.read(_supply_reads(request.spec, name))
-        for result in results:
-            if not result.ok:
-                raise ConfigError(
-                    f"{name}: {result.read.describe()} failed at block {client.pinned.number}: {result.error}"
-                )
-        deployments += _deployment_rows(request.spec, name, [r.value for r in results])
+    universe, notes = build_universe(root, specs, request.registry, clients, progress=say)
+    if say:
+        say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
+    backing = solve(universe)
+    flags = run_flags(universe, backing)
     for client in clients.values():
         client.check_pin()
     return {
         "tool": {"name": "reserve-auditor", "version": __version__},
-        "spec": request.spec.id,
+        "spec": root,
         "token": request.spec.token.symbol,
-        "pins": {name: client.pinned.as_dict() for name, client in clients.items()},
-        "supply": {"deployments": deployments},
-        "requests": {name: client.stats.as_dict() for name, client in clients.items()},
+        "pins": {name: client.pinned.as_dict() for name, client in sorted(clients.items())},
+        "issuers": {issuer: sheet_dict(sheet) for issuer, sheet in sorted(universe.sheets.items())},
+        "markets": {key: market_dict(m) for key, m in sorted(universe.markets.items())},
+        "hard_assets": {k: {"symbol": a.symbol, "price_usd": str(a.price_usd), "source": a.price_source}
+                        for k, a in sorted(universe.hard_assets.items())},
+        "backing": backing.as_dict(),
+        "flags": [f.as_dict() for f in flags],
+        "notes": notes,
+        "requests": {name: client.stats.as_dict() for name, client in sorted(clients.items())},
     }
 
 
-def _deployment_rows(spec: Spec, chain: str, values: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    rows = []
-    position = 0
-    escrows = [e for e in spec.token.escrow if e.chain == chain]
-    for deployment in spec.token.deployments:
-        if deployment.chain != chain:
-            continue
-        total, decimals, symbol = values[position][0], values[position + 1][0], values[position + 2][0]
-        position += 3
-        held = {e.address: values[position + i][0] for i, e in enumerate(escrows)}
-        position += len(escrows)
-        rows.append(
-            {
-                "chain": chain,
-                "address": deployment.address,
-                "bridged": deployment.bridged,
-                "symbol_onchain": symbol,
-                "decimals": decimals,
-                "total_supply_raw": str(total),
-                "escrow_raw": {address: str(amount) for address, amount in held.items()},
-            }
-        )
-    return rows
+def position_dict(position: Position) -> dict[str, Any]:
+    return {
+        "chain": position.chain,
+        "account": position.account,
+        "venue": position.venue,
+        "kind": position.kind,
+        "token": position.token,
+        "symbol": position.symbol,
+        "amount_raw": str(position.amount),
+        "amount": str(Decimal(position.amount) / Decimal(10) ** position.decimals),
+        "decimals": position.decimals,
+        "details": _plain(position.details),
+        "evidence": [e.as_dict() for e in position.evidence],
+    }
+
+
+def sheet_dict(sheet: BalanceSheet) -> dict[str, Any]:
+    return {
+        "symbol": sheet.symbol,
+        "par_usd": str(sheet.par_usd),
+        "supply": {
+            "tokens": str(sheet.supply.tokens),
+            "deployments": [
+                {"chain": d.chain, "address": d.address, "bridged": d.bridged, "decimals": d.decimals,
+                 "total_supply_raw": str(d.total_supply), "escrowed_raw": str(d.escrowed),
+                 "symbol_onchain": d.symbol_onchain}
+                for d in sheet.supply.deployments
+            ],
+        },
+        "positions": [position_dict(p) for p in sheet.positions],
+        "offchain": [{"label": o.label, "usd": str(o.usd)} for o in sheet.offchain],
+        "claimed_assets_usd": None if sheet.claimed_assets_usd is None else str(sheet.claimed_assets_usd),
+        "claimed_apy": None if sheet.claimed_apy is None else str(sheet.claimed_apy),
+        "notes": sheet.notes,
+    }
+
+
+def market_dict(market: Market) -> dict[str, Any]:
+    return {
+        "chain": market.chain,
+        "venue": market.venue,
+        "loan_token": market.loan_token,
+        "collateral_token": market.collateral_token,
+        "total_supply_assets_raw": str(market.total_supply_assets),
+        "total_borrow_assets_raw": str(market.total_borrow_assets),
+        "idle_raw": str(market.idle),
+        "lltv": str(Decimal(market.lltv) / Decimal(10**18)),
+        "oracle": market.oracle,
+        "oracle_price_raw": None if market.oracle_price is None else str(market.oracle_price),
+        "borrowers": [{"address": b.address, "debt_raw": str(b.debt), "collateral_raw": str(b.collateral)}
+                      for b in market.borrowers],
+        "details": _plain(market.details),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: big ints as strings (JSON readers lose precision past 2**53), bytes as hex."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) > 2**53 else value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -144,15 +194,26 @@ def load_bundle(path: str | None) -> Bundle | None:
     return bundle
 
 
+def _usd(text: Any) -> str:
+    if text is None:
+        return "n/a"
+    return f"${Decimal(str(text)):,.0f}"
+
+
 def summary_lines(findings: Mapping[str, Any]) -> list[str]:
+    """The terminal summary: pins, then per issuer supply, verifiable backing, expansion ratio; then flags."""
     lines = [f"{findings['token']} ({findings['spec']})"]
     for name, pin in findings["pins"].items():
         stats = findings["requests"][name]
+        lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats['reads']} reads in "
+                     f"{stats['http_requests']} HTTP requests, {stats['cache_hits']} answers from cache")
+    for issuer, figures in findings["backing"]["issuers"].items():
+        expansion = figures.get("expansion_ratio")
         lines.append(
-            f"  {name}: block {pin['number']} ({pin['time']}), {stats['reads']} reads in "
-            f"{stats['http_requests']} HTTP requests, {stats['cache_hits']} from cache"
+            f"  {figures.get('symbol', issuer)}: supply {_usd(figures.get('supply_usd'))}, verifiable backing "
+            f"{_usd(figures.get('verifiable_backing_usd'))}, expansion "
+            f"{expansion + 'x' if expansion else 'unbounded (no verifiable backing)'}"
         )
-    for row in findings["supply"]["deployments"]:
-        amount = int(row["total_supply_raw"]) / 10 ** int(row["decimals"])
-        lines.append(f"  supply on {row['chain']}: {amount:,.2f} {row['symbol_onchain']!r}")
+    for flag in findings["flags"]:
+        lines.append(f"  [{flag['severity']}] {flag['id']} ({flag['issuer']}): {flag['message']}")
     return lines

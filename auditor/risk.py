@@ -1,0 +1,392 @@
+"""Risk flags over solved backing figures: small detector classes, each returning findings with their evidence."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from auditor import model
+from auditor.backing import PRECISION, BackingResult, IssuerFigures, format_ratio, format_tokens, format_usd
+from auditor.model import Universe
+
+HIGH, MEDIUM, LOW, INFO = "high", "medium", "low", "info"
+SEVERITIES = (HIGH, MEDIUM, LOW, INFO)  # most severe first: findings are sorted in this order
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One flag raised on one issuer (or on the whole audit when issuer is None), with the figures it used."""
+
+    id: str
+    severity: str
+    issuer: str | None
+    message: str
+    evidence: dict[str, Any]  # plain JSON-safe data: Decimals already formatted as strings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "issuer": self.issuer,
+            "message": self.message,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class FlagConfig:
+    """Thresholds of the flags; every default is stated here and nowhere else."""
+
+    under_backed_threshold: Decimal = Decimal("0.95")  # backing ratio below this is under-backed
+    opacity_threshold: Decimal = Decimal("0.2")  # share of claimed assets not visible on chain
+    benchmark_lending_rate: Decimal = Decimal("0.05")  # what a plain stablecoin loan earns
+    yield_margin: Decimal = Decimal("2")  # claimed APY above benchmark * margin is unsustainable
+    concentration_threshold: Decimal = Decimal("0.5")  # one holder owning more than this share of supply
+    # Circular backing below this share of supply is numerical noise of the iteration (tolerance-sized).
+    min_circular_share: Decimal = Decimal("0.000001")
+    ignored_holders: frozenset[str] = field(default_factory=frozenset)  # e.g. bridge escrows (lowercase)
+
+
+DEFAULT_CONFIG = FlagConfig()
+
+
+@dataclass(frozen=True)
+class FlagContext:
+    universe: Universe
+    result: BackingResult
+    config: FlagConfig
+
+
+class Detector:
+    """Base of every flag: metadata in class constants, one `detect` method."""
+
+    ID: ClassVar[str]
+    SEVERITY: ClassVar[str]
+    HELP: ClassVar[str]
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        raise NotImplementedError
+
+    def finding(self, issuer: str | None, message: str, evidence: dict[str, Any]) -> Finding:
+        return Finding(self.ID, self.SEVERITY, issuer, message, evidence)
+
+
+def _material(figures: IssuerFigures, usd: Decimal, config: FlagConfig) -> bool:
+    if usd <= 0:
+        return False
+    if figures.supply_usd > 0:
+        return usd / figures.supply_usd >= config.min_circular_share
+    return usd >= Decimal("0.01")
+
+
+class CircularDependency(Detector):
+    ID = "circular-dependency"
+    SEVERITY = HIGH
+    HELP = "The issuer is on a cycle of tokens backing each other, and the cycle carries part of its backing."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        findings = []
+        for issuer, f in context.result.issuers.items():
+            cycle = context.result.cycle_of(issuer)
+            if cycle is None or len(cycle.issuers) < 2:
+                continue  # a self-loop carries no value (own tokens are worth 0): self-issued-collateral covers it
+            # Two measures: the fixed-point gap (backing that exists only if the cycle is taken at its word),
+            # and the cycle gap (what the cycle's tokens add to this issuer if they were worth par). A closed
+            # loop shows in the first; an open one like xUSD/deUSD has a unique fixed point and shows in the second.
+            circular = _material(f, f.circular_backing_usd, context.config)
+            gap = _material(f, f.cycle_gap_usd, context.config)
+            if not (circular or gap):
+                continue
+            propped = format_usd(f.verifiable_backing_usd + f.cycle_gap_usd)
+            message = (
+                f"{issuer} is on the cycle {' -> '.join(cycle.issuers)}: verifiable backing "
+                f"{format_usd(f.verifiable_backing_usd)} USD, {propped} USD if its cycle's tokens were worth par"
+            )
+            if circular:
+                message += f"; {format_usd(f.circular_backing_usd)} USD exists only if the cycle is taken at its word"
+            findings.append(
+                self.finding(
+                    issuer,
+                    message,
+                    {
+                        "cycle": list(cycle.issuers),
+                        "verifiable_backing_usd": format_usd(f.verifiable_backing_usd),
+                        "claimed_backing_usd": format_usd(f.claimed_backing_usd),
+                        "backing_at_par_usd": format_usd(f.backing_at_par_usd),
+                        "circular_backing_usd": format_usd(f.circular_backing_usd),
+                        "cycle_gap_usd": format_usd(f.cycle_gap_usd),
+                        "cycle_total_circular_backing_usd": format_usd(cycle.circular_backing_usd),
+                        "cycle_total_gap_usd": format_usd(cycle.cycle_gap_usd),
+                    },
+                )
+            )
+        return findings
+
+
+class SelfIssuedCollateral(Detector):
+    ID = "self-issued-collateral"
+    SEVERITY = HIGH
+    HELP = "The issuer holds or posts its own token, or holds tokens of issuers on its own cycle."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        findings = []
+        for issuer, f in context.result.issuers.items():
+            cycle = context.result.cycle_of(issuer)
+            mates = [j for j in f.depends_on if cycle is not None and j in cycle.issuers and j != issuer]
+            # Lending against (or in) its own token, through a market, with no own tokens held directly.
+            lends_against_own = issuer in f.depends_on and f.self_held_tokens == 0
+            if f.self_held_tokens == 0 and not mates and not lends_against_own:
+                continue
+            parts = []
+            if f.self_held_tokens > 0:
+                own = format_tokens(f.self_held_tokens)
+                parts.append(f"holds or posts {own} of its own tokens (worth 0 as backing)")
+            if lends_against_own:
+                parts.append("lends against its own token")
+            if mates:
+                parts.append(f"its assets include tokens of {', '.join(mates)} on its own cycle")
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"{issuer} " + "; ".join(parts),
+                    {
+                        "self_held_tokens": format_tokens(f.self_held_tokens),
+                        "lends_against_own_token": lends_against_own,
+                        "cycle_issuers": mates,  # held directly or lent against
+                        "cycle_issuers_held_tokens": {
+                            j: format_tokens(f.issued_holdings_tokens[j])
+                            for j in mates
+                            if j in f.issued_holdings_tokens
+                        },
+                        "cycle": None if cycle is None else list(cycle.issuers),
+                    },
+                )
+            )
+        return findings
+
+
+class UnderBacked(Detector):
+    ID = "under-backed"
+    SEVERITY = HIGH
+    HELP = "Verifiable backing covers less of the supply than the threshold."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        threshold = context.config.under_backed_threshold
+        findings = []
+        for issuer, f in context.result.issuers.items():
+            if f.backing_ratio is None or f.backing_ratio >= threshold:
+                continue
+            bound = "" if context.result.converged else " (a lower bound: the solver did not converge)"
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"{issuer} is {format_ratio(f.backing_ratio)} backed{bound}: "
+                    f"{format_usd(f.verifiable_backing_usd)} USD verifiable "
+                    f"for {format_usd(f.supply_usd)} USD of supply",
+                    {
+                        "backing_ratio": format_ratio(f.backing_ratio),
+                        "threshold": format_ratio(threshold),
+                        "verifiable_backing_usd": format_usd(f.verifiable_backing_usd),
+                        "supply_usd": format_usd(f.supply_usd),
+                        "expansion_ratio": format_ratio(f.expansion_ratio),
+                        "converged": context.result.converged,
+                    },
+                )
+            )
+        return findings
+
+
+class Opacity(Detector):
+    ID = "opacity"
+    SEVERITY = MEDIUM
+    HELP = "Too large a share of the claimed assets is off-chain or cannot be seen on chain."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        threshold = context.config.opacity_threshold
+        findings = []
+        for issuer, f in context.result.issuers.items():
+            # On-chain assets at par: opacity is about what cannot be seen, not about look-through value.
+            visible = f.gross_assets_at_par_usd
+            if f.claimed_assets_usd is not None and f.claimed_assets_usd > 0:
+                basis = "claimed assets"
+                denominator = f.claimed_assets_usd
+                hidden = min(denominator, max(Decimal(0), denominator - visible))
+            else:
+                basis = "off-chain plus on-chain assets"
+                denominator = f.offchain_usd + visible
+                hidden = f.offchain_usd
+            if denominator <= 0:
+                continue
+            share = hidden / denominator
+            if share <= threshold:
+                continue
+            unknown = [h for h in f.unverifiable if h.kind != model.DEBT]
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"{format_ratio(share)} of {issuer}'s {basis} ({format_usd(denominator)} USD) "
+                    f"cannot be verified on chain",
+                    {
+                        "opaque_share": format_ratio(share),
+                        "threshold": format_ratio(threshold),
+                        "basis": basis,
+                        "claimed_assets_usd": None
+                        if f.claimed_assets_usd is None
+                        else format_usd(f.claimed_assets_usd),
+                        "onchain_assets_at_par_usd": format_usd(visible),
+                        "offchain_usd": format_usd(f.offchain_usd),
+                        "unverifiable_positions": len(unknown),
+                    },
+                )
+            )
+        return findings
+
+
+class UnsustainableYield(Detector):
+    ID = "unsustainable-yield"
+    SEVERITY = MEDIUM
+    HELP = "Claimed APY exceeds the benchmark lending rate by more than the configured margin."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        config = context.config
+        limit = config.benchmark_lending_rate * config.yield_margin
+        findings = []
+        for issuer, f in context.result.issuers.items():
+            if f.claimed_apy is None or f.claimed_apy <= limit:
+                continue
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"{issuer} claims {format_ratio(f.claimed_apy)} APY, "
+                    f"more than {format_ratio(config.yield_margin)}x "
+                    f"the benchmark lending rate {format_ratio(config.benchmark_lending_rate)}",
+                    {
+                        "claimed_apy": format_ratio(f.claimed_apy),
+                        "benchmark_lending_rate": format_ratio(config.benchmark_lending_rate),
+                        "margin": format_ratio(config.yield_margin),
+                        "limit": format_ratio(limit),
+                    },
+                )
+            )
+        return findings
+
+
+class Concentration(Detector):
+    ID = "concentration"
+    SEVERITY = MEDIUM
+    HELP = "One holder owns more than the threshold share of the supply."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        universe, config = context.universe, context.config
+        ignored = {a.lower() for a in config.ignored_holders}
+        account_owner = {
+            p.account.lower(): issuer for issuer, sheet in sorted(universe.sheets.items()) for p in sheet.positions
+        }
+        findings = []
+        for issuer, sheet in sorted(universe.sheets.items()):
+            figures = context.result.issuers.get(issuer)
+            if figures is None or figures.supply_tokens <= 0:
+                continue
+            by_holder: dict[str, dict[str, Decimal]] = {}
+            for deployment in sheet.supply.deployments:
+                key = model.token_key(deployment.chain, deployment.address)
+                for holder, amount in universe.holders.get(key, []):
+                    if holder.lower() in ignored or amount <= 0:
+                        continue
+                    # The same address on several chains is taken as one holder (EOAs are).
+                    per_chain = by_holder.setdefault(holder.lower(), {})
+                    per_chain[key] = per_chain.get(key, Decimal(0)) + Decimal(amount).scaleb(-deployment.decimals)
+            if not by_holder:
+                continue
+            totals = {holder: sum(chains.values(), Decimal(0)) for holder, chains in by_holder.items()}
+            top = max(sorted(totals), key=lambda h: totals[h])
+            share = totals[top] / figures.supply_tokens
+            if share <= config.concentration_threshold:
+                continue
+            owner = account_owner.get(top)
+            held_by = f" (an account of issuer {owner})" if owner else ""
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"one holder {top}{held_by} owns {format_ratio(share)} of {issuer}'s supply",
+                    {
+                        "holder": top,
+                        "holder_issuer": owner,
+                        "tokens": format_tokens(totals[top]),
+                        "supply_tokens": format_tokens(figures.supply_tokens),
+                        "share": format_ratio(share),
+                        "threshold": format_ratio(config.concentration_threshold),
+                        "by_deployment": {k: format_tokens(v) for k, v in sorted(by_holder[top].items())},
+                    },
+                )
+            )
+        return findings
+
+
+class NoSupply(Detector):
+    ID = "no-supply"
+    SEVERITY = INFO
+    HELP = "The token has no supply at the pins: no backing ratio or expansion ratio is defined."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        return [
+            self.finding(
+                issuer,
+                f"{issuer} has no supply to back; its ratios are not defined",
+                {"supply_tokens": format_tokens(f.supply_tokens), "par_usd": format_tokens(f.par_usd)},
+            )
+            for issuer, f in context.result.issuers.items()
+            if f.supply_usd == 0
+        ]
+
+
+class NotConverged(Detector):
+    ID = "not-converged"
+    SEVERITY = INFO
+    HELP = "The solver stopped at its iteration cap: verifiable figures are lower bounds, claimed ones upper bounds."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        result = context.result
+        if result.converged:
+            return []
+        return [
+            self.finding(
+                None,
+                f"backing ratios did not converge within {result.max_iterations} iterations",
+                {
+                    "iterations": result.iterations,
+                    "max_change": format(result.max_change, "f"),
+                    "tolerance": format(result.tolerance, "f"),
+                },
+            )
+        ]
+
+
+DETECTORS: tuple[type[Detector], ...] = (
+    CircularDependency,
+    SelfIssuedCollateral,
+    UnderBacked,
+    Opacity,
+    UnsustainableYield,
+    Concentration,
+    NoSupply,
+    NotConverged,
+)
+
+
+def run_flags(
+    universe: Universe,
+    result: BackingResult,
+    config: FlagConfig = DEFAULT_CONFIG,
+    detectors: Sequence[type[Detector]] = DETECTORS,
+) -> list[Finding]:
+    """Run every detector; findings most severe first, then by flag id and issuer."""
+    context = FlagContext(universe, result, config)
+    findings: list[Finding] = []
+    with decimal.localcontext(decimal.Context(prec=PRECISION)):
+        for detector in detectors:
+            findings.extend(detector().detect(context))
+    return sorted(findings, key=lambda f: (SEVERITIES.index(f.severity), f.id, f.issuer or ""))
