@@ -8,7 +8,16 @@ from typing import Any
 
 from auditor.adapters import TOKEN_ADAPTERS, Account, Collected, Scope, TokenInfo, load_all
 from auditor.chain.reader import ChainClient, Read
-from auditor.model import BalanceSheet, Deployment, HardAsset, OffchainClaim, Supply, Universe, token_key
+from auditor.model import (
+    BalanceSheet,
+    Deployment,
+    HardAsset,
+    MarketPrice,
+    OffchainClaim,
+    Supply,
+    Universe,
+    token_key,
+)
 from auditor.spec import Registry, Spec
 
 Progress = Callable[[str], None]
@@ -138,6 +147,52 @@ def hard_asset_prices(registry: Registry, clients: Mapping[str, ChainClient]) ->
     return assets, notes
 
 
+def pool_prices(
+    registry: Registry, clients: Mapping[str, ChainClient], hard: Mapping[str, HardAsset]
+) -> tuple[dict[str, MarketPrice], list[str]]:
+    """Market prices of tokens on the registry's pools, in USD through the pool's quote asset."""
+    from auditor.adapters import Scope, token_metadata
+
+    prices: dict[str, MarketPrice] = {}
+    notes: list[str] = []
+    for chain, pools in sorted(registry.pools.items()):
+        if chain not in clients:
+            continue
+        client = clients[chain]
+        scope = Scope(chain, client, registry, [], {})
+        for pool in pools.values():
+            quote = hard.get(token_key(chain, pool.quote))
+            if quote is None:
+                notes.append(f"{chain}: pool {pool.name} quotes in {pool.quote}, not a hard asset: ignored")
+                continue
+            if pool.kind == "constant_price":
+                reads = [Read(pool.address, "price()")]
+            else:
+                reads = [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
+                         Read(pool.address, "token0()", returns=("address",))]
+            results = client.read(reads)
+            meta = token_metadata(scope, [pool.base, pool.quote])
+            base_decimals, quote_decimals = meta[pool.base][0], meta[pool.quote][0]
+            if not all(r.ok for r in results) or base_decimals is None or quote_decimals is None:
+                notes.append(f"{chain}: pool {pool.name} could not be read at block {client.pinned.number}")
+                continue
+            if pool.kind == "constant_price":
+                in_quote = Decimal(results[0].one) / Decimal(10**18)
+            else:
+                reserve0, reserve1, _ = results[0].value
+                base_is_0 = results[1].one.lower() == pool.base.lower()
+                base_reserve, quote_reserve = (reserve0, reserve1) if base_is_0 else (reserve1, reserve0)
+                if base_reserve == 0:
+                    notes.append(f"{chain}: pool {pool.name} is empty")
+                    continue
+                in_quote = (Decimal(quote_reserve) / Decimal(10) ** quote_decimals) / (
+                    Decimal(base_reserve) / Decimal(10) ** base_decimals)
+            key = token_key(chain, pool.base)
+            prices[key] = MarketPrice(key, in_quote * quote.price_usd, f"{pool.kind} pool {pool.name} ({pool.address})",
+                                      tuple(scope.evidence(r) for r in results))
+    return prices, notes
+
+
 def build_universe(
     root: str,
     specs: Mapping[str, Spec],
@@ -167,7 +222,8 @@ def build_universe(
             break
         issuers = sorted(set(issuers) | set(new))
     hard_assets, notes = hard_asset_prices(registry, clients)
-    notes += collected.notes
+    market_prices, pool_notes = pool_prices(registry, clients, hard_assets)
+    notes += pool_notes + collected.notes
     sheets: dict[str, BalanceSheet] = {}
     for issuer in issuers:
         spec = specs[issuer]
@@ -184,7 +240,9 @@ def build_universe(
             claimed_apy=_decimal(spec.claims.apy),
             notes=supply_notes,
         )
-    return Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets), notes
+    universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets,
+                        market_prices=market_prices)
+    return universe, notes
 
 
 def _decimal(value: Any) -> Decimal | None:

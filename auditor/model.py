@@ -150,6 +150,16 @@ class BalanceSheet:
     notes: list[str] = field(default_factory=list)  # what could not be read, depth limits reached, ...
 
 
+@dataclass(frozen=True)
+class MarketPrice:
+    """A token's price on a DEX pool at the pin, in USD (through the pool's quote asset)."""
+
+    key: str  # token_key of the priced token
+    price_usd: Decimal
+    source: str
+    evidence: tuple[Evidence, ...] = ()
+
+
 @dataclass
 class Universe:
     """Everything the backing engine values against: issuers, hard assets and lending markets."""
@@ -158,3 +168,4 @@ class Universe:
     hard_assets: dict[str, HardAsset]
     markets: dict[str, Market] = field(default_factory=dict)
     holders: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # token_key -> top holders
+    market_prices: dict[str, MarketPrice] = field(default_factory=dict)

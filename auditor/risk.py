@@ -48,6 +48,7 @@ class FlagConfig:
     # Circular backing below this share of supply is numerical noise of the iteration (tolerance-sized).
     min_circular_share: Decimal = Decimal("0.000001")
     ignored_holders: frozenset[str] = field(default_factory=frozenset)  # e.g. bridge escrows (lowercase)
+    oracle_tolerance: Decimal = Decimal("0.05")  # an oracle more than 5% above the truth overvalues collateral
 
 
 DEFAULT_CONFIG = FlagConfig()
@@ -151,7 +152,7 @@ class SelfIssuedCollateral(Detector):
             findings.append(
                 self.finding(
                     issuer,
-                    f"{issuer} " + "; ".join(parts),
+                    f"{issuer}: " + "; ".join(parts),
                     {
                         "self_held_tokens": format_tokens(f.self_held_tokens),
                         "lends_against_own_token": lends_against_own,
@@ -365,6 +366,63 @@ class NotConverged(Detector):
         ]
 
 
+class OracleOvervalues(Detector):
+    ID = "oracle-overvalues"
+    SEVERITY = HIGH
+    HELP = ("A lending market's oracle prices an issued collateral above its look-through value or its market "
+            "price, so loans that are already bad are not liquidated.")
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        findings = []
+        universe, config = context.universe, context.config
+        owners = {key: issuer for issuer, sheet in universe.sheets.items() for key in sheet.token_keys}
+        for market in sorted(universe.markets.values(), key=lambda m: m.key):
+            issuer = owners.get(model.token_key(market.chain, market.collateral_token))
+            loan = universe.hard_assets.get(model.token_key(market.chain, market.loan_token))
+            figures = context.result.issuers.get(issuer) if issuer else None
+            if figures is None or loan is None or market.oracle_price is None or figures.backing_ratio is None:
+                continue
+            # Morpho's oracle: loan units per collateral unit, times 1e36; per whole token in USD below.
+            oracle_usd = (Decimal(market.oracle_price) / Decimal(10) ** 36
+                          * Decimal(10) ** (market.collateral_decimals - market.loan_decimals) * loan.price_usd)
+            look_through_usd = figures.backing_ratio * figures.par_usd
+            market_price = universe.market_prices.get(model.token_key(market.chain, market.collateral_token))
+            truths = [look_through_usd] + ([market_price.price_usd] if market_price else [])
+            if oracle_usd <= max(truths) * (1 + config.oracle_tolerance):
+                continue
+            collateral_tokens = sum((Decimal(b.collateral) for b in market.borrowers), Decimal(0))
+            bad_debt_usd = sum(
+                (max(Decimal(0), Decimal(b.debt) / Decimal(10) ** market.loan_decimals * loan.price_usd
+                     - Decimal(b.collateral) / Decimal(10) ** market.collateral_decimals * look_through_usd)
+                 for b in market.borrowers),
+                Decimal(0),
+            )
+            debt_usd = sum((Decimal(b.debt) for b in market.borrowers), Decimal(0)) / Decimal(
+                10) ** market.loan_decimals * loan.price_usd
+            against = f"market price {format_usd(market_price.price_usd)}" if market_price else "no market price"
+            findings.append(
+                self.finding(
+                    issuer,
+                    f"market {market.key} prices {figures.symbol or issuer} at {format_usd(oracle_usd)} USD; "
+                    f"look-through value {format_usd(look_through_usd)}, {against}; the oracle hides "
+                    f"{format_usd(bad_debt_usd)} USD of bad debt on {format_usd(debt_usd)} USD lent",
+                    {
+                        "market": market.key,
+                        "oracle": market.oracle,
+                        "oracle_price_raw": str(market.oracle_price),
+                        "oracle_price_usd": format_usd(oracle_usd),
+                        "look_through_usd": format_ratio(look_through_usd),
+                        "market_price_usd": format_ratio(market_price.price_usd) if market_price else None,
+                        "market_price_source": market_price.source if market_price else None,
+                        "collateral_raw": str(int(collateral_tokens)),
+                        "debt_usd": format_usd(debt_usd),
+                        "hidden_bad_debt_usd": format_usd(bad_debt_usd),
+                    },
+                )
+            )
+        return findings
+
+
 DETECTORS: tuple[type[Detector], ...] = (
     CircularDependency,
     SelfIssuedCollateral,
@@ -372,6 +430,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     Opacity,
     UnsustainableYield,
     Concentration,
+    OracleOvervalues,
     NoSupply,
     NotConverged,
 )

@@ -18,6 +18,7 @@ from auditor.addresses import check_address
 REGISTRY_FILE = "registry.yaml"
 SPEC_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 NAME_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+POOL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SYMBOL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 MAX_FILE_BYTES = 1_000_000
 
@@ -80,11 +81,24 @@ class Venue:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """A DEX pool that quotes a market price of `base` in `quote` (which must be a priced hard asset)."""
+
+    chain: str
+    name: str
+    address: str
+    kind: str  # "constant_price" (price() getter, 1e18) | "uniswap_v2" (getReserves)
+    base: str
+    quote: str
+
+
+@dataclass(frozen=True)
 class Registry:
     path: str
     chains: dict[str, Chain]
     assets: dict[str, dict[str, Asset]]
     venues: dict[str, dict[str, Venue]]
+    pools: dict[str, dict[str, Pool]] = field(default_factory=dict)
 
     def chain_by_id(self, chain_id: int) -> Chain | None:
         return next((c for c in self.chains.values() if c.chain_id == chain_id), None)
@@ -624,6 +638,10 @@ def _asset_map(chain: str, assets: dict[str, Any]) -> dict[str, Asset]:
     return {symbol: Asset(chain=chain, symbol=symbol, **fields) for symbol, fields in assets.items()}
 
 
+def _pool_map(chain: str, pools: dict[str, Any]) -> dict[str, Pool]:
+    return {name: Pool(chain=chain, name=name, **fields) for name, fields in pools.items()}
+
+
 def _venue_map(name: str, per_chain: dict[str, Any]) -> dict[str, Venue]:
     return {chain: Venue(name=name, chain=chain, **fields) for chain, fields in per_chain.items()}
 
@@ -680,6 +698,29 @@ REGISTRY_FORMAT = Obj(
                 ),
                 build=_venue_map,
                 description="lending venues: name -> chain -> address and deployment block",
+            ),
+            default={},
+        ),
+        "pools": Field(
+            MapOf(
+                _CHAIN,
+                MapOf(
+                    Text(pattern=POOL_KEY, what="a pool name"),
+                    Obj(
+                        {
+                            "address": Field(_ADDRESS, required=True),
+                            "kind": Field(
+                                Text("constant_price or uniswap_v2", re.compile(r"constant_price|uniswap_v2"),
+                                     "constant_price or uniswap_v2"),
+                                required=True,
+                            ),
+                            "base": Field(Address("the token priced"), required=True),
+                            "quote": Field(Address("the token it is priced in (a hard asset)"), required=True),
+                        }
+                    ),
+                ),
+                build=_pool_map,
+                description="DEX pools giving market prices of issued tokens, for oracle checks",
             ),
             default={},
         ),
@@ -748,7 +789,7 @@ def load_registry(path: str | Path) -> Registry:
         chains = _CHAINS.load(ctx, chains_node, "chains")
         ctx.chains = frozenset(chains)
     values = _validate(ctx, REGISTRY_FORMAT, node)
-    return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues")})
+    return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues", "pools")})
 
 
 def spec_ids_near(paths: Iterable[Path]) -> frozenset[str]:

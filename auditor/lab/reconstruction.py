@@ -350,6 +350,9 @@ def write_inputs(world: World, params: dict[str, Any], folder: Path) -> dict[str
         f"    USDC: {{address: \"{p['usdc'].address}\", decimals: 6, price: par}}\n"
         "venues:\n  morpho_blue:\n"
         f"    plume: {{address: \"{world.morpho.morpho.address}\", from_block: 0}}\n"
+        "pools:\n  plume:\n"
+        f"    xUSD-USDC: {{address: \"{p['pool'].address}\", kind: constant_price, base: \"{p['xusd'].address}\", "
+        f"quote: \"{p['usdc'].address}\"}}\n"
     )
     stream = folder / "stream-xusd.yaml"
     stream.write_text(
