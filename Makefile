@@ -29,6 +29,7 @@ test: lint
 
 demo: setup
 	$(BIN)/auditor validate
+	$(BIN)/auditor demo --out reports
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -265,9 +265,29 @@ def publish(**_: object) -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Rebuild the Stream/Elixir collapse on local chains and audit it (writes reports/)."""
-    _not_built("demo", 7)
+@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
+              help="Folder for the report and the reconstruction's registry and specs.")
+@click.option("--params", "params_path", type=click.Path(dir_okay=False), default=None,
+              help="Demo parameters (default: the shipped stream_elixir.yaml, every number with its source).")
+def demo(out: str, params_path: str | None) -> None:
+    """Rebuild the Stream/Elixir collapse on two local chains and audit it.
+
+    Starts two anvil nodes on loopback (ethereum and the lending chain), deploys real
+    Morpho Blue markets, OpenZeppelin tokens, Stream's and Elixir's vaults and a bridge,
+    replays the loop of October-November 2025 transaction by transaction, then audits it
+    at three pins (late October, early November, after the loss) with the same code that
+    audits mainnet. Writes reports/stream-xusd-reconstruction.json. Nodes are always stopped.
+    """
+    from auditor.demo import run_demo
+    from auditor.lab import reconstruction
+
+    def action() -> None:
+        try:
+            run_demo(Path(out), click.echo, Path(params_path) if params_path else reconstruction.PARAMS_FILE)
+        except reconstruction.DemoError as exc:
+            _fail(f"{exc}; every node the demo started has been stopped", EXIT_CHECK_FAILED)
+
+    _run_guarded(action)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from auditor.ledger import build_universe
 from auditor.model import BALANCE, COLLATERAL, DEBT, SUPPLY, VAULT_SHARE, Position
 from auditor.spec import Registry, Spec, load_registry, load_spec
 from tests.conftest import Lab
+from tests.support import same_block
 
 USDC = 10**6
 WETH = 10**18
@@ -26,24 +26,6 @@ WETH = 10**18
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def same_block(url: str, calls: Sequence[tuple[Contract, str, tuple[Any, ...], str]]) -> int:
-    """Send the calls with mining paused, then mine them in one block (so no interest accrues between them)."""
-    rpc(url, "evm_setAutomine", [False])
-    try:
-        for contract, fn, args, sender in calls:
-            rpc(url, "eth_sendTransaction", [{"from": sender, "to": contract.address,
-                                              "data": "0x" + contract.encode(fn, *args).hex(), "gas": hex(3_000_000)}])
-        rpc(url, "evm_mine", [])
-    finally:
-        rpc(url, "evm_setAutomine", [True])
-    block = rpc(url, "eth_getBlockByNumber", ["latest", True])
-    for tx in block["transactions"]:
-        receipt = rpc(url, "eth_getTransactionReceipt", [tx["hash"]])
-        assert receipt["status"] == "0x1", f"transaction reverted in the shared block: {tx['input'][:10]}"
-    assert len(block["transactions"]) == len(calls)
-    return int(block["number"], 16)
 
 
 def write_world(folder: Path, lab: Lab, alpha: Contract, alpha_account: str, extra_spec: str = "",

@@ -314,10 +314,12 @@ def test_cli_audit_record_then_replay_gives_identical_findings(holders: Lab, tmp
     first = json.loads((tmp_path / "a.json").read_text())
     second = json.loads((tmp_path / "b.json").read_text())
     assert first["pins"] == second["pins"]
-    assert first["supply"] == second["supply"]
-    assert first["supply"]["deployments"][0]["total_supply_raw"] == str(sum((i + 1) * 10**6 for i in range(40)))
+    assert first["issuers"] == second["issuers"]
+    assert first["backing"] == second["backing"]
+    deployment = first["issuers"]["lab-usd"]["supply"]["deployments"][0]
+    assert deployment["total_supply_raw"] == str(sum((i + 1) * 10**6 for i in range(40)))
     assert first["evidence"]["digest"].startswith("sha256:")
-    assert first["requests"]["ethereum"]["reads"] == 3
+    assert first["requests"]["ethereum"]["reads"] == second["requests"]["ethereum"]["reads"] > 0
 
 
 def test_cli_errors_exit_cleanly(lab: Lab, tmp_path: Path) -> None:

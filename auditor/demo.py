@@ -1,0 +1,114 @@
+"""`auditor demo`: rebuild the Stream/Elixir case on local chains, audit it at three pins, write the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from auditor.audit import AuditRequest, run_audit, summary_lines, write_json
+from auditor.chain.reader import ConnectOptions, connect
+from auditor.lab import reconstruction
+from auditor.spec import load_registry, load_spec
+
+REPORT_NAME = "stream-xusd-reconstruction"
+Say = Callable[[str], None]
+
+METHOD_NOTES = [
+    "Everything below was read from the two local chains at the pinned blocks by the same code that audits "
+    "mainnet (auditor audit / auditor trace); the reconstruction only built the chains.",
+    "Verifiable backing is the least fixed point of look-through valuation: every issuer ratio starts at 0 and "
+    "each token is worth what its issuer verifiably holds, so backing that exists only because xUSD holds deUSD "
+    "and deUSD lends against xUSD counts as zero. Lending supply is worth idle liquidity plus, per borrower, "
+    "min(debt, collateral at look-through), never the market's oracle price.",
+    "Late October: Stream's only verifiable asset is the deUSD it bought with users' USDC (deUSD is fully "
+    "backed by USDT then), net of what it borrowed; every xUSD it minted with borrowed USDC and posted as "
+    "collateral is its own token and worth nothing as its backing. Hence the expansion ratio.",
+    "Early November: Elixir has lent most of deUSD's reserves to Stream against xUSD, and Stream holds most "
+    "deUSD. The two issuers form a cycle. With xUSD's supply an order of magnitude above anything Stream "
+    "verifiably holds, the look-through value of xUSD collapses towards zero, so Elixir's loans are worth "
+    "almost nothing and deUSD is backed only by the USDT left in its reserves; Stream's deUSD is then worth "
+    "less than its debts, and xUSD's verifiable backing is zero: the expansion ratio is unbounded. The cycle "
+    "gap (backing if the cycle's tokens were worth par, minus verifiable backing) is what the loop propped up.",
+    "After the loss: the lending markets' oracles still price xUSD at the frozen value while its look-through "
+    "value is zero and its market price collapsed; the hidden bad debt per market is what lenders are owed "
+    "beyond what the collateral is really worth.",
+]
+
+
+def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_FILE) -> dict[str, Any]:
+    """Build, audit, trace, write `out_dir/stream-xusd-reconstruction.json`; nodes are always stopped."""
+    params = reconstruction.load_params(params_path)
+    say(f"starting two local chains (parameters: {params_path})")
+    eth, plume = reconstruction.start_nodes(params)
+    try:
+        world = reconstruction.build(params, say, eth, plume)
+        inputs = reconstruction.write_inputs(world, params, out_dir / REPORT_NAME)
+        say(f"wrote the reconstruction's registry and specs to {inputs['registry'].parent}")
+        registry = load_registry(inputs["registry"])
+        spec = load_spec(inputs["stream-xusd"], registry)
+        rpc = {"ethereum": eth.url, "plume": plume.url}
+        stages: dict[str, Any] = {}
+        for stage in reconstruction.STAGES:
+            say(f"auditing at the {stage} pin")
+            options = ConnectOptions(rpc=rpc, blocks=world.pins[stage], use_cache=False)
+            findings = run_audit(AuditRequest(spec, registry, options))
+            for line in summary_lines(findings):
+                say("  " + line)
+            stages[stage] = {"pin_time": reconstruction.PIN_TIMES[stage], "audit": findings,
+                             "trace": _trace(spec.id, registry, inputs, rpc, world.pins[stage], say)}
+    finally:
+        eth.stop()
+        plume.stop()
+    document = {
+        "report": REPORT_NAME,
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "parameters": {"file": str(params_path), "values": _plain(params)},
+        "inputs": {name: str(path) for name, path in inputs.items()},
+        "pins": world.pins,
+        "stages": stages,
+        "headline": headline(stages),
+        "method_notes": METHOD_NOTES,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{REPORT_NAME}.json"
+    write_json(path, document)
+    say(f"report written to {path}")
+    return document
+
+
+def _trace(root: str, registry: Any, inputs: dict[str, Path], rpc: dict[str, str], pins: dict[str, int],
+           say: Say) -> dict[str, Any] | None:
+    """Flows and loops from the first block to the pin on every chain (the trace command's engine)."""
+    try:
+        from auditor.trace import run_trace
+    except ImportError:  # pragma: no cover - the flow tracer ships with issue 6
+        return None
+    from auditor.audit import known_specs
+
+    spec = load_spec(inputs[root], registry)
+    specs = known_specs(spec, registry)
+    clients = connect({c: registry.chains[c] for c in pins}, ConnectOptions(rpc=rpc, blocks=pins, use_cache=False))
+    findings: dict[str, Any] = run_trace(root, specs, registry, clients, {c: (0, b) for c, b in pins.items()})
+    return findings
+
+
+def headline(stages: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a reader needs first, per stage, for the audited token."""
+    out = {}
+    for stage, content in stages.items():
+        findings = content["audit"]
+        figures = findings["backing"]["issuers"][findings["spec"]]
+        out[stage] = {
+            "supply_usd": figures["supply_usd"],
+            "verifiable_backing_usd": figures["verifiable_backing_usd"],
+            "expansion_ratio": figures["expansion_ratio"],
+            "flags": sorted({f["id"] for f in findings["flags"]}),
+        }
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

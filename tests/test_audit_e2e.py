@@ -1,0 +1,82 @@
+"""Two issuers on anvil with real ERC-20s and real Morpho Blue markets, audited through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import main
+from auditor.lab.deploy import Contract
+from auditor.lab.morpho import oracle_price
+from tests.conftest import Lab
+from tests.support import same_block
+
+USDC = 10**6
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Path) -> None:
+    """A holds B as collateral and borrows USDC; B lends USDC to A against A's own token.
+
+    Closed form (no idle liquidity in B's market, A's collateral worth less than its debt there):
+      backing_A = 670 + 400 r_B - 200 - 300        backing_B = 50 + min(300, 200 r_A)
+      1000 r_A = 170 + 400 r_B,  500 r_B = 50 + 200 r_A  =>  r_A = 105000 / 420000 = 0.25, r_B = 0.2
+    so A has 250 USD of verifiable backing for 1000 of supply (4x), B has 100 for 500 (5x).
+    """
+    lab, morpho = chain, chain.morpho
+    treasury_a, treasury_b, outsider = lab.accounts[3], lab.accounts[4], lab.accounts[5]
+    token_a = Contract.deploy(lab.url, lab.lab_contracts["LabToken"], "Alpha USD", "aUSD", 6)
+    token_b = Contract.deploy(lab.url, lab.lab_contracts["LabToken"], "Beta USD", "bUSD", 6)
+    token_a.transact("mint", treasury_a, 200 * USDC)
+    token_a.transact("mint", outsider, 800 * USDC)
+    token_b.transact("mint", treasury_a, 400 * USDC)
+    token_b.transact("mint", outsider, 100 * USDC)
+    lab.usdc.transact("mint", treasury_a, 170 * USDC)
+    lab.usdc.transact("mint", treasury_b, 350 * USDC)
+    lab.usdc.transact("mint", lab.lender, 1_000 * USDC)
+    m1 = morpho.market_params(lab.usdc.address, token_b.address, lab.lltv,
+                              morpho.deploy_oracle(oracle_price(1, 6, 6)).address)
+    m2 = morpho.market_params(lab.usdc.address, token_a.address, lab.lltv,
+                              morpho.deploy_oracle(oracle_price(2, 6, 6)).address)
+    morpho.create_market(m1)
+    morpho.create_market(m2)
+    blue = morpho.morpho
+    for token, owner, amount in [(lab.usdc, lab.lender, 1_000), (token_b, treasury_a, 400),
+                                 (token_a, treasury_a, 200), (lab.usdc, treasury_b, 300)]:
+        token.transact("approve", blue.address, amount * USDC, sender=owner)
+    block = same_block(lab.url, [
+        (blue, "supply", (m1.as_tuple(), 1_000 * USDC, 0, lab.lender, b""), lab.lender),
+        (blue, "supplyCollateral", (m1.as_tuple(), 400 * USDC, treasury_a, b""), treasury_a),
+        (blue, "borrow", (m1.as_tuple(), 200 * USDC, 0, treasury_a, treasury_a), treasury_a),
+        (blue, "supply", (m2.as_tuple(), 300 * USDC, 0, treasury_b, b""), treasury_b),
+        (blue, "supplyCollateral", (m2.as_tuple(), 200 * USDC, treasury_a, b""), treasury_a),
+        (blue, "borrow", (m2.as_tuple(), 300 * USDC, 0, treasury_a, treasury_a), treasury_a),
+    ])
+    (tmp_path / "registry.yaml").write_text(
+        "chains:\n  ethereum: {chain_id: 1}\n"
+        f"assets:\n  ethereum:\n    USDC: {{address: \"{lab.usdc.address}\", decimals: 6, price: par}}\n"
+        f"venues:\n  morpho_blue:\n    ethereum: {{address: \"{blue.address}\", from_block: 0}}\n")
+    for name, token, treasury, other in [("alpha", token_a, treasury_a, "beta"), ("beta", token_b, treasury_b, "alpha")]:
+        (tmp_path / f"{name}.yaml").write_text(
+            f"id: {name}\nname: {name}\ntoken:\n  symbol: {name[0]}USD\n  deployments:\n"
+            f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
+            f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n"
+            f"depends_on: [{other}]\n")
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "alpha.yaml"), "--registry", str(tmp_path / "registry.yaml"),
+                                       "--rpc", f"ethereum={lab.url}", "--block", f"ethereum={block}", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())["backing"]["issuers"]
+    alpha, beta = figures["alpha"], figures["beta"]
+    assert (alpha["backing_ratio"], beta["backing_ratio"]) == ("0.250000", "0.200000")
+    assert (alpha["verifiable_backing_usd"], beta["verifiable_backing_usd"]) == ("250.00", "100.00")
+    assert (alpha["expansion_ratio"], beta["expansion_ratio"]) == ("4.000000", "5.000000")
+    assert (alpha["debt_usd"], alpha["gross_assets_usd"]) == ("500.00", "750.00")
+    assert "aUSD: supply $1,000, verifiable backing $250, expansion 4.000000x" in result.output
