@@ -63,15 +63,18 @@ def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Pa
         "chains:\n  ethereum: {chain_id: 1}\n"
         f"assets:\n  ethereum:\n    USDC: {{address: \"{lab.usdc.address}\", decimals: 6, price: par}}\n"
         f"venues:\n  morpho_blue:\n    ethereum: {{address: \"{blue.address}\", from_block: 0}}\n")
-    for name, token, treasury, other in [("alpha", token_a, treasury_a, "beta"), ("beta", token_b, treasury_b, "alpha")]:
+    issuers = [("alpha", token_a, treasury_a, "beta"), ("beta", token_b, treasury_b, "alpha")]
+    for name, token, treasury, other in issuers:
         (tmp_path / f"{name}.yaml").write_text(
             f"id: {name}\nname: {name}\ntoken:\n  symbol: {name[0]}USD\n  deployments:\n"
             f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
             f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n"
             f"depends_on: [{other}]\n")
     out = tmp_path / "findings.json"
-    result = CliRunner().invoke(main, ["audit", str(tmp_path / "alpha.yaml"), "--registry", str(tmp_path / "registry.yaml"),
-                                       "--rpc", f"ethereum={lab.url}", "--block", f"ethereum={block}", "--json", str(out)])
+    result = CliRunner().invoke(main, [
+        "audit", str(tmp_path / "alpha.yaml"), "--registry", str(tmp_path / "registry.yaml"),
+        "--rpc", f"ethereum={lab.url}", "--block", f"ethereum={block}", "--json", str(out),
+    ])
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())["backing"]["issuers"]
     alpha, beta = figures["alpha"], figures["beta"]
