@@ -219,12 +219,85 @@ def _audit(
 
 @main.command()
 @click.argument("spec", type=click.Path())
-@click.option("--from-block", type=int, help="First block of the window.")
-@click.option("--to-block", type=int, help="Last block of the window.")
+@click.option("--from-block", type=int, help="First block of the window, on every chain of the trace.")
+@click.option("--to-block", type=int, help="Last block of the window (default: the chain head); reads are pinned here.")
+@click.option("--window", multiple=True, metavar="CHAIN=FROM:TO", help="A window for one chain (repeatable).")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
 @registry_option
-def trace(**_: object) -> None:
-    """Trace token flows of SPEC over a block window: recursive borrow loops and mint provenance."""
-    _not_built("trace", 6)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write flows, loops and provenance as JSON.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the on-disk cache of pinned reads.")
+def trace(
+    spec: str,
+    from_block: int | None,
+    to_block: int | None,
+    window: tuple[str, ...],
+    rpc: tuple[str, ...],
+    registry_path: str,
+    json_out: str | None,
+    no_cache: bool,
+) -> None:
+    """Trace token flows of SPEC over a block window: recursive borrow loops and mint provenance.
+
+    Scans Transfer logs of the token, the tokens it depends on and the hard assets, and the
+    lending events of the issuers' accounts (topic filters, so the node does the filtering),
+    then finds repeated paths borrow -> deposit -> mint -> post as collateral -> borrow, across
+    issuers and across chains through bridges, and for every mint the share paid with borrowed money.
+
+    \b
+    Examples:
+      auditor trace protocols/stream-xusd.yaml --from-block 23500000 --to-block 23700000
+      auditor trace spec.yaml --window ethereum=100:200 --window plume=5000:9000 --json trace.json
+    """
+
+    def action() -> None:
+        from auditor.audit import known_specs, parse_pairs, write_json
+        from auditor.chain.reader import ConnectOptions, connect
+        from auditor.chain.rpc import ConfigError
+        from auditor.ledger import chains_needed, issuers_in_audit
+        from auditor.spec import load_registry, load_spec
+        from auditor.trace import run_trace, summary_lines
+
+        registry = load_registry(registry_path)
+        root = load_spec(spec, registry)
+        specs = known_specs(root, registry)
+        chains = chains_needed(specs, issuers_in_audit(root.id, specs))
+        windows: dict[str, tuple[int, int | None]] = {}
+        for name, text in parse_pairs(window, "--window").items():
+            start, sep, end = text.partition(":")
+            if not sep or not start.isdigit() or not (end.isdigit() or end == ""):
+                raise ConfigError(f"--window {name}={text}: expected FROM:TO block numbers, e.g. 100:200")
+            windows[name] = (int(start), int(end) if end else None)
+        if not windows:
+            if from_block is None:
+                raise ConfigError("give a window: --from-block N [--to-block M], or --window CHAIN=FROM:TO")
+            windows = {name: (from_block, to_block) for name in chains}
+        unknown = sorted(set(windows) - set(registry.chains))
+        if unknown:
+            raise ConfigError(f"--window names chains not in the registry: {', '.join(unknown)}")
+        blocks = {name: end for name, (_start, end) in windows.items() if end is not None}
+        clients = connect({n: registry.chains[n] for n in windows},
+                          ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=blocks, use_cache=not no_cache))
+        resolved = {name: (start, end if end is not None else clients[name].pinned.number)
+                    for name, (start, end) in windows.items()}
+        findings = run_trace(root.id, specs, registry, clients, resolved, progress=_progress())
+        for line in summary_lines(findings):
+            click.echo(line)
+        if json_out:
+            write_json(Path(json_out), findings)
+            click.echo(f"trace written to {json_out}")
+
+    _run_guarded(action)
+
+
+def _progress() -> Callable[..., None] | None:
+    """Progress on stderr when it is a terminal; silent in pipes and CI logs."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(*parts: object) -> None:
+        click.echo("\r" + " ".join(str(p) for p in parts)[:100].ljust(100), err=True, nl=False)
+
+    return show
 
 
 @main.command()

@@ -80,13 +80,10 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
 
 
 def _trace(root: str, registry: Any, inputs: dict[str, Path], rpc: dict[str, str], pins: dict[str, int],
-           say: Say) -> dict[str, Any] | None:
+           say: Say) -> dict[str, Any]:
     """Flows and loops from the first block to the pin on every chain (the trace command's engine)."""
-    try:
-        from auditor.trace import run_trace
-    except ImportError:  # pragma: no cover - the flow tracer ships with issue 6
-        return None
     from auditor.audit import known_specs
+    from auditor.trace import run_trace
 
     spec = load_spec(inputs[root], registry)
     specs = known_specs(spec, registry)

@@ -168,7 +168,7 @@ def test_help_and_validate_do_not_import_web3() -> None:
 
 
 def test_unbuilt_commands_say_so_and_exit_2() -> None:
-    result = CliRunner().invoke(main, ["trace", "x.yaml"])
+    result = CliRunner().invoke(main, ["exposure", "xUSD", "--chain", "plume"])
     assert result.exit_code == 2
     assert "not built yet" in result.output
 
