@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -149,11 +149,10 @@ def audit(
       auditor audit protocols/stream-xusd.yaml --at 2025-10-28T00:00:00Z --record ev.json.gz
       auditor audit protocols/stream-xusd.yaml --replay ev.json.gz     # no node needed
     """
-    if html_out or key:
-        _not_built("audit --html/--key", 8)
     if record and replay:
         _fail("--record and --replay cannot be used together")
-    _run_guarded(lambda: _audit(spec, rpc, block, at_time, registry_path, json_out, no_cache, record, replay))
+    _run_guarded(lambda: _audit(spec, rpc, block, at_time, registry_path, json_out, no_cache, record, replay,
+                                html_out, key))
 
 
 def _run_guarded(action: Callable[[], None]) -> None:
@@ -181,6 +180,8 @@ def _audit(
     no_cache: bool,
     record: str | None,
     replay: str | None,
+    html_out: str | None = None,
+    key: str | None = None,
 ) -> None:
     from auditor.audit import (
         AuditRequest,
@@ -207,14 +208,32 @@ def _audit(
         record=bundle,
         replay=load_bundle(replay),
     )
+    signing_key = _signing_key(key) if html_out else None
     findings = run_audit(AuditRequest(spec, registry, options))
+    findings["inputs"] = {"spec": str(Path(spec_path).resolve()), "registry": str(Path(registry_path).resolve())}
     if bundle is not None and record:
-        findings["evidence"] = {"digest": bundle.write(Path(record)), "file": record}
+        findings["evidence"] = {"digest": bundle.write(Path(record)), "file": Path(record).name}
+    elif replay:
+        findings["evidence"] = {"digest": Bundle.read(Path(replay))[1], "file": Path(replay).name}
     for line in summary_lines(findings):
         click.echo(line)
     if json_out:
         write_json(Path(json_out), findings)
         click.echo(f"findings written to {json_out}")
+    if html_out:
+        from auditor.report.publish import write_report
+
+        signature = write_report(findings, Path(html_out), signing_key,
+                                 findings.get("evidence", {}).get("digest"))
+        click.echo(f"report written to {html_out} ({'signed by ' + signature.signer if signature else 'UNSIGNED'})")
+
+
+def _signing_key(keystore: str | None) -> bytes | None:
+    """--key keystore (password from AUDITOR_KEY_PASSWORD or a prompt) or AUDITOR_PRIVATE_KEY; never echoed."""
+    from auditor.report.sign import load_key
+
+    prompt = (lambda text: str(click.prompt(text, hide_input=True))) if sys.stdin.isatty() else None
+    return load_key(keystore, prompt)
 
 
 @main.command()
@@ -322,19 +341,94 @@ def check(**_: object) -> None:
 
 
 @main.command()
-@click.argument("report", type=click.Path())
-@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Re-run the audit at the report's blocks.")
-def verify(**_: object) -> None:
-    """Verify a signed report: signature, signer, findings digest, optionally by re-running it."""
-    _not_built("verify", 8)
+@click.argument("report", type=click.Path(dir_okay=False))
+@click.option("--signer", metavar="ADDRESS", help="Fail unless the report was signed by this address.")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Re-run the audit at the report's pinned blocks.")
+@click.option("--replay", type=click.Path(dir_okay=False), help="Re-run the audit from an evidence bundle.")
+@click.option("--spec", "spec_override", type=click.Path(dir_okay=False), help="Spec to re-run (default: recorded).")
+@click.option("--registry", "registry_override", type=click.Path(dir_okay=False), help="Registry for the re-run.")
+def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | None,
+           spec_override: str | None, registry_override: str | None) -> None:
+    """Verify a signed report: digest, signature, signer, the page against its findings, and re-execution.
+
+    Recomputes the digest of the embedded findings, recovers the signer from the EIP-191
+    signature, re-renders the page from the findings and compares it byte for byte (so an
+    edited figure on the page is caught), and with --rpc or --replay re-runs the audit at the
+    report's pinned blocks and compares every figure. Exit 0 only if everything matches.
+    """
+
+    def action() -> None:
+        from auditor.report.verify import verify_report
+
+        rerun = _rerun(rpc, replay, spec_override, registry_override) if (rpc or replay) else None
+        verdict = verify_report(Path(report), expected_signer=signer, rerun=rerun)
+        for line in verdict.checks:
+            click.echo(f"ok      {line}")
+        for line in verdict.problems:
+            click.echo(f"FAILED  {line}")
+        if not verdict.ok:
+            _fail(f"{report} does not verify ({len(verdict.problems)} problem(s))", EXIT_CHECK_FAILED)
+        click.echo(f"{report} verifies")
+
+    _run_guarded(action)
+
+
+def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
+           registry_override: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def rerun(document: dict[str, Any]) -> dict[str, Any]:
+        from auditor.audit import AuditRequest, load_bundle, parse_pairs, run_audit
+        from auditor.chain.reader import ConnectOptions
+        from auditor.chain.rpc import ConfigError
+        from auditor.spec import load_registry, load_spec
+
+        if "stages" in document:
+            raise ConfigError("this report holds several audits (a demo report); re-run them with `auditor demo`")
+        inputs = document.get("inputs", {})
+        registry = load_registry(registry_override or inputs.get("registry") or DEFAULT_REGISTRY)
+        spec = load_spec(spec_override or inputs.get("spec", ""), registry)
+        blocks: dict[str, str | int] = {name: int(pin["number"]) for name, pin in document["pins"].items()}
+        options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=blocks, replay=load_bundle(replay))
+        fresh = run_audit(AuditRequest(spec, registry, options))
+        fresh["inputs"] = inputs
+        if "evidence" in document:
+            fresh["evidence"] = document["evidence"]
+        return fresh
+
+    return rerun
 
 
 @main.command()
 @click.argument("specs", nargs=-1, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True)
-def publish(**_: object) -> None:
-    """Write a static site: an index plus one signed report per token."""
-    _not_built("publish", 8)
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@registry_option
+@click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the reports.")
+def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_path: str, key: str | None) -> None:
+    """Write a static site: one signed report per spec (audited at the latest blocks) plus an index.
+
+    With no SPECS, only the index is rebuilt from the reports already in --out (the demo's included).
+    """
+
+    def action() -> None:
+        from auditor.audit import AuditRequest, parse_pairs, run_audit
+        from auditor.chain.reader import ConnectOptions
+        from auditor.report.publish import write_index, write_report
+        from auditor.spec import load_registry, load_spec, spec_paths
+
+        folder = Path(out)
+        signing_key = _signing_key(key)
+        if specs:
+            registry = load_registry(registry_path)
+            for path in spec_paths(specs):
+                spec = load_spec(path, registry)
+                findings = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"))))
+                findings["inputs"] = {"spec": str(path.resolve()), "registry": str(Path(registry_path).resolve())}
+                signature = write_report(findings, folder / f"{spec.id}.html", signing_key)
+                state = f"signed by {signature.signer}" if signature else "UNSIGNED"
+                click.echo(f"{folder / (spec.id + '.html')}: {state}")
+        click.echo(f"index written to {write_index(folder)}")
+
+    _run_guarded(action)
 
 
 @main.command()
@@ -342,7 +436,9 @@ def publish(**_: object) -> None:
               help="Folder for the report and the reconstruction's registry and specs.")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False), default=None,
               help="Demo parameters (default: the shipped stream_elixir.yaml, every number with its source).")
-def demo(out: str, params_path: str | None) -> None:
+@click.option("--key", type=click.Path(dir_okay=False),
+              help="Keystore to sign the report (else AUDITOR_PRIVATE_KEY, else a key made for this machine).")
+def demo(out: str, params_path: str | None, key: str | None) -> None:
     """Rebuild the Stream/Elixir collapse on two local chains and audit it.
 
     Starts two anvil nodes on loopback (ethereum and the lending chain), deploys real
@@ -356,7 +452,8 @@ def demo(out: str, params_path: str | None) -> None:
 
     def action() -> None:
         try:
-            run_demo(Path(out), click.echo, Path(params_path) if params_path else reconstruction.PARAMS_FILE)
+            run_demo(Path(out), click.echo, Path(params_path) if params_path else reconstruction.PARAMS_FILE,
+                     _signing_key(key))
         except reconstruction.DemoError as exc:
             _fail(f"{exc}; every node the demo started has been stopped", EXIT_CHECK_FAILED)
 

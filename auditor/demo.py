@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditRequest, run_audit, summary_lines, write_json
+from auditor.chain.cache import cache_dir
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.lab import reconstruction
+from auditor.report.publish import write_index, write_report
+from auditor.report.sign import demo_key
 from auditor.spec import load_registry, load_spec
 
 REPORT_NAME = "stream-xusd-reconstruction"
@@ -38,7 +41,8 @@ METHOD_NOTES = [
 ]
 
 
-def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_FILE) -> dict[str, Any]:
+def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_FILE,
+             key: bytes | None = None) -> dict[str, Any]:
     """Build, audit, trace, write `out_dir/stream-xusd-reconstruction.json`; nodes are always stopped."""
     params = reconstruction.load_params(params_path)
     say(f"starting two local chains (parameters: {params_path})")
@@ -75,7 +79,13 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{REPORT_NAME}.json"
     write_json(path, document)
-    say(f"report written to {path}")
+    html = out_dir / f"{REPORT_NAME}.html"
+    signer_key = key if key is not None else demo_key(cache_dir() / "keys")
+    signature = write_report(document, html, signer_key)
+    assert signature is not None
+    whose = "" if key is not None else ", a key made for this machine; sign as you with --key or AUDITOR_PRIVATE_KEY"
+    say(f"report written to {path} and {html} (signed by {signature.signer}{whose})")
+    say(f"index written to {write_index(out_dir)}")
     return document
 
 

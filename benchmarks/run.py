@@ -174,6 +174,9 @@ def main() -> None:
         ]
         bench_reads(node.url, token, lines)
         bench_logs(node.url, lines)
+        from trace_bench import bench_trace  # beside this script
+
+        bench_trace(node.url, lines)
         RESULTS.write_text("\n".join(lines))
         print(f"written {RESULTS}")
     finally:

@@ -106,7 +106,11 @@ def verify_report(
             signature = None
     if signature is not None:
         _check_signature(verdict, signature, expected_signer)
-    expected = render_report(document, findings_json=canonical, signature=signature)
+    try:
+        expected = render_report(document, findings_json=canonical, signature=signature)
+    except ValueError as exc:
+        verdict.problems.append(f"the report cannot be re-rendered from its findings: {exc}")
+        return verdict
     if expected != text:
         verdict.problems.append("the visible report differs from its signed findings at " +
                                 first_difference(expected, text))
