@@ -1,0 +1,172 @@
+"""Signed reports: hostile token strings, tamper detection, signer checks and re-execution through the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from eth_account import Account
+
+from auditor.cli import main
+from auditor.lab.deploy import Contract
+from auditor.report.render import extract_findings_json
+from tests.conftest import Lab
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def signed_report(chain: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str, list[str]]:
+    """An audit of a token whose name and symbol are hostile markup, signed with a fresh key."""
+    account = Account.create()
+    monkeypatch.setenv("AUDITOR_PRIVATE_KEY", bytes(account.key).hex())
+    token = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], IMG, SCRIPT, 6)
+    treasury = chain.accounts[3]
+    token.transact("mint", chain.accounts[4], 1_000 * 10**6)
+    token.transact("mint", treasury, 10 * 10**6)
+    chain.usdc.transact("mint", treasury, 600 * 10**6)
+    (tmp_path / "registry.yaml").write_text(
+        "chains:\n  ethereum: {chain_id: 1}\n"
+        f"assets:\n  ethereum:\n    USDC: {{address: \"{chain.usdc.address}\", decimals: 6, price: par}}\n")
+    (tmp_path / "evil.yaml").write_text(
+        "id: evil\nname: Evil\ntoken:\n  symbol: EVIL\n  deployments:\n"
+        f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
+        f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n")
+    report = tmp_path / "evil.html"
+    args = ["audit", str(tmp_path / "evil.yaml"), "--registry", str(tmp_path / "registry.yaml"),
+            "--rpc", f"ethereum={chain.url}", "--html", str(report)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"signed by {account.address}" in result.output
+    return report, account.address, args
+
+
+def verify(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["verify", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_hostile_token_strings_are_inert(signed_report: tuple[Path, str, list[str]]) -> None:
+    html = signed_report[0].read_text()
+    assert SCRIPT not in html and "<img" not in html.lower()
+    assert len(re.findall(r"<script\b", html)) == 2  # the findings and signature data blocks only
+    assert all('type="application/json"' in tag for tag in re.findall(r"<script\b[^>]*>", html))
+    assert "Content-Security-Policy" in html
+    # the hostile strings are still there, as data: escaped on the page, intact in the findings
+    assert SCRIPT in extract_findings_json(html).encode().decode("unicode_escape")
+
+
+def test_untouched_report_verifies_and_names_its_signer(signed_report: tuple[Path, str, list[str]]) -> None:
+    report, signer, _ = signed_report
+    code, output = verify(str(report), "--signer", signer)
+    assert code == 0, output
+    assert f"signed by {signer}" in output
+    code, output = verify(str(report), "--signer", "0x" + "1" * 40)
+    assert code == 1 and "not by the expected signer" in output
+
+
+def test_rerun_at_the_pins_matches(signed_report: tuple[Path, str, list[str]], chain: Lab) -> None:
+    report, _, _ = signed_report
+    chain.usdc.transact("mint", chain.accounts[3], 5 * 10**6)  # after the pin: must not matter
+    code, output = verify(str(report), "--rpc", f"ethereum={chain.url}")
+    assert code == 0, output
+    assert "re-running the audit at the report's pins gives the same figures" in output
+
+
+def tamper(report: Path, old: str, new: str, count: int = 1) -> None:
+    html = report.read_text()
+    assert old in html, old
+    report.write_text(html.replace(old, new, count))
+
+
+def test_changed_figure_on_the_page_is_named(signed_report: tuple[Path, str, list[str]]) -> None:
+    report = signed_report[0]
+    html = report.read_text()
+    visible = html[: html.index('<script type="application/json"')]
+    figure = re.search(r">\$?600(\.00)?<", visible) or re.search(r"600\.00", visible)
+    assert figure is not None
+    start = figure.start() + visible[figure.start():].index("600")
+    report.write_text(html[:start] + "900" + html[start + 3:])
+    code, output = verify(str(report))
+    assert code == 1
+    assert "visible report differs from its signed findings" in output and "900" in output
+
+
+def test_changed_evidence_entry_breaks_the_digest(signed_report: tuple[Path, str, list[str]]) -> None:
+    report = signed_report[0]
+    findings = extract_findings_json(report.read_text())
+    match = re.search(r'"result":"(600000000)"', findings)
+    assert match is not None
+    tamper(report, '"result":"600000000"', '"result":"900000000"')  # same length: whitespace preserved
+    code, output = verify(str(report))
+    assert code == 1
+    assert "findings digest mismatch" in output
+
+
+def test_changed_signer_is_caught(signed_report: tuple[Path, str, list[str]]) -> None:
+    report, signer, _ = signed_report
+    impostor = Account.create().address
+    tamper(report, f'"signer":"{signer}"', f'"signer":"{impostor}"')
+    code, output = verify(str(report))
+    assert code == 1
+    assert f"signer mismatch: the signature was made by {signer}" in output
+
+
+def test_reformatted_embedded_json_is_caught(signed_report: tuple[Path, str, list[str]]) -> None:
+    report = signed_report[0]
+    findings = extract_findings_json(report.read_text())
+    document = json.loads(findings)
+    # Same content, different spelling: the digest still matches, but the page no longer is what was signed.
+    tamper(report, findings.replace("<", "\\u003c"), json.dumps(document, sort_keys=True).replace("<", "\\u003c"))
+    code, output = verify(str(report))
+    assert code == 1
+    assert "visible report differs" in output
+
+
+def test_unsigned_report_says_so(chain: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 signed_report: tuple[Path, str, list[str]]) -> None:
+    monkeypatch.delenv("AUDITOR_PRIVATE_KEY")
+    _, _, args = signed_report
+    unsigned = tmp_path / "unsigned.html"
+    result = CliRunner().invoke(main, [*args[:-1], str(unsigned)])
+    assert result.exit_code == 0 and "UNSIGNED" in result.output
+    assert "UNSIGNED" in unsigned.read_text()
+    code, output = verify(str(unsigned))
+    assert code == 1 and "the report is unsigned" in output
+
+
+def test_verify_bad_input(tmp_path: Path) -> None:
+    code, output = verify(str(tmp_path / "missing.html"))
+    assert code == 2 and "cannot read the report" in output
+    (tmp_path / "plain.html").write_text("<html><body>hello</body></html>")
+    code, output = verify(str(tmp_path / "plain.html"))
+    assert code == 2 and "no embedded findings" in output
+
+
+def test_keystore_signing_and_wrong_password(signed_report: tuple[Path, str, list[str]], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUDITOR_PRIVATE_KEY")
+    account = Account.create()
+    keystore = tmp_path / "key.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "correct horse", iterations=2)))
+    _, _, args = signed_report
+    out = tmp_path / "ks.html"
+    monkeypatch.setenv("AUDITOR_KEY_PASSWORD", "correct horse")
+    result = CliRunner().invoke(main, [*args[:-1], str(out), "--key", str(keystore)])
+    assert result.exit_code == 0, result.output
+    assert f"signed by {account.address}" in result.output
+    assert "correct horse" not in result.output and bytes(account.key).hex() not in result.output
+    monkeypatch.setenv("AUDITOR_KEY_PASSWORD", "wrong")
+    result = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "no.html"), "--key", str(keystore)])
+    assert result.exit_code == 2 and "wrong password" in result.output
+    assert not (tmp_path / "no.html").exists()
