@@ -5,9 +5,17 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench clean browser
 
 setup: $(PY_STAMP) $(NODE_STAMP)
+
+# Headless Chromium (Debian's package) for the browser tests; they are skipped, loudly, without it.
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "warning: could not install chromium; browser tests will be skipped"; \
+		else echo "warning: chromium missing (apt-get install chromium); browser tests will be skipped"; fi; }
 
 $(PY_STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -24,7 +32,7 @@ lint: setup
 	$(BIN)/ruff check auditor tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 demo: setup
