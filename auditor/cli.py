@@ -155,7 +155,7 @@ def audit(
                                 html_out, key))
 
 
-def _run_guarded(action: Callable[[], None]) -> None:
+def _run_guarded(action: Callable[[], None], chain_error_code: int = EXIT_CHECK_FAILED) -> None:
     """Turn the tool's own errors into one clear line and an exit code; never a traceback."""
     from auditor.chain.rpc import ChainError, ConfigError
     from auditor.spec import SpecError
@@ -167,7 +167,7 @@ def _run_guarded(action: Callable[[], None]) -> None:
     except ConfigError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except ChainError as exc:
-        _fail(f"{exc}; the audit is incomplete and no figures were written", EXIT_CHECK_FAILED)
+        _fail(f"{exc}; the audit is incomplete and no figures were written", chain_error_code)
 
 
 def _audit(
@@ -330,14 +330,74 @@ def exposure(**_: object) -> None:
 
 @main.command()
 @click.argument("spec", required=False, type=click.Path())
-@click.option("--vault", metavar="ADDR", help="Check a vault's collateral instead of one spec.")
-@click.option("--policy", type=click.Path(dir_okay=False), help="Policy file with thresholds.")
-@click.option(
-    "--format", "output_format", type=click.Choice(["text", "json", "junit", "sarif", "github"]), default="text"
-)
-def check(**_: object) -> None:
-    """CI gate for curators: exit 1 when SPEC (or a vault's collateral) breaches the policy."""
-    _not_built("check", 9)
+@click.option("--vault", metavar="ADDR", help="Check every collateral this vault lends against (Morpho Blue).")
+@click.option("--chain", "vault_chain", metavar="CHAIN", help="Chain of --vault.")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
+              help="Policy YAML: min_backing_ratio, max_expansion, fail_on_flags, max_oracle_deviation, ...")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@click.option("--block", multiple=True, metavar="CHAIN=N", help="Pin a chain at block N (default latest).")
+@registry_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "junit", "sarif", "github"]),
+              default="text", show_default=True, help="junit/sarif for CI result viewers, github for annotations.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_path: str, rpc: tuple[str, ...],
+          block: tuple[str, ...], registry_path: str, output_format: str, output: str | None) -> None:
+    """CI gate for curators: exit 1 when SPEC (or a vault's collateral) breaches the policy.
+
+    Audits SPEC (or, with --vault ADDR --chain C, every collateral the vault lends against that
+    has a spec in the spec's folder, default protocols/) and applies the policy. Exit 0 when
+    every check passes, 1 when the policy is breached, 2 on bad input or incomplete data: the
+    gate fails closed, it never passes on a read it could not make.
+
+    \b
+    Example policy (policy.yaml):
+      min_backing_ratio: 0.95
+      max_expansion: 1.1
+      fail_on_flags: [circular-dependency, oracle-overvalues, self-issued-collateral]
+      max_oracle_deviation: 0.05
+    """
+    def action() -> None:
+        from auditor.audit import AuditRequest, known_specs, parse_blocks, parse_pairs, run_audit
+        from auditor.chain.reader import ConnectOptions, connect
+        from auditor.chain.rpc import ConfigError
+        from auditor.gate import Check, evaluate, load_policy, render, vault_collaterals
+        from auditor.model import token_key
+        from auditor.spec import load_registry, load_spec, spec_paths
+
+        policy = load_policy(policy_path)
+        registry = load_registry(registry_path)
+        options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=parse_blocks(block))
+        checks: list[Check] = []
+        if (spec is None) == (vault is None):
+            raise ConfigError("give either SPEC or --vault ADDR --chain CHAIN")
+        if spec is not None:
+            loaded = load_spec(spec, registry)
+            checks = evaluate(run_audit(AuditRequest(loaded, registry, options)), policy, spec)
+        else:
+            if not vault_chain or vault_chain not in registry.chains:
+                raise ConfigError(f"--vault needs --chain with a chain of the registry ({', '.join(registry.chains)})")
+            client = connect({vault_chain: registry.chains[vault_chain]}, options)[vault_chain]
+            folder = spec_paths([])[0].parent if spec_paths([]) else Path("protocols")
+            specs = {p.stem: load_spec(p, registry) for p in spec_paths([str(folder)])}
+            by_token = {token_key(d.chain, d.address): s for s in specs.values() for d in s.token.deployments}
+            for collateral in vault_collaterals(client, registry, vault_chain, str(vault)):
+                owner = by_token.get(token_key(vault_chain, collateral))
+                if owner is None:
+                    checks.append(Check("verifiable-collateral", collateral, policy.allow_unverified_collateral,
+                                        f"{collateral} on {vault_chain} has no spec: its backing cannot be verified"))
+                    continue
+                owner_specs = known_specs(owner, registry)
+                findings = run_audit(AuditRequest(owner, registry, options, specs=owner_specs))
+                checks += evaluate(findings, policy, owner.path)
+        text = render(checks, output_format)
+        if output:
+            Path(output).write_text(text)
+        else:
+            click.echo(text, nl=False)
+        if not all(c.passed for c in checks):
+            sys.exit(EXIT_CHECK_FAILED)
+
+    _run_guarded(action, chain_error_code=EXIT_BAD_INPUT)  # fail closed: incomplete data is not a pass
 
 
 @main.command()

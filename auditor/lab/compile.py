@@ -397,6 +397,7 @@ LAB_UNITS: tuple[str, ...] = (
     "lab/ConstantSumPool.sol",
     "lab/Multicall3.sol",
     "lab/LogSpammer.sol",
+    "lab/MetaVault.sol",
 )
 
 
