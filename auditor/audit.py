@@ -60,6 +60,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
         say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
     backing = solve(universe)
     flags = run_flags(universe, backing)
+    exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
     for client in clients.values():
         client.check_pin()
     return {
@@ -73,9 +74,31 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
                         for k, a in sorted(universe.hard_assets.items())},
         "backing": backing.as_dict(),
         "flags": [f.as_dict() for f in flags],
+        "exposure": exposure,
         "notes": notes,
         "requests": {name: client.stats.as_dict() for name, client in sorted(clients.items())},
     }
+
+
+def exposure_section(spec: Spec, registry: Registry, clients: Mapping[str, Any], universe: Any, backing: Any,
+                     say: Say | None = None) -> dict[str, Any]:
+    """Who lends against the audited token, per chain where it has supply and a Morpho Blue venue."""
+    from auditor.exposure import run_exposure
+    from auditor.model import token_key
+
+    figures = backing.issuers.get(spec.id)
+    value = None if figures is None or figures.backing_ratio is None else figures.backing_ratio * figures.par_usd
+    out: dict[str, Any] = {}
+    for deployment in spec.token.deployments:
+        chain = deployment.chain
+        if chain not in clients or chain not in registry.venues.get("morpho_blue", {}):
+            continue
+        if say:
+            say(f"mapping who lends against {spec.token.symbol} on {chain}")
+        key = token_key(chain, deployment.address)
+        out[chain] = run_exposure(deployment.address, chain, registry, clients[chain],
+                                  look_through={key: value} if value is not None else None)
+    return out
 
 
 def position_dict(position: Position) -> dict[str, Any]:

@@ -32,10 +32,6 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(code)
 
 
-def _not_built(command: str, issue: int) -> NoReturn:
-    _fail(f"`auditor {command}` is not built yet (tracked in issue {issue}); nothing was done.")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="auditor")
 def main() -> None:
@@ -321,11 +317,49 @@ def _progress() -> Callable[..., None] | None:
 
 @main.command()
 @click.argument("token")
-@click.option("--chain", required=True, help="Chain where TOKEN is used as collateral.")
+@click.option("--chain", required=True, help="Chain where TOKEN is used as collateral (a registry chain).")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@click.option("--block", multiple=True, metavar="CHAIN=N", help="Pin the chain at block N (default latest).")
 @registry_option
-def exposure(**_: object) -> None:
-    """List who lends against TOKEN, through which markets and vaults, and how much is at risk."""
-    _not_built("exposure", 9)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the exposure map as JSON.")
+def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...], registry_path: str,
+             json_out: str | None) -> None:
+    """List who lends against TOKEN, through which markets and vaults, and how much is at risk.
+
+    TOKEN is an address, or the symbol of a spec in the registry's folder. Every Morpho Blue
+    market taking TOKEN (or a token that holds it) as collateral is found from CreateMarket
+    events, private ones included; every supplier with what it has at risk, vault names and
+    curators; and the Aave v3 reserves that list it.
+    """
+
+    def action() -> None:
+        from auditor.audit import parse_blocks, parse_pairs, write_json
+        from auditor.chain.reader import ConnectOptions, connect
+        from auditor.chain.rpc import ConfigError
+        from auditor.exposure import run_exposure, summary_lines
+        from auditor.spec import load_registry, load_spec, spec_paths
+
+        registry = load_registry(registry_path)
+        if chain not in registry.chains:
+            raise ConfigError(f"--chain {chain!r} is not in the registry ({', '.join(registry.chains)})")
+        address = token
+        if not token.startswith("0x"):
+            folder = [str(Path(registry_path).parent)]
+            matches = [d.address for p in spec_paths(folder) for d in load_spec(p, registry).token.deployments
+                       if load_spec(p, registry).token.symbol.lower() == token.lower() and d.chain == chain]
+            if not matches:
+                raise ConfigError(f"no spec in {folder[0]} has a token {token!r} on {chain}; give its address")
+            address = matches[0]
+        client = connect({chain: registry.chains[chain]},
+                         ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=parse_blocks(block)))[chain]
+        found = run_exposure(address, chain, registry, client)
+        for line in summary_lines(found):
+            click.echo(line)
+        if json_out:
+            write_json(Path(json_out), found)
+            click.echo(f"exposure written to {json_out}")
+
+    _run_guarded(action)
 
 
 @main.command()

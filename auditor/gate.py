@@ -149,9 +149,12 @@ def _exposure_checks(findings: Mapping[str, Any], issuer: str, limit: Decimal, l
         return [Check("max-exposure", issuer, False, "no exposure map in the findings: cannot check exposure "
                       "(fail closed)", {}, location)]
     total = Decimal(0)
-    for market in exposure.get("markets", []):
-        usd = market.get("borrowed_usd") or market.get("total_borrowed_usd")
-        if usd is not None:
+    for per_chain in exposure.values():
+        for market in per_chain.get("markets", []):
+            usd = market.get("total_borrowed_usd")
+            if usd is None:
+                return [Check("max-exposure", issuer, False, f"market {market.get('key')} lends in an unpriced "
+                              "token: exposure cannot be summed (fail closed)", {}, location)]
             total += Decimal(str(usd))
     passed = total <= limit
     return [Check("max-exposure", issuer, passed, f"{total} USD lent against {issuer} "

@@ -103,3 +103,13 @@ def test_bad_params_and_broken_node_fail_clearly(tmp_path: Path, monkeypatch: py
     assert result.exit_code == 1
     assert "step 'start the ethereum node" in result.output and "npm ci" in result.output
     assert not (tmp_path / "out" / "stream-xusd-reconstruction.json").exists()
+
+
+def test_after_loss_exposure_map_lists_every_lender(report: dict[str, Any]) -> None:
+    exposure = report["stages"]["after-loss"]["audit"]["exposure"]["plume"]
+    assert exposure["totals"]["markets"] == 2  # the outside lenders' xUSD market and Elixir's private one
+    assert exposure["totals"]["suppliers"] == 4  # three outside lenders and Elixir
+    elixir = next(m for m in exposure["markets"] if len(m["suppliers"]) == 1)
+    (lender,) = elixir["suppliers"]
+    assert lender["at_risk"] == lender["supplied"]  # Elixir's market is fully borrowed by Stream
+    assert Decimal(exposure["totals"]["bad_debt_usd"]) == Decimal(exposure["totals"]["borrowed_usd"])

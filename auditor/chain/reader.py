@@ -81,7 +81,7 @@ class Read:
             object.__setattr__(self, "data", encode_call(self.signature, *self.args))
 
     def describe(self) -> str:
-        args = ", ".join(str(a) for a in self.args)
+        args = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in self.args)
         return f"{self.target}.{self.signature.split('(')[0]}({args})"
 
 

@@ -1,0 +1,405 @@
+"""Oracle checks over a window: sample oracle and pool prices at several blocks, and flag oracles that stay frozen."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from auditor import model
+from auditor.backing import PRECISION, format_ratio, format_tokens
+from auditor.chain.cache import SqliteCache
+from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
+from auditor.model import HardAsset, Market, Universe
+from auditor.risk import HIGH, Detector, Finding, FlagContext
+from auditor.spec import Chain, Pool, Registry
+
+# Defaults of the check. FlagConfig (risk.py) does not carry them yet; FlagConfig fields of the same name
+# (oracle_frozen_threshold, oracle_still_tolerance) override them once the lead adds them.
+DEFAULT_FROZEN_THRESHOLD = Decimal("0.05")  # the truth moved more than 5% over the window ...
+# ... while the oracle moved no more than 0.1%: a hard-coded price moves 0, and an exchange-rate oracle that
+# only creeps with accrued interest is as blind to a crash as a hard-coded one.
+DEFAULT_STILL_TOLERANCE = Decimal("0.001")
+
+ORACLE_GETTER = "price()"  # Morpho's IOracle: loan units per collateral unit, scaled by 1e36
+POOL_GETTER = "price()"  # the lab's ConstantSumPool (and most fixed-price pools): quote per base, 1e18
+ORACLE_PRICE_SCALE = Decimal(10) ** 36
+
+RawSample = tuple[int, int | None]  # (block, raw answer), None when the read failed at that block
+PriceSample = tuple[int, Decimal | None]  # (block, price), None when unreadable
+MakeClient = Callable[[int], ChainClient]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling (the only part that reads the chain, through ChainClient).
+
+
+def client_factory(
+    chain: str, registry_chain: Chain, options: ConnectOptions, cache: SqliteCache | None = None
+) -> MakeClient:
+    """A `make_client(block)` for one chain: a chain-id-checked client pinned at `block`, sharing one cache.
+
+    Uses the audit's ConnectOptions (RPC URL, retry, record/replay bundle), so sampled reads are recorded
+    as evidence and replayed like the audit's own.
+    """
+    shared: list[SqliteCache | None] = [cache]
+
+    def make(block: int) -> ChainClient:
+        if shared[0] is None and options.use_cache and options.replay is None:
+            shared[0] = SqliteCache()  # one handle for every sampled block, not one per block
+        pinned = replace(options, blocks={chain: block}, at=None)
+        return connect({chain: registry_chain}, pinned, shared[0])[chain]
+
+    return make
+
+
+def sample_blocks(first: int, last: int, count: int) -> list[int]:
+    """`count` blocks spread evenly from `first` to `last`, both included, ascending and distinct."""
+    if count < 1 or last < first:
+        raise ValueError(f"cannot sample {count} blocks in {first}..{last}")
+    if count == 1 or first == last:
+        return [last]
+    step = Decimal(last - first) / (count - 1)
+    return sorted({first + int(step * k) for k in range(count - 1)} | {last})
+
+
+def sample_getter(
+    make_client: MakeClient, targets: Sequence[str], blocks: Sequence[int], signature: str
+) -> dict[str, list[RawSample]]:
+    """A uint256 getter of every target at every block: one client and one batched read per block."""
+    out: dict[str, list[RawSample]] = {target: [] for target in targets}
+    if not targets:
+        return out
+    for block in sorted(set(blocks)):
+        client = make_client(block)
+        results = client.read([Read(target, signature) for target in targets])
+        for target, result in zip(targets, results, strict=True):
+            # Before its deployment a contract has no code: the call "succeeds" with no data and fails to decode.
+            out[target].append((client.pinned.number, result.one if result.ok else None))
+    return out
+
+
+def sample_oracle_prices(
+    make_client: MakeClient, oracles: list[str], blocks: list[int]
+) -> dict[str, list[tuple[int, int | None]]]:
+    """Morpho-style oracle answers (`price()`, 1e36-scaled) of every oracle at every block."""
+    return sample_getter(make_client, oracles, blocks, ORACLE_GETTER)
+
+
+def sample_pool_prices(
+    make_client: MakeClient,
+    pools: Sequence[str | Pool],
+    blocks: Sequence[int],
+    *,
+    getter: str = POOL_GETTER,
+    scale: int = 18,
+) -> dict[str, list[PriceSample]]:
+    """Quote per whole base token of each pool at each block, keyed by pool address.
+
+    A plain address is read through `getter` (a uint256 scaled by 10**scale, as ConstantSumPool.price()).
+    A registry Pool is read by its kind: `constant_price` through price() (1e18), `uniswap_v2` from
+    getReserves() and token0() with both tokens' decimals.
+    """
+    out: dict[str, list[PriceSample]] = {}
+    plain = [p for p in pools if isinstance(p, str)]
+    registered = [p for p in pools if not isinstance(p, str)]
+    constant = [p.address for p in registered if p.kind == "constant_price"]
+    for address, series in sample_getter(make_client, plain, blocks, getter).items():
+        out[address] = [(b, None if v is None else Decimal(v).scaleb(-scale)) for b, v in series]
+    for address, series in sample_getter(make_client, constant, blocks, "price()").items():
+        out[address] = [(b, None if v is None else Decimal(v).scaleb(-18)) for b, v in series]
+    reserves = [p for p in registered if p.kind != "constant_price"]
+    if reserves:
+        for address in (p.address for p in reserves):
+            out[address] = []
+        for block in sorted(set(blocks)):
+            client = make_client(block)
+            for pool, price in zip(reserves, _reserve_prices(client, reserves), strict=True):
+                out[pool.address].append((client.pinned.number, price))
+    return out
+
+
+def _reserve_prices(client: ChainClient, pools: Sequence[Pool]) -> list[Decimal | None]:
+    reads: list[Read] = []
+    for pool in pools:
+        reads += [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
+                  Read(pool.address, "token0()", returns=("address",)),
+                  Read(pool.base, "decimals()", returns=("uint8",)),
+                  Read(pool.quote, "decimals()", returns=("uint8",))]
+    results = client.read(reads)
+    prices: list[Decimal | None] = []
+    for index, pool in enumerate(pools):
+        got = results[4 * index : 4 * index + 4]
+        if not all(r.ok for r in got):
+            prices.append(None)
+            continue
+        (reserve0, reserve1, _), token0 = got[0].value, got[1].one
+        base_decimals, quote_decimals = got[2].one, got[3].one
+        base, quote = (reserve0, reserve1) if token0.lower() == pool.base.lower() else (reserve1, reserve0)
+        with decimal.localcontext(decimal.Context(prec=PRECISION)):
+            prices.append(None if base == 0 else
+                          Decimal(quote).scaleb(-quote_decimals) / Decimal(base).scaleb(-base_decimals))
+    return prices
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plain data the detector runs on.
+
+
+@dataclass(frozen=True)
+class OracleWatch:
+    """One lending market's oracle and the truths it should follow, sampled over one window.
+
+    Series are (block, value) pairs; values in any unit (only relative moves are compared). None marks a
+    block where the value could not be read.
+    """
+
+    market: str  # market key
+    chain: str
+    oracle: str
+    collateral: str  # token_key of the collateral
+    oracle_prices: tuple[RawSample, ...]
+    market_prices: tuple[PriceSample, ...] = ()
+    market_price_source: str = ""
+    look_through: tuple[PriceSample, ...] = ()  # r x par of the collateral's issuer at audited pins
+    oracle_to_usd: Decimal | None = None  # raw oracle answer x this = USD per whole collateral token
+
+
+def address_key(chain: str, address: str) -> str:
+    """'chain:0xlower', the key of oracle and pool samples (the program's token_key format)."""
+    return model.token_key(chain, address)
+
+
+def watches_for_markets(
+    markets: Iterable[Market],
+    hard_assets: Mapping[str, HardAsset],
+    oracle_samples: Mapping[str, Sequence[RawSample]],
+    market_price_samples: Mapping[str, Sequence[PriceSample]] | None = None,
+    look_through_samples: Mapping[str, Sequence[PriceSample]] | None = None,
+    market_price_sources: Mapping[str, str] | None = None,
+) -> list[OracleWatch]:
+    """Join sampled series with the markets whose oracles they belong to.
+
+    `oracle_samples` is keyed by address_key(chain, oracle); the other mappings by the collateral's token_key.
+    Markets whose oracle was not sampled are left out.
+    """
+    prices, truths, sources = market_price_samples or {}, look_through_samples or {}, market_price_sources or {}
+    watches = []
+    for market in sorted(markets, key=lambda m: m.key):
+        oracle_key = address_key(market.chain, market.oracle) if market.oracle else ""
+        if oracle_key not in oracle_samples:
+            continue
+        collateral = model.token_key(market.chain, market.collateral_token)
+        loan = hard_assets.get(model.token_key(market.chain, market.loan_token))
+        to_usd = None
+        if loan is not None:
+            # Morpho's answer is loan units per collateral unit x 1e36; per whole tokens, in USD.
+            to_usd = (Decimal(10) ** (market.collateral_decimals - market.loan_decimals)
+                      / ORACLE_PRICE_SCALE * loan.price_usd)
+        watches.append(OracleWatch(
+            market=market.key, chain=market.chain, oracle=market.oracle, collateral=collateral,
+            oracle_prices=tuple(oracle_samples[oracle_key]),
+            market_prices=tuple(prices.get(collateral, ())), market_price_source=sources.get(collateral, ""),
+            look_through=tuple(truths.get(collateral, ())), oracle_to_usd=to_usd,
+        ))
+    return watches
+
+
+def watch_markets(
+    universe: Universe,
+    registry: Registry,
+    make_clients: Mapping[str, MakeClient],
+    blocks: Mapping[str, Sequence[int]],
+    look_through_samples: Mapping[str, Sequence[PriceSample]] | None = None,
+) -> list[OracleWatch]:
+    """Sample every market oracle of the universe and every registry pool on the same blocks, per chain.
+
+    Pool prices are in the pool's quote asset; relative moves need no USD conversion (a par-priced quote
+    is assumed not to move itself).
+    """
+    oracle_samples: dict[str, list[RawSample]] = {}
+    pool_samples: dict[str, list[PriceSample]] = {}
+    pool_sources: dict[str, str] = {}
+    for chain, make_client in sorted(make_clients.items()):
+        chain_blocks = list(blocks.get(chain, ()))
+        if not chain_blocks:
+            continue
+        oracles = sorted({m.oracle for m in universe.markets.values() if m.chain == chain and m.oracle})
+        for oracle, series in sample_oracle_prices(make_client, oracles, chain_blocks).items():
+            oracle_samples[address_key(chain, oracle)] = series
+        pools = sorted(registry.pools.get(chain, {}).values(), key=lambda p: p.name)
+        sampled = sample_pool_prices(make_client, pools, chain_blocks)
+        for pool in pools:
+            key = model.token_key(chain, pool.base)
+            pool_samples[key] = sampled[pool.address]
+            pool_sources[key] = f"{pool.kind} pool {pool.name} ({pool.address})"
+    return watches_for_markets(universe.markets.values(), universe.hard_assets, oracle_samples, pool_samples,
+                               look_through_samples, pool_sources)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pure check.
+
+
+@dataclass(frozen=True)
+class Move:
+    """How far a series moved over the window: the largest distance from its first valid value, relative."""
+
+    first: Decimal
+    last: Decimal
+    low: Decimal
+    high: Decimal
+    relative: Decimal  # max |v - first| / first
+    first_block: int
+    last_block: int
+    points: int
+
+
+def relative_move(series: Iterable[tuple[int, Any]]) -> Move | None:
+    """The move of a (block, value) series; None with fewer than two positive readable values."""
+    valid = sorted((block, Decimal(value)) for block, value in series if value is not None and value > 0)
+    if len(valid) < 2:
+        return None
+    with decimal.localcontext(decimal.Context(prec=PRECISION)):
+        first = valid[0][1]
+        values = [v for _, v in valid]
+        return Move(first, values[-1], min(values), max(values), max(abs(v - first) for v in values) / first,
+                    valid[0][0], valid[-1][0], len(valid))
+
+
+@dataclass(frozen=True)
+class FrozenOracle:
+    """An oracle that stayed still while what it prices moved."""
+
+    watch: OracleWatch
+    oracle: Move
+    truth: str  # "market price" or "look-through value": the larger mover
+    truth_move: Move
+    market_price: Move | None
+    look_through: Move | None
+
+
+def frozen_oracles(
+    watches: Iterable[OracleWatch],
+    *,
+    threshold: Decimal = DEFAULT_FROZEN_THRESHOLD,
+    still_tolerance: Decimal = DEFAULT_STILL_TOLERANCE,
+) -> list[FrozenOracle]:
+    """Oracles whose price moved no more than `still_tolerance` while the collateral's market price or
+    look-through value moved more than `threshold` (both relative to their first sample in the window)."""
+    found = []
+    for watch in watches:
+        oracle = relative_move(watch.oracle_prices)
+        if oracle is None or oracle.relative > still_tolerance:
+            continue
+        market_price = relative_move(watch.market_prices)
+        look_through = relative_move(watch.look_through)
+        truths = [(name, move) for name, move in (("market price", market_price), ("look-through value", look_through))
+                  if move is not None and move.relative > threshold]
+        if not truths:
+            continue
+        name, move = max(truths, key=lambda t: t[1].relative)
+        found.append(FrozenOracle(watch, oracle, name, move, market_price, look_through))
+    return found
+
+
+def _move_dict(move: Move | None) -> dict[str, Any] | None:
+    if move is None:
+        return None
+    return {"first": format_tokens(move.first), "last": format_tokens(move.last), "low": format_tokens(move.low),
+            "high": format_tokens(move.high), "move": format_ratio(move.relative), "first_block": move.first_block,
+            "last_block": move.last_block, "samples": move.points}
+
+
+def _series(series: Iterable[tuple[int, Any]]) -> list[list[Any]]:
+    return [[block, None if value is None else str(value)] for block, value in series]
+
+
+def _setting(context: FlagContext, name: str, default: Decimal) -> Decimal:
+    value = getattr(context.config, name, None)
+    return value if isinstance(value, Decimal) else default
+
+
+class OracleFrozen(Detector):
+    ID = "oracle-frozen"
+    SEVERITY = HIGH
+    HELP = ("A lending market's oracle did not move across the sampled blocks while the collateral's market price "
+            "or look-through value did: its loans are not liquidated when they should be.")
+
+    def __init__(self, watches: Sequence[OracleWatch] | None = None) -> None:
+        # run_flags builds detectors without arguments: the samples then come attached to the context.
+        self.watches = watches
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        watches = self.watches if self.watches is not None else _attached_watches(context)
+        if not watches:
+            return []
+        threshold = _setting(context, "oracle_frozen_threshold", DEFAULT_FROZEN_THRESHOLD)
+        still = _setting(context, "oracle_still_tolerance", DEFAULT_STILL_TOLERANCE)
+        owners = {key: issuer for issuer, sheet in context.universe.sheets.items() for key in sheet.token_keys}
+        findings = []
+        for frozen in frozen_oracles(watches, threshold=threshold, still_tolerance=still):
+            watch, move = frozen.watch, frozen.truth_move
+            issuer = owners.get(watch.collateral)
+            symbol = context.universe.sheets[issuer].symbol if issuer else watch.collateral
+            held = format_tokens(frozen.oracle.first)
+            if watch.oracle_to_usd is not None:
+                held = f"{format_tokens(frozen.oracle.first * watch.oracle_to_usd)} USD"
+            findings.append(self.finding(
+                issuer,
+                f"market {watch.market}: oracle {watch.oracle} held {symbol} at {held} across blocks "
+                f"{frozen.oracle.first_block}..{frozen.oracle.last_block} "
+                f"(moved {format_ratio(frozen.oracle.relative)}) "
+                f"while its {frozen.truth} moved {format_ratio(move.relative)} "
+                f"({format_tokens(move.first)} -> {format_tokens(move.last)})",
+                {
+                    "market": watch.market,
+                    "oracle": watch.oracle,
+                    "collateral": watch.collateral,
+                    "oracle_move": format_ratio(frozen.oracle.relative),
+                    "oracle_price_raw": str(int(frozen.oracle.first)),
+                    "oracle_price_usd": None if watch.oracle_to_usd is None
+                    else format_tokens(frozen.oracle.first * watch.oracle_to_usd),
+                    "truth": frozen.truth,
+                    "truth_move": format_ratio(move.relative),
+                    "market_price": _move_dict(frozen.market_price),
+                    "market_price_source": watch.market_price_source or None,
+                    "look_through": _move_dict(frozen.look_through),
+                    "threshold": format_ratio(threshold),
+                    "still_tolerance": format_ratio(still),
+                    "samples": {"oracle": _series(watch.oracle_prices), "market_price": _series(watch.market_prices),
+                                "look_through": _series(watch.look_through)},
+                },
+            ))
+        return findings
+
+
+def _attached_watches(context: FlagContext) -> Sequence[OracleWatch]:
+    """Watches the audit attached as `oracle_watches`: on the context first, else on the universe."""
+    for holder in (context, context.universe):
+        value = getattr(holder, "oracle_watches", None)
+        if value is not None:
+            return [w for w in value if isinstance(w, OracleWatch)]
+    return []
+
+
+__all__ = [
+    "DEFAULT_FROZEN_THRESHOLD",
+    "DEFAULT_STILL_TOLERANCE",
+    "FrozenOracle",
+    "Move",
+    "OracleFrozen",
+    "OracleWatch",
+    "address_key",
+    "client_factory",
+    "frozen_oracles",
+    "relative_move",
+    "sample_blocks",
+    "sample_getter",
+    "sample_oracle_prices",
+    "sample_pool_prices",
+    "watch_markets",
+    "watches_for_markets",
+]

@@ -1,0 +1,625 @@
+"""Yield sources: what an issuer's positions earn and pay on chain, as APY on its supply, against its claim."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from auditor import model
+from auditor.backing import PRECISION, BackingResult, format_ratio, format_tokens, format_usd
+from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.model import Evidence, Market, Position, Universe
+from auditor.risk import DEFAULT_CONFIG, HIGH, Detector, Finding, FlagContext
+
+SECONDS_PER_YEAR = 365 * 86_400  # the year of Morpho's and Aave's rate maths (leap years ignored)
+WAD = Decimal(10) ** 18
+RAY = Decimal(10) ** 27
+
+# Defaults of the checks in this module. FlagConfig (risk.py) does not carry them yet; a FlagConfig field of
+# the same name (unexplained_yield_margin, principal_tolerance) overrides them once the lead adds it.
+DEFAULT_UNEXPLAINED_MARGIN = Decimal("0.02")  # claimed APY above explained APY + 2 points is unexplained
+DEFAULT_PRINCIPAL_TOLERANCE = Decimal("0.0001")  # unfunded share-price rise below 1 bp of the price is rounding
+
+VALUE_BASIS = (
+    "face: lending supply and debt are weighted by the amount the venue accounts (interest accrues on face, "
+    "not on look-through value); tokens are priced as the backing engine prices them (hard assets at their "
+    "registry price, other issuers' tokens at r x par, the issuer's own tokens at 0)"
+)
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+
+EARNED, PAID, IDLE = "earned", "paid", "none"
+
+
+def _context() -> decimal.Context:
+    return decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rate maths.
+
+
+def per_second_apy(rate_per_s_wad: int) -> Decimal:
+    """APY of a per-second rate in WAD, compounded continuously: exp(rate x year) - 1.
+
+    Morpho accrues e^(rate x elapsed) - 1 (to third order) at every interaction, so with frequent accruals a
+    borrow compounds continuously; this is the limit its Taylor steps approach.
+    """
+    with decimal.localcontext(_context()):
+        return (Decimal(rate_per_s_wad) / WAD * SECONDS_PER_YEAR).exp() - 1
+
+
+def ray_apy(rate_ray: int) -> Decimal:
+    """APY of Aave's yearly rate in RAY, compounded per second as Aave's UI shows it: (1 + r/year)^year - 1."""
+    with decimal.localcontext(_context()):
+        return (1 + Decimal(rate_ray) / RAY / SECONDS_PER_YEAR) ** SECONDS_PER_YEAR - 1
+
+
+def utilization(market: Market) -> Decimal:
+    """Borrowed / supplied assets of a market (0 when nothing is supplied)."""
+    if market.total_supply_assets <= 0:
+        return _ZERO
+    with decimal.localcontext(_context()):
+        return Decimal(market.total_borrow_assets) / Decimal(market.total_supply_assets)
+
+
+def _int_detail(details: Mapping[str, Any], key: str) -> int | None:
+    value = details.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():  # findings documents carry big ints as strings
+        return int(value)
+    return None
+
+
+def market_borrow_apy(market: Market) -> Decimal | None:
+    """Borrow APY of a Morpho market from its IRM's borrowRateView at the pin; None when not read."""
+    rate = _int_detail(market.details, "borrow_rate_per_s")
+    return None if rate is None else per_second_apy(rate)
+
+
+def market_supply_apy(market: Market) -> Decimal | None:
+    """Supply APY of a Morpho market: borrow APY x utilization x (1 - fee).
+
+    Over a year without new flows the borrowers' debt grows by B (e^(r year) - 1), of which suppliers get
+    (1 - fee): their return on S is exactly borrow APY x B/S x (1 - fee). (Compounding the per-second supply
+    rate instead, as some dashboards do, assumes utilization stays constant while interest accrues.)
+    """
+    borrow_apy = market_borrow_apy(market)
+    fee = _int_detail(market.details, "fee") or 0
+    if borrow_apy is None:
+        return None
+    with decimal.localcontext(_context()):
+        return borrow_apy * utilization(market) * (1 - Decimal(fee) / WAD)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-position decomposition.
+
+
+@dataclass(frozen=True)
+class YieldSource:
+    """One position of the issuer: its value and what it earns (positive) or pays (negative) per year."""
+
+    chain: str
+    account: str
+    venue: str
+    kind: str
+    token: str
+    symbol: str
+    market: str | None
+    value_usd: Decimal  # face value (VALUE_BASIS); never negative, the direction says earned or paid
+    apy: Decimal | None  # None: a rate should exist but could not be read (counted as 0)
+    usd_per_year: Decimal  # value_usd x apy, negative for debts
+    direction: str  # EARNED, PAID or IDLE
+    rate: dict[str, str]  # the inputs the APY was computed from, as text
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "account": self.account,
+            "venue": self.venue,
+            "kind": self.kind,
+            "token": self.token,
+            "symbol": self.symbol,
+            "market": self.market,
+            "value_usd": format_usd(self.value_usd),
+            "apy": format_ratio(self.apy),
+            "usd_per_year": format_usd(self.usd_per_year),
+            "direction": self.direction,
+            "rate": dict(self.rate),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class YieldBreakdown:
+    """Where an issuer's verifiable yield comes from, and how it compares with its claim and a benchmark."""
+
+    issuer: str
+    symbol: str
+    supply_usd: Decimal
+    sources: tuple[YieldSource, ...]
+    earned_usd_per_year: Decimal
+    paid_usd_per_year: Decimal  # positive: what the debts cost
+    explained_apy: Decimal | None  # (earned - paid) / supply_usd; None when there is no supply
+    claimed_apy: Decimal | None
+    benchmark_apy: Decimal | None
+    complete: bool  # False when some lending position's rate could not be read (counted as 0)
+    notes: tuple[str, ...]
+
+    @property
+    def net_usd_per_year(self) -> Decimal:
+        return self.earned_usd_per_year - self.paid_usd_per_year
+
+    @property
+    def unexplained_apy(self) -> Decimal | None:
+        """Claimed minus explained APY (None when either is undefined)."""
+        if self.claimed_apy is None or self.explained_apy is None:
+            return None
+        return self.claimed_apy - self.explained_apy
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe: USD to cents, APYs and differences to 6 decimals (backing.format_* rules)."""
+
+        def minus(a: Decimal | None, b: Decimal | None) -> str | None:
+            return None if a is None or b is None else format_ratio(a - b)
+
+        return {
+            "issuer": self.issuer,
+            "symbol": self.symbol,
+            "supply_usd": format_usd(self.supply_usd),
+            "value_basis": VALUE_BASIS,
+            "sources": [s.as_dict() for s in self.sources],
+            "earned_usd_per_year": format_usd(self.earned_usd_per_year),
+            "paid_usd_per_year": format_usd(self.paid_usd_per_year),
+            "net_usd_per_year": format_usd(self.net_usd_per_year),
+            "explained_apy": format_ratio(self.explained_apy),
+            "claimed_apy": format_ratio(self.claimed_apy),
+            "benchmark_apy": format_ratio(self.benchmark_apy),
+            "claimed_minus_explained": minus(self.claimed_apy, self.explained_apy),
+            "claimed_minus_benchmark": minus(self.claimed_apy, self.benchmark_apy),
+            "explained_minus_benchmark": minus(self.explained_apy, self.benchmark_apy),
+            "complete": self.complete,
+            "notes": list(self.notes),
+        }
+
+
+class _Pricer:
+    """USD per whole token the way backing.py values it: hard assets at registry price, issued at r x par."""
+
+    def __init__(self, universe: Universe, result: BackingResult, issuer: str) -> None:
+        self.universe = universe
+        self.result = result
+        self.issuer = issuer
+        self.owners = {key: owner for owner, sheet in universe.sheets.items() for key in sheet.token_keys}
+
+    def price(self, key: str, *, debt: bool) -> Decimal | None:
+        hard = self.universe.hard_assets.get(key)
+        if hard is not None:
+            return hard.price_usd
+        owner = self.owners.get(key)
+        if owner is None:
+            return None
+        figures = self.result.issuers.get(owner)
+        if figures is None:
+            return None
+        if owner == self.issuer and not debt:
+            return _ZERO  # a claim on yourself is not backing, and interest on it is not yield
+        # Debts at the claimed ratio, as the backing engine values them (conservative: the cost is not understated).
+        ratio = figures.claimed_ratio if debt else figures.backing_ratio
+        return (ratio or _ZERO) * figures.par_usd
+
+
+def _key(position: Position) -> str:
+    chain, _, address = position.token_key.partition(":")
+    return model.token_key(chain, address)
+
+
+def _rate_of(
+    position: Position, universe: Universe, vault_apys: Mapping[str, Decimal]
+) -> tuple[Decimal | None, str | None, dict[str, str], str]:
+    """(APY, market key, rate inputs, note) of one position; APY 0 for positions that earn nothing."""
+    details = position.details
+    market_key = details.get("market")
+    if position.kind in (model.SUPPLY, model.DEBT) and isinstance(market_key, str):
+        market = universe.markets.get(market_key)
+        if market is None:
+            return None, market_key, {}, f"market {market_key} is not in the universe: rate unknown"
+        rate = _int_detail(market.details, "borrow_rate_per_s")
+        inputs = {"source": f"{market.venue} IRM borrowRateView at the pin",
+                  "irm": str(market.details.get("irm", "")),
+                  "borrow_rate_per_s": "unread" if rate is None else str(rate),
+                  "borrow_apy": format_ratio(market_borrow_apy(market)) or "unread"}
+        if position.kind == model.DEBT:
+            apy = market_borrow_apy(market)
+        else:
+            inputs["utilization"] = format_ratio(utilization(market)) or ""
+            inputs["fee"] = str(_int_detail(market.details, "fee") or 0)
+            apy = market_supply_apy(market)
+        return apy, market_key, inputs, "" if apy is not None else "the market's borrow rate was not read"
+    if position.kind == model.SUPPLY and "liquidity_rate_ray" in details:
+        ray = _int_detail(details, "liquidity_rate_ray")
+        inputs = {"source": f"{position.venue} reserve currentLiquidityRate", "liquidity_rate_ray": str(ray)}
+        return (None if ray is None else ray_apy(ray)), None, inputs, ""
+    if position.kind == model.DEBT and "variable_borrow_rate_ray" in details:
+        ray = _int_detail(details, "variable_borrow_rate_ray")
+        inputs = {"source": f"{position.venue} reserve currentVariableBorrowRate", "variable_borrow_rate_ray": str(ray)}
+        note = ""
+        if details.get("rate_mode") == "stable":
+            note = "stable-rate debt priced at the reserve's variable rate (the stable rate is not read)"
+        return (None if ray is None else ray_apy(ray)), None, inputs, note
+    if position.kind in (model.SUPPLY, model.DEBT):
+        return None, None, {}, "no rate is known for this lending position"
+    if position.kind == model.VAULT_SHARE:
+        path = details.get("vault_path") or []
+        vault = path[0] if path and isinstance(path[0], str) else ""
+        vault_key = model.token_key(position.chain, vault) if vault else ""
+        if vault_key in vault_apys:
+            return vault_apys[vault_key], None, {"source": "share-price growth over the window", "vault": vault}, ""
+        return _ZERO, None, {"source": "no share-price window given", "vault": vault}, ""
+    # Plain balances and posted collateral earn nothing by themselves.
+    return _ZERO, None, {}, ""
+
+
+def analyse_yield(
+    universe: Universe,
+    result: BackingResult,
+    issuer: str,
+    *,
+    benchmark_apy: Decimal | None = None,
+    vault_apys: Mapping[str, Decimal] | None = None,
+) -> YieldBreakdown:
+    """Decompose `issuer`'s verifiable yield position by position (typed; see `yield_sources` for plain data).
+
+    `benchmark_apy` defaults to FlagConfig.benchmark_lending_rate. `vault_apys` maps a vault's token key
+    ('chain:0xlower') to the APY of its share-price growth over a window (`share_price_apy`); vault shares
+    without one earn 0.
+    """
+    with decimal.localcontext(_context()):
+        return _analyse(universe, result, issuer, benchmark_apy, dict(vault_apys or {}))
+
+
+def _analyse(
+    universe: Universe,
+    result: BackingResult,
+    issuer: str,
+    benchmark_apy: Decimal | None,
+    vault_apys: Mapping[str, Decimal],
+) -> YieldBreakdown:
+    sheet = universe.sheets[issuer]
+    figures = result.issuers.get(issuer)
+    supply_usd = figures.supply_usd if figures is not None else Decimal(sheet.supply.tokens) * sheet.par_usd
+    pricer = _Pricer(universe, result, issuer)
+    sources: list[YieldSource] = []
+    notes: list[str] = []
+    complete = True
+    earned, paid = _ZERO, _ZERO
+    ordered = sorted(sheet.positions, key=lambda p: (p.kind, p.chain, p.account.lower(), p.token.lower(), p.venue,
+                                                    repr(p.details.get("market")), p.amount))
+    for position in ordered:
+        debt = position.kind == model.DEBT
+        apy, market_key, inputs, note = _rate_of(position, universe, vault_apys)
+        price = pricer.price(_key(position), debt=debt)
+        where = f"{position.kind} of {position.symbol or position.token} at {position.venue} ({position.chain})"
+        if price is None:
+            note = "; ".join(n for n in (note, "unpriced token: valued 0") if n)
+            price = _ZERO
+        if apy is None:
+            complete = False
+            notes.append(f"{where}: {note or 'rate unknown'}; counted as earning 0")
+        value = Decimal(max(0, position.amount)).scaleb(-position.decimals) * price
+        per_year = value * (apy or _ZERO)
+        if debt:
+            paid += per_year
+        else:
+            earned += per_year
+        direction = IDLE if per_year == 0 else (PAID if debt else EARNED)
+        sources.append(YieldSource(
+            chain=position.chain, account=position.account, venue=position.venue, kind=position.kind,
+            token=position.token, symbol=position.symbol, market=market_key, value_usd=value, apy=apy,
+            usd_per_year=-per_year if debt else per_year, direction=direction, rate=inputs, note=note,
+        ))
+    explained = (earned - paid) / supply_usd if supply_usd > 0 else None
+    if explained is None:
+        notes.append("no supply value: the yield cannot be expressed as an APY on supply")
+    benchmark = DEFAULT_CONFIG.benchmark_lending_rate if benchmark_apy is None else benchmark_apy
+    return YieldBreakdown(
+        issuer=issuer,
+        symbol=sheet.symbol,
+        supply_usd=supply_usd,
+        sources=tuple(sources),
+        earned_usd_per_year=earned,
+        paid_usd_per_year=paid,
+        explained_apy=explained,
+        claimed_apy=sheet.claimed_apy,
+        benchmark_apy=benchmark,
+        complete=complete,
+        notes=tuple(notes),
+    )
+
+
+def yield_sources(
+    universe: Universe,
+    result: BackingResult,
+    issuer: str,
+    *,
+    benchmark_apy: Decimal | None = None,
+    vault_apys: Mapping[str, Decimal] | None = None,
+) -> dict[str, Any]:
+    """The yield decomposition of `issuer` as plain JSON-safe data (YieldBreakdown.as_dict)."""
+    return analyse_yield(universe, result, issuer, benchmark_apy=benchmark_apy, vault_apys=vault_apys).as_dict()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The flag.
+
+
+def _setting(context: FlagContext, name: str, default: Decimal) -> Decimal:
+    # FlagConfig gains these fields when the lead wires the detectors in; until then the defaults here apply.
+    value = getattr(context.config, name, None)
+    return value if isinstance(value, Decimal) else default
+
+
+def _attached(context: FlagContext, name: str) -> Any:
+    """Window data the audit attached for the detectors: on the context first, else on the universe."""
+    for holder in (context, context.universe):
+        value = getattr(holder, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+class UnexplainedYield(Detector):
+    ID = "unexplained-yield"
+    SEVERITY = HIGH
+    HELP = "The claimed APY exceeds what the issuer's positions earn on chain, net of what its debts cost."
+
+    def detect(self, context: FlagContext) -> list[Finding]:
+        margin = _setting(context, "unexplained_yield_margin", DEFAULT_UNEXPLAINED_MARGIN)
+        vault_apys = _attached(context, "vault_apys")
+        findings = []
+        for issuer, figures in sorted(context.result.issuers.items()):
+            if figures.claimed_apy is None or issuer not in context.universe.sheets:
+                continue
+            breakdown = analyse_yield(context.universe, context.result, issuer,
+                                      benchmark_apy=context.config.benchmark_lending_rate,
+                                      vault_apys=vault_apys if isinstance(vault_apys, Mapping) else None)
+            explained = breakdown.explained_apy
+            if explained is None or figures.claimed_apy <= explained + margin:
+                continue
+            bound = "" if breakdown.complete else " at most (some rates could not be read)"
+            findings.append(self.finding(
+                issuer,
+                f"{issuer} claims {format_ratio(figures.claimed_apy)} APY; its positions on chain explain "
+                f"{format_ratio(explained)}{bound} ({format_usd(breakdown.net_usd_per_year)} USD a year on "
+                f"{format_usd(breakdown.supply_usd)} USD of supply)",
+                {
+                    "claimed_apy": format_ratio(figures.claimed_apy),
+                    "explained_apy": format_ratio(explained),
+                    "unexplained_apy": format_ratio(figures.claimed_apy - explained),
+                    "margin": format_ratio(margin),
+                    "benchmark_apy": format_ratio(breakdown.benchmark_apy),
+                    "supply_usd": format_usd(breakdown.supply_usd),
+                    "earned_usd_per_year": format_usd(breakdown.earned_usd_per_year),
+                    "paid_usd_per_year": format_usd(breakdown.paid_usd_per_year),
+                    "complete": breakdown.complete,
+                    "value_basis": "face",
+                    "sources": [_brief(s) for s in breakdown.sources if s.direction != IDLE or s.apy is None],
+                },
+            ))
+        return findings
+
+
+def _brief(source: YieldSource) -> dict[str, Any]:
+    return {
+        "where": f"{source.kind} of {source.symbol or source.token} at {source.venue} ({source.chain})",
+        "market": source.market,
+        "value_usd": format_usd(source.value_usd),
+        "apy": format_ratio(source.apy),
+        "usd_per_year": format_usd(source.usd_per_year),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Share-price growth against backing growth.
+
+
+@dataclass(frozen=True)
+class SharePriceSample:
+    """A token's price per share at one pin: underlying assets per whole share (ERC-4626 convertToAssets)."""
+
+    chain: str
+    block: int
+    timestamp: int
+    token: str
+    asset: str | None  # the underlying (ERC-4626 asset()), None when the token has no asset()
+    assets_per_share: Decimal | None  # whole underlying tokens per whole share; None when unreadable
+    method: str  # "convertToAssets" | "pricePerShare" | ""
+    error: str = ""
+    evidence: tuple[Evidence, ...] = ()
+
+
+def _evidence(client: ChainClient, result: ReadResult) -> Evidence:
+    value = result.value[0] if len(result.value) == 1 else result.value
+    text = str(value) if result.ok else f"failed: {result.error}"
+    pin = client.pinned
+    return Evidence(pin.chain, pin.number, result.read.target, result.read.describe(), text)
+
+
+def sample_share_price(clients_at_blocks: Iterable[ChainClient], token: str) -> list[SharePriceSample]:
+    """Price per share of `token` at each client's pin: two batched round trips per pin.
+
+    ERC-4626 `convertToAssets(10**decimals)` first; Yearn-style `pricePerShare()` (underlying per share,
+    scaled by the share's decimals) when there is no ERC-4626 conversion. Unreadable pins give a sample
+    with `assets_per_share` None and the reason in `error`.
+    """
+    samples = []
+    for client in clients_at_blocks:
+        pin = client.pinned
+        first = client.read([Read(token, "decimals()", returns=("uint8",)),
+                             Read(token, "asset()", returns=("address",))])
+        decimals, asset = first
+        evidence = [_evidence(client, r) for r in first]
+        if not decimals.ok:
+            samples.append(SharePriceSample(pin.chain, pin.number, pin.timestamp, token, None, None, "",
+                                            f"decimals() unreadable: {decimals.error}", tuple(evidence)))
+            continue
+        unit = 10**decimals.one
+        second_reads = [Read(token, "convertToAssets(uint256)", (unit,)), Read(token, "pricePerShare()")]
+        if asset.ok:
+            second_reads.append(Read(asset.one, "decimals()", returns=("uint8",)))
+        second = client.read(second_reads)
+        evidence += [_evidence(client, r) for r in second]
+        # The underlying's decimals scale the answer; without asset() the share's own decimals are the best guess.
+        asset_decimals = second[2].one if asset.ok and second[2].ok else decimals.one
+        converted, per_share = second[0], second[1]
+        if converted.ok:
+            value, method, error = Decimal(converted.one).scaleb(-asset_decimals), "convertToAssets", ""
+        elif per_share.ok:
+            value, method, error = Decimal(per_share.one).scaleb(-asset_decimals), "pricePerShare", ""
+        else:
+            value, method = None, ""
+            error = f"neither convertToAssets nor pricePerShare answered: {converted.error}"
+        samples.append(SharePriceSample(pin.chain, pin.number, pin.timestamp, token, asset.one if asset.ok else None,
+                                        value, method, error, tuple(evidence)))
+    return samples
+
+
+def share_price_apy(start: SharePriceSample, end: SharePriceSample) -> Decimal | None:
+    """Annualised growth of the price per share between two samples; None if undefined or absurdly large."""
+    seconds = end.timestamp - start.timestamp
+    if (seconds <= 0 or start.assets_per_share is None or end.assets_per_share is None
+            or start.assets_per_share <= 0 or end.assets_per_share <= 0):
+        return None
+    return _annualise(end.assets_per_share / start.assets_per_share, seconds)
+
+
+def _annualise(growth_factor: Decimal, seconds: int) -> Decimal | None:
+    with decimal.localcontext(_context()) as ctx:
+        try:
+            return (growth_factor.ln() * SECONDS_PER_YEAR / seconds).exp() - 1
+        except decimal.Overflow:
+            # A short window with any growth annualises past Decimal's exponent range: no meaningful APY.
+            ctx.clear_flags()
+            return None
+
+
+@dataclass(frozen=True)
+class SharePricePoint:
+    """A token at one pin: what its share price says one token is worth, and what backs one token."""
+
+    block: int
+    timestamp: int
+    share_price_usd: Decimal  # assets per share x the underlying's price
+    backing_per_token_usd: Decimal  # verifiable backing / supply tokens at the same pin
+
+
+def share_price_point(
+    sample: SharePriceSample, universe: Universe, result: BackingResult, issuer: str
+) -> SharePricePoint | None:
+    """Join a share-price sample with the audit at the same pin; None when either side is not defined."""
+    figures = result.issuers.get(issuer)
+    if sample.assets_per_share is None or sample.asset is None or figures is None or figures.supply_tokens <= 0:
+        return None
+    key = model.token_key(sample.chain, sample.asset)
+    price = _Pricer(universe, result, issuer).price(key, debt=False)
+    if price is None:
+        return None
+    with decimal.localcontext(_context()):
+        return SharePricePoint(sample.block, sample.timestamp, sample.assets_per_share * price,
+                               figures.verifiable_backing_usd / figures.supply_tokens)
+
+
+@dataclass(frozen=True)
+class ShareGrowth:
+    """Share-price growth against backing growth over one window: is the yield paid from principal?"""
+
+    start: SharePricePoint
+    end: SharePricePoint
+    share_price_change_usd: Decimal
+    backing_change_usd: Decimal
+    unfunded_usd_per_token: Decimal  # share-price rise per token not matched by a rise of backing per token
+    share_price_apy: Decimal | None
+    tolerance: Decimal
+    paid_from_principal: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start_block": self.start.block,
+            "end_block": self.end.block,
+            "seconds": self.end.timestamp - self.start.timestamp,
+            "share_price_start_usd": format_tokens(self.start.share_price_usd),
+            "share_price_end_usd": format_tokens(self.end.share_price_usd),
+            "backing_per_token_start_usd": format_ratio(self.start.backing_per_token_usd),
+            "backing_per_token_end_usd": format_ratio(self.end.backing_per_token_usd),
+            "share_price_change_usd": format_ratio(self.share_price_change_usd),
+            "backing_change_usd": format_ratio(self.backing_change_usd),
+            "unfunded_usd_per_token": format_ratio(self.unfunded_usd_per_token),
+            "share_price_apy": format_ratio(self.share_price_apy),
+            "tolerance": format_ratio(self.tolerance),
+            "paid_from_principal": self.paid_from_principal,
+        }
+
+
+def share_price_growth(
+    start: SharePricePoint, end: SharePricePoint, *, tolerance: Decimal = DEFAULT_PRINCIPAL_TOLERANCE
+) -> ShareGrowth:
+    """Compare the rise of the share price with the rise of backing per token, in USD per token.
+
+    Yield that is earned raises backing per token by as much as it raises the price (the money came in);
+    yield paid from principal raises the price while backing per token stays flat (the money moved
+    around). Absolute changes are compared, not relative ones: an issuer holding more than its supply
+    would otherwise look under-funded for an honestly funded rise. The rise is paid from principal when its
+    unfunded part exceeds `tolerance` x the starting share price (rounding of share conversions stays below).
+    """
+    with decimal.localcontext(_context()):
+        rise = end.share_price_usd - start.share_price_usd
+        backing_rise = end.backing_per_token_usd - start.backing_per_token_usd
+        unfunded = min(rise, max(_ZERO, rise - max(_ZERO, backing_rise))) if rise > 0 else _ZERO
+        seconds = end.timestamp - start.timestamp
+        apy = None
+        if seconds > 0 and start.share_price_usd > 0 and end.share_price_usd > 0:
+            apy = _annualise(end.share_price_usd / start.share_price_usd, seconds)
+        return ShareGrowth(
+            start=start,
+            end=end,
+            share_price_change_usd=rise,
+            backing_change_usd=backing_rise,
+            unfunded_usd_per_token=unfunded,
+            share_price_apy=apy,
+            tolerance=tolerance,
+            paid_from_principal=unfunded > tolerance * start.share_price_usd,
+        )
+
+
+__all__ = [
+    "DEFAULT_PRINCIPAL_TOLERANCE",
+    "DEFAULT_UNEXPLAINED_MARGIN",
+    "SECONDS_PER_YEAR",
+    "VALUE_BASIS",
+    "ShareGrowth",
+    "SharePricePoint",
+    "SharePriceSample",
+    "UnexplainedYield",
+    "YieldBreakdown",
+    "YieldSource",
+    "analyse_yield",
+    "market_borrow_apy",
+    "market_supply_apy",
+    "per_second_apy",
+    "ray_apy",
+    "sample_share_price",
+    "share_price_apy",
+    "share_price_growth",
+    "share_price_point",
+    "utilization",
+    "yield_sources",
+]
