@@ -59,7 +59,11 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
     if say:
         say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
     backing = solve(universe)
-    flags = run_flags(universe, backing)
+    watches = oracle_watches(request, clients, universe, say)
+    flags = run_flags(universe, backing, oracle_watches=watches)
+    from auditor.yields import yield_sources
+
+    yields = {issuer: yield_sources(universe, backing, issuer) for issuer in sorted(universe.sheets)}
     exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
     for client in clients.values():
         client.check_pin()
@@ -75,9 +79,32 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
         "backing": backing.as_dict(),
         "flags": [f.as_dict() for f in flags],
         "exposure": exposure,
+        "yields": yields,
+        "oracle_samples": {"window_blocks": ORACLE_WINDOW_BLOCKS, "samples": ORACLE_SAMPLES,
+                           "markets": len(watches)},
         "notes": notes,
         "requests": {name: client.stats.as_dict() for name, client in sorted(clients.items())},
     }
+
+
+ORACLE_WINDOW_BLOCKS = 50_400  # ~7 days of 12 s blocks: long enough for a frozen oracle to show
+ORACLE_SAMPLES = 6
+
+
+def oracle_watches(request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None) -> list[Any]:
+    """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag."""
+    from auditor.oracles import client_factory, sample_blocks, watch_markets
+
+    if not universe.markets:
+        return []
+    if say:
+        say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
+    options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
+                             record=request.options.record, replay=request.options.replay, retry=request.options.retry)
+    factories = {n: client_factory(n, request.registry.chains[n], options) for n in clients}
+    blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
+              for n, c in clients.items()}
+    return list(watch_markets(universe, request.registry, factories, blocks))
 
 
 def exposure_section(spec: Spec, registry: Registry, clients: Mapping[str, Any], universe: Any, backing: Any,

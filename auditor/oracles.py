@@ -69,6 +69,7 @@ def sample_getter(
     make_client: MakeClient, targets: Sequence[str], blocks: Sequence[int], signature: str
 ) -> dict[str, list[RawSample]]:
     """A uint256 getter of every target at every block: one client and one batched read per block."""
+    targets = list(dict.fromkeys(targets))  # a target named twice is read once
     out: dict[str, list[RawSample]] = {target: [] for target in targets}
     if not targets:
         return out

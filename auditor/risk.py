@@ -49,6 +49,9 @@ class FlagConfig:
     min_circular_share: Decimal = Decimal("0.000001")
     ignored_holders: frozenset[str] = field(default_factory=frozenset)  # e.g. bridge escrows (lowercase)
     oracle_tolerance: Decimal = Decimal("0.05")  # an oracle more than 5% above the truth overvalues collateral
+    unexplained_yield_margin: Decimal = Decimal("0.02")  # claimed APY above what the chain explains, plus this
+    oracle_frozen_threshold: Decimal = Decimal("0.05")  # the truth moved more than this while the oracle did not
+    oracle_still_tolerance: Decimal = Decimal("0.001")  # an oracle moving less than this counts as not moving
 
 
 DEFAULT_CONFIG = FlagConfig()
@@ -59,6 +62,8 @@ class FlagContext:
     universe: Universe
     result: BackingResult
     config: FlagConfig
+    oracle_watches: tuple[Any, ...] = ()  # auditor.oracles.OracleWatch: oracle and truth samples over a window
+    vault_apys: dict[str, Decimal] = field(default_factory=dict)  # vault token key -> share-price APY
 
 
 class Detector:
@@ -436,14 +441,26 @@ DETECTORS: tuple[type[Detector], ...] = (
 )
 
 
+def all_detectors() -> tuple[type[Detector], ...]:
+    """Every flag, including those whose modules import this one (so they cannot be listed above)."""
+    from auditor.oracles import OracleFrozen
+    from auditor.yields import UnexplainedYield
+
+    return (*DETECTORS, UnexplainedYield, OracleFrozen)
+
+
 def run_flags(
     universe: Universe,
     result: BackingResult,
     config: FlagConfig = DEFAULT_CONFIG,
-    detectors: Sequence[type[Detector]] = DETECTORS,
+    detectors: Sequence[type[Detector]] | None = None,
+    *,
+    oracle_watches: Sequence[Any] = (),
+    vault_apys: dict[str, Decimal] | None = None,
 ) -> list[Finding]:
     """Run every detector; findings most severe first, then by flag id and issuer."""
-    context = FlagContext(universe, result, config)
+    detectors = all_detectors() if detectors is None else detectors
+    context = FlagContext(universe, result, config, tuple(oracle_watches), vault_apys or {})
     findings: list[Finding] = []
     with decimal.localcontext(decimal.Context(prec=PRECISION)):
         for detector in detectors:

@@ -113,3 +113,11 @@ def test_after_loss_exposure_map_lists_every_lender(report: dict[str, Any]) -> N
     (lender,) = elixir["suppliers"]
     assert lender["at_risk"] == lender["supplied"]  # Elixir's market is fully borrowed by Stream
     assert Decimal(exposure["totals"]["bad_debt_usd"]) == Decimal(exposure["totals"]["borrowed_usd"])
+
+
+def test_after_loss_frozen_oracle_and_unexplained_yield(report: dict[str, Any]) -> None:
+    frozen = flags(report, "after-loss", "oracle-frozen")
+    assert frozen and all(f["issuer"] == "stream-xusd" for f in frozen)
+    (unexplained,) = flags(report, "after-loss", "unexplained-yield")
+    assert Decimal(unexplained["evidence"]["claimed_apy"]) == Decimal("0.18")
+    assert Decimal(unexplained["evidence"]["explained_apy"]) < 0  # Stream pays 6% on its loops and earns nothing

@@ -40,7 +40,8 @@ from tests.test_backing import (
 
 def flags(u: Universe, config: FlagConfig | None = None, **solve_args: int) -> list[Finding]:
     result = solve(u, **solve_args)  # type: ignore[arg-type]
-    return run_flags(u, result, config) if config else run_flags(u, result)
+    # The base detectors; unexplained-yield and oracle-frozen have their own tests (test_yields, test_oracles).
+    return run_flags(u, result, config or FlagConfig(), DETECTORS)
 
 
 def ids(findings: list[Finding], issuer: str | None = "A") -> list[str]:
@@ -98,7 +99,7 @@ def test_circular_dependency_quiet_when_the_cycle_is_fully_backed() -> None:
     result = solve(u)
     assert result.issuers["A"].look_through_gap_usd == 25
     assert result.issuers["A"].cycle_gap_usd == 0
-    found = run_flags(u, result)
+    found = run_flags(u, result, detectors=DETECTORS)
     assert CircularDependency.ID not in [f.id for f in found]
     assert ids(found) == [SelfIssuedCollateral.ID]  # still holds a token of its cycle
 
@@ -209,3 +210,9 @@ def test_findings_are_sorted_and_json_safe() -> None:
     ranks = [SEVERITIES.index(f.severity) for f in found]
     assert ranks == sorted(ranks)
     json.dumps([f.as_dict() for f in found], allow_nan=False)
+
+
+def test_all_detectors_include_the_window_flags() -> None:
+    from auditor.risk import all_detectors
+
+    assert {d.ID for d in all_detectors()} == {d.ID for d in DETECTORS} | {"unexplained-yield", "oracle-frozen"}
