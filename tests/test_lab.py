@@ -6,6 +6,7 @@ import os
 import stat
 import time
 from collections.abc import Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -402,7 +403,7 @@ def test_morpho_supply_collateral_borrow_read_back_in_one_multicall(chain: Lab) 
 
     # The helpers agree with the raw read.
     assert morpho.position(market, borrower) == borrower_position
-    assert tuple(morpho.market(market)) == market_state
+    assert astuple(morpho.market(market)) == market_state
 
     # Max borrow = collateral * price / 1e36 * lltv / 1e18 = 20_000 USDC * 0.86 = 17_200 USDC.
     with pytest.raises(LabError, match="insufficient collateral"):

@@ -11,6 +11,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from auditor.adapters.morpho_blue import ORACLE_PRICE_SCALE, VIRTUAL_ASSETS, VIRTUAL_SHARES, WAD, MarketState
 from auditor.lab import LabError
 from auditor.lab.compile import Compiled, compile_morpho
 from auditor.lab.deploy import Contract, accounts, send_transaction
@@ -33,10 +34,7 @@ __all__ = [
 ]
 
 # Constants of Morpho Blue 1.0.0 (ConstantsLib, SharesMathLib, MathLib).
-ORACLE_PRICE_SCALE = 10**36
-VIRTUAL_SHARES = 10**6
-VIRTUAL_ASSETS = 1
-WAD = 10**18
+# One definition of Morpho's constants and market state, shared with the adapter that reads them.
 
 _MARKET_PARAMS_TYPES = ["address", "address", "address", "address", "uint256"]
 _APPROVE_SELECTOR = keccak(text="approve(address,uint256)")[:4]
@@ -64,15 +62,6 @@ class Position(NamedTuple):
     supply_shares: int
     borrow_shares: int
     collateral: int
-
-
-class MarketState(NamedTuple):
-    total_supply_assets: int
-    total_supply_shares: int
-    total_borrow_assets: int
-    total_borrow_shares: int
-    last_update: int
-    fee: int
 
 
 def market_id(params: MarketParams) -> bytes:
