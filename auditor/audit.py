@@ -59,12 +59,16 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
     if say:
         say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
     backing = solve(universe)
+    exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
+    # Markets that lend against the token without the issuer in them still need their oracles checked.
+    for per_chain in exposure.values():
+        for market in per_chain.get("markets", []):
+            universe.markets.setdefault(market["key"], market_from_exposure(market))
     watches = oracle_watches(request, clients, universe, say)
     flags = run_flags(universe, backing, oracle_watches=watches)
     from auditor.yields import yield_sources
 
     yields = {issuer: yield_sources(universe, backing, issuer) for issuer in sorted(universe.sheets)}
-    exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
     for client in clients.values():
         client.check_pin()
     return {
@@ -105,6 +109,24 @@ def oracle_watches(request: AuditRequest, clients: Mapping[str, Any], universe: 
     blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
               for n, c in clients.items()}
     return list(watch_markets(universe, request.registry, factories, blocks))
+
+
+def market_from_exposure(market: Mapping[str, Any]) -> Market:
+    """The exposure map's view of a market, as the model the flags read (same reads, no second fetch)."""
+    from auditor.model import Borrower
+
+    return Market(
+        key=market["key"], chain=market["key"].split(":")[0], venue="morpho_blue",
+        loan_token=market["loan_token"], loan_decimals=int(market["loan_decimals"]),
+        collateral_token=market["collateral_token"], collateral_decimals=int(market["collateral_decimals"]),
+        total_supply_assets=int(market["total_supplied_raw"]), total_supply_shares=0,
+        total_borrow_assets=int(market["total_borrowed_raw"]),
+        borrowers=tuple(Borrower(b["address"], int(b["debt_raw"]), int(b["collateral_raw"]))
+                        for b in market.get("borrowers", [])),
+        lltv=int(market["lltv_raw"]), oracle=market["oracle"],
+        oracle_price=int(market["oracle_price_raw"]) if market.get("oracle_price_raw") is not None else None,
+        details={"id": market["id"], "source": "exposure map", "irm": market.get("irm"), "fee": market.get("fee")},
+    )
 
 
 def exposure_section(spec: Spec, registry: Registry, clients: Mapping[str, Any], universe: Any, backing: Any,

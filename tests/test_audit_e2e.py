@@ -83,3 +83,50 @@ def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Pa
     assert (alpha["expansion_ratio"], beta["expansion_ratio"]) == ("4.000000", "5.000000")
     assert (alpha["debt_usd"], alpha["gross_assets_usd"]) == ("500.00", "750.00")
     assert "aUSD: supply $1,000, verifiable backing $250, expansion 4.000000x" in result.output
+
+
+def test_oracle_overvalues_with_exact_hidden_bad_debt(chain: Lab, tmp_path: Path) -> None:
+    """Look-through 0.23 (230 USDC behind 1000 tokens) against an oracle frozen at 1.26.
+
+    The borrower posted 500 tokens and borrowed 400 USDC: at look-through the collateral is worth
+    500 * 0.23 = 115, so the oracle hides 400 - 115 = 285.00 USD of bad debt.
+    """
+    lab, morpho = chain, chain.morpho
+    treasury, borrower = lab.accounts[3], lab.accounts[5]
+    token = Contract.deploy(lab.url, lab.lab_contracts["LabToken"], "Frozen USD", "fUSD", 6)
+    token.transact("mint", borrower, 1_000 * USDC)
+    lab.usdc.transact("mint", treasury, 230 * USDC)
+    lab.usdc.transact("mint", lab.lender, 1_000 * USDC)
+    params = morpho.market_params(lab.usdc.address, token.address, lab.lltv,
+                                  morpho.deploy_oracle(oracle_price("1.26", 6, 6)).address)
+    morpho.create_market(params)
+    blue = morpho.morpho
+    lab.usdc.transact("approve", blue.address, 1_000 * USDC, sender=lab.lender)
+    token.transact("approve", blue.address, 500 * USDC, sender=borrower)
+    block = same_block(lab.url, [
+        (blue, "supply", (params.as_tuple(), 1_000 * USDC, 0, lab.lender, b""), lab.lender),
+        (blue, "supplyCollateral", (params.as_tuple(), 500 * USDC, borrower, b""), borrower),
+        (blue, "borrow", (params.as_tuple(), 400 * USDC, 0, borrower, borrower), borrower),
+    ])
+    (tmp_path / "registry.yaml").write_text(
+        "chains:\n  ethereum: {chain_id: 1}\n"
+        f"assets:\n  ethereum:\n    USDC: {{address: \"{lab.usdc.address}\", decimals: 6, price: par}}\n"
+        f"venues:\n  morpho_blue:\n    ethereum: {{address: \"{blue.address}\", from_block: 0}}\n")
+    (tmp_path / "frozen.yaml").write_text(
+        "id: frozen\nname: Frozen\ntoken:\n  symbol: fUSD\n  deployments:\n"
+        f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
+        f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n")
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(main, [
+        "audit", str(tmp_path / "frozen.yaml"), "--registry", str(tmp_path / "registry.yaml"),
+        "--rpc", f"ethereum={lab.url}", "--block", f"ethereum={block}", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    findings = json.loads(out.read_text())
+    (flag,) = [f for f in findings["flags"] if f["id"] == "oracle-overvalues"]
+    assert flag["evidence"]["oracle_price_usd"] == "1.26"
+    assert flag["evidence"]["look_through_usd"] == "0.230000"
+    assert flag["evidence"]["hidden_bad_debt_usd"] == "285.00"
+    assert flag["evidence"]["debt_usd"] == "400.00"
+    exposure = findings["exposure"]["ethereum"]
+    assert exposure["totals"]["bad_debt_usd"] == "285.00"
