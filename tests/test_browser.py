@@ -55,6 +55,7 @@ def test_demo_report_and_index_render_in_a_browser(demo_site: Path) -> None:
     text = visible_text(chromium(report.as_uri(), "--dump-dom"))
     assert "xUSD: 14.5M supply, 1.9M verifiable backing, 7.6x expansion" in text
     assert "unbounded expansion" in text and "oracle-overvalues" in text
+    assert "Who lends against xUSD" in text and "Yield: claimed against what the chain explains" in text
     index = demo_site / "index.html"
     chromium(index.as_uri(), f"--screenshot={ARTIFACTS / 'index.png'}")
     assert "stream-xusd-reconstruction" in visible_text(chromium(index.as_uri(), "--dump-dom"))

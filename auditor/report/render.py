@@ -396,6 +396,35 @@ def _cell(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+_EXPOSURE_MARKET_COLUMNS = ("chain", "market", "loan", "collateral", "relation", "oracle_price", "total_supplied_usd",
+                            "total_borrowed_usd", "collateral_value_usd", "bad_debt_usd")
+_EXPOSURE_SUPPLIER_COLUMNS = ("chain", "supplier", "kind", "name", "curator", "supplied_usd", "at_risk_usd",
+                              "look_through_loss_usd")
+_YIELD_COLUMNS = ("issuer", "claimed_apy", "explained_apy", "benchmark_apy", "earned_usd_per_year",
+                  "paid_usd_per_year", "complete")
+
+
+def _exposure_rows(exposure: Any, part: str) -> list[dict[str, Any]]:
+    """Who lends against the audited token (the audit's exposure map), one row per market or supplier."""
+    rows: list[dict[str, Any]] = []
+    for chain, per_chain in _items(exposure):
+        for entry in _seq(_map(per_chain).get(part)):
+            item = _map(entry)
+            if part == "markets":
+                rows.append({"chain": chain, "market": item.get("key"), "loan": item.get("loan_symbol"),
+                             "collateral": item.get("collateral_symbol"),
+                             **{k: item.get(k) for k in _EXPOSURE_MARKET_COLUMNS[4:]}})
+            else:
+                rows.append({"chain": chain, "supplier": item.get("address"),
+                             **{k: item.get(k) for k in _EXPOSURE_SUPPLIER_COLUMNS[2:]}})
+    return rows
+
+
+def _yield_row(breakdown: Any) -> dict[str, Any]:
+    item = _map(breakdown)
+    return {"issuer": item.get("issuer"), **{k: item.get(k) for k in _YIELD_COLUMNS[1:]}}
+
+
 def _stage_views(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     stages = _map(document.get("stages"))
     if not stages and ("backing" in document or "issuers" in document):
@@ -459,6 +488,9 @@ def _stage_view(index: int, name: str, stage: Mapping[str, Any], stage_headline:
         "converged": backing.get("converged"),
         "issuers": issuers,
         "markets": _markets_view(uid, audit.get("markets")),
+        "exposure_markets": _table(_exposure_rows(audit.get("exposure"), "markets"), _EXPOSURE_MARKET_COLUMNS),
+        "exposure_suppliers": _table(_exposure_rows(audit.get("exposure"), "suppliers"), _EXPOSURE_SUPPLIER_COLUMNS),
+        "yields": _table((_yield_row(y) for _, y in _items(audit.get("yields"))), _YIELD_COLUMNS),
         "flags": flags,
         "notes": notes,
         "pins": _table((pin for _, pin in _items(audit.get("pins"))), ("chain", "number", "hash", "time", "chain_id")),
