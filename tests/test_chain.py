@@ -372,3 +372,16 @@ def test_event_decoder_fast_path_agrees_with_eth_abi() -> None:
         static.decode(topics, data[:40])
     with pytest.raises(ValueError, match="not a Borrow log"):
         static.decode((general.topic,), data)
+
+
+def test_a_read_asked_twice_at_one_pin_goes_to_the_node_once(holders: Lab) -> None:
+    client = client_for(holders.url)
+    reads = balance_reads(holders, 10)
+    first = client.read(reads)
+    calls = client.stats.calls["eth_call"]
+    again = client.read([*reads[:5], Read(holders.usdc.address, "symbol()", returns=("string",))])
+    assert client.stats.calls["eth_call"] == calls + 1  # only symbol() was new
+    assert [r.value for r in again[:5]] == [r.value for r in first[:5]] and again[5].one == "USDC"
+    client.pin(client.pinned.number)  # a new pin starts afresh
+    client.read(reads[:1])
+    assert client.stats.calls["eth_call"] == calls + 2

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,7 @@ class ChainClient:
         self.chunk_size = chunk_size
         self.batch_chars = batch_chars
         self.mode: str | None = None
+        self._answers: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
         self._pin: Pin | None = None
 
     # -------------------------------------------------------------- connection and pin
@@ -181,6 +182,7 @@ class ChainClient:
         pin = Pin(self.chain, self.expected_chain_id, int(header["number"], 16), header["hash"],
                   int(header["timestamp"], 16))
         self._pin = pin
+        self._answers = {}
         if self.cache is not None:
             self._cached = CachingLayer(self.wire, self.cache, f"{pin.chain_id}:{pin.hash}", self.stats)
         return pin
@@ -251,12 +253,20 @@ class ChainClient:
         if self.mode is None:
             self.mode = self._detect_mode()
         self.stats.reads += len(reads)
-        results: list[ReadResult | None] = [None] * len(reads)
-        if self.mode == "direct":
-            self._read_direct(reads, results)
-        else:
-            self._read_multicall(reads, results, progress)
-        return [r for r in results if r is not None]
+        # Answers at a pin never change, so a read several stages ask for (decimals, symbol, a market's
+        # state) goes to the node once per audit.
+        missing = list({_answer_key(r): r for r in reads if _answer_key(r) not in self._answers}.values())
+        if missing:
+            results: list[ReadResult | None] = [None] * len(missing)
+            if self.mode == "direct":
+                self._read_direct(missing, results)
+            else:
+                self._read_multicall(missing, results, progress)
+            for read, result in zip(missing, results, strict=True):
+                assert result is not None
+                self._answers[_answer_key(read)] = result
+        answers = [self._answers[_answer_key(r)] for r in reads]
+        return [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
 
     def _read_multicall(
         self, reads: Sequence[Read], results: list[ReadResult | None], progress: ProgressFn | None
@@ -368,6 +378,10 @@ class _Forward:
 
     def send(self, calls: Sequence[Call]) -> list[Response]:
         return self.client._cached.send(calls)
+
+
+def _answer_key(read: Read) -> tuple[str, bytes, tuple[str, ...]]:
+    return (read.target.lower(), read.data, read.returns)
 
 
 def _chars(reads: Sequence[Read]) -> int:
