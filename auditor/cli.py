@@ -345,8 +345,9 @@ def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...
         address = token
         if not token.startswith("0x"):
             folder = [str(Path(registry_path).parent)]
-            matches = [d.address for p in spec_paths(folder) for d in load_spec(p, registry).token.deployments
-                       if load_spec(p, registry).token.symbol.lower() == token.lower() and d.chain == chain]
+            loaded = [load_spec(p, registry) for p in spec_paths(folder)]
+            matches = [d.address for s in loaded for d in s.token.deployments
+                       if s.token.symbol.lower() == token.lower() and d.chain == chain]
             if not matches:
                 raise ConfigError(f"no spec in {folder[0]} has a token {token!r} on {chain}; give its address")
             address = matches[0]

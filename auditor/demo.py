@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from auditor.chain.cache import cache_dir
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.lab import reconstruction
 from auditor.report.publish import write_index, write_report
-from auditor.report.sign import demo_key
+from auditor.report.sign import demo_key, normalise
 from auditor.spec import load_registry, load_spec
 
 REPORT_NAME = "stream-xusd-reconstruction"
@@ -69,7 +68,7 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
     document = {
         "report": REPORT_NAME,
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "parameters": {"file": str(params_path), "values": _plain(params)},
+        "parameters": {"file": str(params_path), "values": normalise(params)},
         "inputs": {name: str(path) for name, path in inputs.items()},
         "pins": world.pins,
         "stages": stages,
@@ -116,6 +115,3 @@ def headline(stages: dict[str, Any]) -> dict[str, Any]:
         }
     return out
 
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

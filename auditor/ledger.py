@@ -202,6 +202,7 @@ def build_universe(
 ) -> tuple[Universe, list[str]]:
     """Balance sheets of the audited issuer and every issuer it reaches; returns the universe and notes."""
     issuers = issuers_in_audit(root, specs)
+    owner = {token_key(d.chain, d.address): s.id for s in specs.values() for d in s.token.deployments}
     # Tokens of specs outside depends_on that turn up in the balance sheets join the audit too.
     while True:
         missing = [c for c in chains_needed(specs, issuers) if c not in clients]
@@ -214,10 +215,9 @@ def build_universe(
             if progress:
                 progress(f"reading positions on {chain}")
             collected.extend(collect_chain(chain, clients[chain], registry, specs, issuers))
-        held = {_issuer_of(p.token_key, specs) for p in collected.positions} - {None} - set(issuers)
-        held |= {_issuer_of(token_key(m.chain, m.collateral_token), specs) for m in collected.markets.values()}
-        held -= {None}
-        new = sorted(h for h in held if h is not None and h not in issuers)
+        keys = {p.token_key for p in collected.positions}
+        keys |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
+        new = sorted({owner[k] for k in keys if k in owner} - set(issuers))
         if not new:
             break
         issuers = sorted(set(issuers) | set(new))
@@ -247,10 +247,3 @@ def build_universe(
 
 def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
-
-
-def _issuer_of(key: str, specs: Mapping[str, Spec]) -> str | None:
-    for spec in specs.values():
-        if any(token_key(d.chain, d.address) == key for d in spec.token.deployments):
-            return spec.id
-    return None

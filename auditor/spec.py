@@ -58,10 +58,6 @@ class Price:
     feed: str | None = None
     heartbeat_s: int = 86_400
 
-    @property
-    def is_par(self) -> bool:
-        return self.feed is None
-
 
 @dataclass(frozen=True)
 class Asset:
@@ -99,9 +95,6 @@ class Registry:
     assets: dict[str, dict[str, Asset]]
     venues: dict[str, dict[str, Venue]]
     pools: dict[str, dict[str, Pool]] = field(default_factory=dict)
-
-    def chain_by_id(self, chain_id: int) -> Chain | None:
-        return next((c for c in self.chains.values() if c.chain_id == chain_id), None)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,12 @@ class Lab:
     wsteth: Contract  # 18 decimals
     lltv: int
     lab_contracts: Compiled
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own on-disk read cache: no answer leaks from one test (or one run) to the next."""
+    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="session")

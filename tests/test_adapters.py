@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from auditor.adapters.morpho_blue import MarketState, market_key
 from auditor.chain.reader import ChainClient, ConnectOptions, connect
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
@@ -21,11 +19,6 @@ from tests.support import same_block
 
 USDC = 10**6
 WETH = 10**18
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def write_world(folder: Path, lab: Lab, alpha: Contract, alpha_account: str, extra_spec: str = "",

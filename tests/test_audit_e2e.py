@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
@@ -15,11 +14,6 @@ from tests.conftest import Lab
 from tests.support import same_block
 
 USDC = 10**6
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Path) -> None:

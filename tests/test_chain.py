@@ -25,11 +25,6 @@ TRANSFER = event_topic("Transfer(address,address,uint256)")
 HOLDERS = [f"0x{i:040x}" for i in range(1, 1201)]
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def fast_policy(recorded: list[float] | None = None, attempts: int = 6, timeout_s: float = 5.0) -> RetryPolicy:
     return RetryPolicy(
         attempts=attempts, base_delay_s=0.01, max_delay_s=0.05, timeout_s=timeout_s,

@@ -25,11 +25,6 @@ USDC = 10**6
 WETH = 10**18
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def write_registry(folder: Path, lab: Lab, aave_pool: str | None = None) -> Registry:
     aave = f"  aave_v3:\n    ethereum: {{address: \"{aave_pool}\", from_block: 0}}\n" if aave_pool else ""
     (folder / "registry.yaml").write_text(

@@ -97,11 +97,6 @@ def test_output_formats_have_their_standard_shapes(tmp_path: Path) -> None:
     assert sum(line.startswith("::error") for line in lines) == 2
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def world(chain: Lab, tmp_path: Path) -> dict[str, Any]:
     """alpha: 1000 supply, 600 USDC verifiable (0.6); a 'vault' lends USDC against alpha and against a stray token."""

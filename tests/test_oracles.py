@@ -40,11 +40,6 @@ E18 = 10**18
 KEY = "ethereum:morpho_blue:m"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @dataclass(frozen=True)
 class WindowContext(FlagContext):
     """The proposed wiring: the audit attaches the sampled window to the flag context."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -245,7 +246,7 @@ class ChainClient:
         data = encode_aggregate3([(r.target, True, r.data) for r in reads])
         params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()}, self.pinned.tag)
         if override if override is not None else self.mode == "override":
-            params = (*params, {self.multicall: {"code": RUNTIME_HEX.read_text().strip()}})
+            params = (*params, {self.multicall: {"code": _multicall_runtime()}})
         return Call("eth_call", params)
 
     def read(self, reads: Sequence[Read], progress: ProgressFn | None = None) -> list[ReadResult]:
@@ -378,6 +379,11 @@ class _Forward:
 
     def send(self, calls: Sequence[Call]) -> list[Response]:
         return self.client._cached.send(calls)
+
+
+@functools.cache
+def _multicall_runtime() -> str:
+    return RUNTIME_HEX.read_text().strip()
 
 
 def _answer_key(read: Read) -> tuple[str, bytes, tuple[str, ...]]:

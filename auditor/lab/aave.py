@@ -10,7 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import DecodingError
@@ -28,7 +28,6 @@ __all__ = [
     "VARIABLE_RATE_MODE",
     "AaveLab",
     "AaveReserve",
-    "AccountData",
     "RateStrategy",
     "aave_artifact",
     "deploy_aave",
@@ -181,17 +180,6 @@ class AaveReserve:
     aggregator: str
 
 
-class AccountData(NamedTuple):
-    """Pool.getUserAccountData: values in the oracle's base currency (USD, 8 decimals), health in wad."""
-
-    total_collateral_base: int
-    total_debt_base: int
-    available_borrows_base: int
-    current_liquidation_threshold: int
-    ltv: int
-    health_factor: int
-
-
 @dataclass
 class AaveLab:
     """An Aave v3 market on a lab node: proxies for Pool and PoolConfigurator, AaveOracle with mock feeds."""
@@ -256,9 +244,6 @@ class AaveLab:
             reserve.variable_debt_token, aggregator.address,
         )
         return aggregator.address
-
-    def user_account_data(self, user: str, block: str | int = "latest") -> AccountData:
-        return AccountData(*self.pool.call("getUserAccountData", user, block=block))
 
     def balance(self, token: str, user: str, block: str | int = "latest") -> int:
         """balanceOf(user) on any ERC-20 (aTokens and debt tokens included)."""

@@ -120,9 +120,6 @@ class Anvil:
     def running(self) -> bool:
         return self._process.poll() is None
 
-    def log_tail(self, lines: int = 20) -> str:
-        return _tail(self.log_path, lines)
-
     def stop(self, timeout: float = 5.0, *, keep_log: bool = False) -> None:
         """Terminate anvil by PID, wait for it, kill it if it lingers; safe to call twice."""
         self._finalizer.detach()
