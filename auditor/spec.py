@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import stat
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +23,66 @@ NAME_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 POOL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SYMBOL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 64  # specs nest a few levels; a bound keeps the recursive composer far from Python's stack limit
+MAX_INTEGER = 2**256 - 1  # nothing on an EVM chain is larger; bigger literals are typos or attacks
+SHOWN_CHARS = 120  # how much of an input value an error message quotes
+
+# Venues the registry may list: each has an adapter module of the same name in auditor/adapters/.
+# The list lives here because `auditor validate` must not import the adapters (they pull in web3);
+# tests/test_spec.py checks that it equals the adapters registered by `auditor.adapters.load_all()`.
+VENUE_NAMES = ("aave_v3", "morpho_blue")
+
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def inert(text: str, limit: int | None = None) -> str:
+    """Untrusted text made safe to print on one terminal line, under any locale or output encoding.
+
+    Everything but printable ASCII is escaped (\\x1b, \\u202e, \\ud800): control and C1 characters
+    cannot start escape sequences (ANSI colours, OSC 8 links), line and paragraph separators cannot
+    split the line, bidi overrides cannot reorder it, and lone surrogates cannot fail the encoder.
+    Idempotent, so a message may pass through it twice. `limit` cuts long values (before escaping).
+    """
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return _UNSAFE.sub(_escape, text)
+
+
+def shown(value: object) -> str:
+    """An input value quoted for an error message: its repr, cut to SHOWN_CHARS, made inert."""
+    return inert(repr(value), SHOWN_CHARS)
+
+
+def did_you_mean(value: str, known: Collection[str], listed: int = 30) -> str:
+    """The suffix of an "unknown name" message: the closest known name, then the known names."""
+    names = sorted(known)
+    # difflib is quadratic in the worst case: a megabyte-long typo gets the list, not a suggestion.
+    hint = difflib.get_close_matches(value, names, n=1) if len(value) <= 200 else []
+    suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+    if not names:
+        return suffix + " (none are known)"
+    more = f", ... ({len(names) - listed} more)" if len(names) > listed else ""
+    return f"{suffix} (expected one of: {', '.join(names[:listed])}{more})"
 
 
 class SpecError(Exception):
-    """A problem in a spec or registry file, located by file, line and field path."""
+    """A problem in a spec or registry file, located by file, line and field path.
+
+    Every part is made inert on the way in: paths, keys and values come from untrusted input and
+    the message is printed as one line on a terminal.
+    """
 
     def __init__(self, path: str, line: int, field_path: str, message: str) -> None:
-        super().__init__(message)
-        self.path = path
+        super().__init__(inert(message))
+        self.path = inert(path)
         self.line = line
-        self.field_path = field_path
-        self.message = message
+        self.field_path = inert(field_path, SHOWN_CHARS * 2)
+        self.message = inert(message)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}"
@@ -155,23 +206,40 @@ class Spec:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: specs are small, and aliases allow exponential blow-up."""
+    """SafeLoader that refuses aliases (exponential blow-up) and nesting deeper than MAX_DEPTH."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not supported in specs", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nesting is deeper than {MAX_DEPTH} levels",
+                                              event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+_YAML = "tag:yaml.org,2002:"
+# Tags a scalar may carry: the ones YAML resolves plain scalars to. Anything else (!!binary,
+# !!python/..., local !tags) is refused before any constructor sees it.
+SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 
 
 @dataclass
 class _Ctx:
     path: str
     loader: _Loader
-    chains: frozenset[str] | None = None
-    spec_ids: frozenset[str] | None = None
+    # Names a Ref may point to, by target ("chain", "spec", "flag"); an absent target is not checked.
+    names: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def fail(self, node: yaml.Node, field_path: str, message: str) -> SpecError:
         return SpecError(self.path, node.start_mark.line + 1, field_path, message)
@@ -184,7 +252,16 @@ def _describe(node: yaml.Node) -> str:
         return "a list"
     if node.tag.endswith(":null"):
         return "nothing"
-    return repr(node.value)
+    return shown(node.value)
+
+
+def _check_tag(ctx: _Ctx, node: yaml.Node, path: str, expected: str) -> None:
+    if isinstance(node, yaml.ScalarNode):
+        allowed = node.tag in SCALAR_TAGS
+    else:
+        allowed = node.tag == _YAML + ("map" if isinstance(node, yaml.MappingNode) else "seq")
+    if not allowed:
+        raise ctx.fail(node, path, f"unsupported YAML tag {shown(node.tag)}; expected {expected}")
 
 
 class Kind:
@@ -201,15 +278,18 @@ class Kind:
     def _scalar(self, ctx: _Ctx, node: yaml.Node, path: str, expected: str) -> yaml.ScalarNode:
         if not isinstance(node, yaml.ScalarNode):
             raise ctx.fail(node, path, f"expected {expected}, got {_describe(node)}")
-        if not node.tag.startswith("tag:yaml.org,2002:"):
-            raise ctx.fail(node, path, f"unsupported YAML tag {node.tag!r}; expected {expected}")
+        _check_tag(ctx, node, path, expected)
         return node
 
     def _construct(self, ctx: _Ctx, node: yaml.ScalarNode, path: str, expected: str) -> Any:
         try:
             return ctx.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
-            raise ctx.fail(node, path, f"expected {expected}: {exc}") from None
+        # Broad on purpose: PyYAML's constructors trust their input, so an explicitly tagged scalar
+        # they cannot parse fails with whatever breaks first (`!!bool "6"` a KeyError, `!!timestamp
+        # "soon"` an AttributeError, `!!int ""` an IndexError, a 5000-digit int a ValueError).
+        except Exception:
+            tag = node.tag.removeprefix(_YAML)
+            raise ctx.fail(node, path, f"expected {expected}, got {_describe(node)} (as !!{tag})") from None
 
     def _doc(self, schema: dict[str, Any]) -> dict[str, Any]:
         if self.description:
@@ -264,22 +344,32 @@ class Address(Kind):
 
 
 class Ref(Text):
-    """A name that must exist elsewhere: a chain in the registry, or a spec id."""
+    """A name that must exist elsewhere: a chain in the registry, a spec id, a venue, a flag.
 
-    def __init__(self, target: str, description: str = "") -> None:
+    The known names are fixed (`names`) or come with the document being loaded (`_Ctx.names`).
+    """
+
+    def __init__(self, target: str, description: str = "", where: str = "",
+                 names: Collection[str] | None = None) -> None:
         pattern = SPEC_ID if target == "spec" else NAME_KEY
         super().__init__(description, pattern, f"a {target} name")
         self.target = target
+        self.where = where
+        self.names = None if names is None else frozenset(names)
 
     def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
         value = super().load(ctx, node, path)
-        known = ctx.chains if self.target == "chain" else ctx.spec_ids
+        known = self.names if self.names is not None else ctx.names.get(self.target)
         if known is not None and value not in known:
-            hint = difflib.get_close_matches(value, sorted(known), n=1)
-            where = "the registry" if self.target == "chain" else "protocols/"
-            extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(known)) or 'none'}"
-            raise ctx.fail(node, path, f"unknown {self.target} {value!r} (not in {where}){extra}")
+            where = f" (not in {self.where})" if self.where else ""
+            raise ctx.fail(node, path, f"unknown {self.target} {shown(value)}{where}{did_you_mean(value, known)}")
         return value
+
+    def schema(self) -> dict[str, Any]:
+        out = super().schema()
+        if self.names is not None:
+            out["enum"] = sorted(self.names)
+        return out
 
 
 class Number(Kind):
@@ -304,6 +394,8 @@ class Number(Kind):
             raise ctx.fail(node, path, f"expected {what}, got {_describe(node)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ctx.fail(node, path, f"expected a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            raise ctx.fail(node, path, f"expected {what}, got one of {value.bit_length()} bits (more than 256)")
         if self.minimum is not None and value < self.minimum:
             raise ctx.fail(node, path, f"expected {what} >= {self.minimum:g}, got {value}")
         if self.maximum is not None and value > self.maximum:
@@ -369,6 +461,7 @@ class Seq(Kind):
     def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> tuple[Any, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise ctx.fail(node, path, f"expected a list, got {_describe(node)}")
+        _check_tag(ctx, node, path, "a list")
         if len(node.value) < self.min_items:
             raise ctx.fail(node, path, f"expected at least {self.min_items} item(s), got {len(node.value)}")
         items: list[Any] = []
@@ -395,10 +488,11 @@ def _mapping_items(ctx: _Ctx, node: yaml.Node, path: str) -> list[tuple[str, yam
     """The (key, key node, value node) pairs of a mapping, refusing non-string and duplicate keys."""
     if not isinstance(node, yaml.MappingNode):
         raise ctx.fail(node, path, f"expected a mapping, got {_describe(node)}")
+    _check_tag(ctx, node, path, "a mapping")
     seen: dict[str, int] = {}
     items: list[tuple[str, yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in SCALAR_TAGS:
             raise ctx.fail(key_node, path, "keys must be plain names")
         key = str(key_node.value)
         key_path = f"{path}.{key}" if path else key
@@ -431,9 +525,7 @@ class Obj(Kind):
         for key, key_node, value_node in _mapping_items(ctx, node, path):
             key_path = f"{path}.{key}" if path else key
             if key not in self.fields:
-                hint = difflib.get_close_matches(key, list(self.fields), n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(self.fields)}"
-                raise ctx.fail(key_node, key_path, f"unknown key{extra}")
+                raise ctx.fail(key_node, key_path, f"unknown key{did_you_mean(key, self.fields)}")
             values[key] = self.fields[key].kind.load(ctx, value_node, key_path)
         for key, spec_field in self.fields.items():
             if key not in values:
@@ -478,9 +570,9 @@ class MapOf(Kind):
         items = _mapping_items(ctx, node, path)
         if len(items) < self.min_items:
             raise ctx.fail(node, path, f"expected at least {self.min_items} entry(ies)")
-        for _key, key_node, value_node in items:
-            key = self.key.load(ctx, key_node, path)
-            key_path = f"{path}.{key}" if path else key
+        for raw_key, key_node, value_node in items:
+            key_path = f"{path}.{raw_key}" if path else raw_key
+            key = self.key.load(ctx, key_node, key_path)
             value = self.value.load(ctx, value_node, key_path)
             out[key] = self.build(key, value) if self.build is not None else value
         return out
@@ -518,7 +610,7 @@ class PriceKind(Kind):
 # The formats
 # ---------------------------------------------------------------------------------------------
 
-_CHAIN = Ref("chain", "a chain name from the registry")
+_CHAIN = Ref("chain", "a chain name from the registry", "the registry")
 _ADDRESS = Address()
 
 
@@ -620,7 +712,7 @@ SPEC_FORMAT = Obj(
             )
         ),
         "depends_on": Field(
-            Seq(Ref("spec", "a spec id in protocols/"), "tokens this one holds", unique_by=lambda v: v)
+            Seq(Ref("spec", "a spec id in protocols/", "protocols/"), "tokens this one holds", unique_by=lambda v: v)
         ),
     },
     description="A token spec of the reserve auditor: one issued token, its accounts and its claims.",
@@ -676,7 +768,7 @@ REGISTRY_FORMAT = Obj(
         ),
         "venues": Field(
             MapOf(
-                Text(pattern=NAME_KEY, what="a venue name"),
+                Ref("venue", where="the venues with an adapter", names=VENUE_NAMES),
                 MapOf(
                     _CHAIN,
                     Obj(
@@ -703,8 +795,8 @@ REGISTRY_FORMAT = Obj(
                         {
                             "address": Field(_ADDRESS, required=True),
                             "kind": Field(
-                                Text("constant_price or uniswap_v2", re.compile(r"constant_price|uniswap_v2"),
-                                     "constant_price or uniswap_v2"),
+                                Ref("pool kind", "constant_price or uniswap_v2",
+                                    names=("constant_price", "uniswap_v2")),
                                 required=True,
                             ),
                             "base": Field(Address("the token priced"), required=True),
@@ -727,34 +819,71 @@ REGISTRY_FORMAT = Obj(
 # ---------------------------------------------------------------------------------------------
 
 
-def _compose(path: Path) -> tuple[_Ctx, yaml.Node]:
-    shown = str(path)
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is a SpecError, without blocking.
+
+    The file is stat-ed before it is opened, so a FIFO or a device is never opened (opening a FIFO
+    blocks until a writer comes; /dev/zero never ends). It is opened non-blocking all the same and
+    checked again, in case it was swapped between the two calls, and read up to limit + 1 bytes:
+    the size check never depends on a size the file system reports.
+    """
+    shown_path = str(path)
     try:
-        raw = path.read_bytes()
+        before = os.stat(path)
+        if not stat.S_ISREG(before.st_mode):
+            raise SpecError(shown_path, 1, "", f"not a regular file ({_file_kind(before.st_mode)})")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            after = os.fstat(handle.fileno())
+            if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+                raise SpecError(shown_path, 1, "", "the file changed while it was opened")
+            raw = handle.read(limit + 1)
     except OSError as exc:
-        raise SpecError(shown, 1, "", f"cannot read file: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SpecError(shown, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes")
+        raise SpecError(shown_path, 1, "", f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise SpecError(shown_path, 1, "", f"file is larger than {limit} bytes")
+    return raw
+
+
+def _yaml_error(shown_path: str, text: str, exc: yaml.YAMLError) -> SpecError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The reader checks the whole text before parsing: name the line and the character.
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return SpecError(shown_path, line, "", f"invalid YAML: character U+{ord(char):04X} is not allowed "
+                         "(write it as an escape inside double quotes)")
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        return SpecError(shown_path, line, "", f"invalid YAML: {exc.problem or exc.context or 'syntax error'}")
+    return SpecError(shown_path, 1, "", f"invalid YAML: {exc}")
+
+
+def _compose(path: Path) -> tuple[_Ctx, yaml.Node]:
+    shown_path = str(path)
+    raw = read_bounded(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError(shown, line, "", "file is not valid UTF-8") from None
-    loader = _Loader(text)
+        raise SpecError(shown_path, line, "", f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
     try:
+        # Building the loader already reads (and checks) the text, so it is inside the handler too.
+        loader = _Loader(text)
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(shown, line, "", f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(shown, 1, "", f"invalid YAML: {exc}") from None
+        raise _yaml_error(shown_path, text, exc) from None
     except RecursionError:
-        raise SpecError(shown, 1, "", "invalid YAML: nesting is too deep") from None
+        raise SpecError(shown_path, 1, "", "invalid YAML: nesting is too deep") from None
     if node is None:
-        raise SpecError(shown, 1, "", "the file is empty: expected a mapping")
-    return _Ctx(shown, loader), node
+        raise SpecError(shown_path, 1, "", "the file is empty: expected a mapping")
+    return _Ctx(shown_path, loader), node
 
 
 def _validate(ctx: _Ctx, kind: Kind, node: yaml.Node) -> Any:
@@ -764,9 +893,13 @@ def _validate(ctx: _Ctx, kind: Kind, node: yaml.Node) -> Any:
         raise SpecError(ctx.path, 1, "", "nesting is too deep") from None
 
 
-def load_document(path: str | Path, kind: Kind) -> Any:
-    """Load any YAML file against a kind of this module (e.g. the demo's parameters), with located errors."""
+def load_document(path: str | Path, kind: Kind, names: Mapping[str, Collection[str]] | None = None) -> Any:
+    """Load any YAML file against a kind of this module (e.g. the demo's parameters), with located errors.
+
+    `names` are the names each Ref target may take (e.g. {"flag": ids}); targets not given are not checked.
+    """
     ctx, node = _compose(Path(path))
+    ctx.names.update({target: frozenset(known) for target, known in (names or {}).items()})
     return _validate(ctx, kind, node)
 
 
@@ -780,7 +913,7 @@ def load_registry(path: str | Path) -> Registry:
     )
     if chains_node is not None:
         chains = _CHAINS.load(ctx, chains_node, "chains")
-        ctx.chains = frozenset(chains)
+        ctx.names["chain"] = frozenset(chains)
     values = _validate(ctx, REGISTRY_FORMAT, node)
     return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues", "pools")})
 
@@ -798,8 +931,8 @@ def load_spec(path: str | Path, registry: Registry, spec_ids: frozenset[str] | N
     """Load one spec; `spec_ids` are the ids depends_on may name (default: the specs beside it)."""
     path = Path(path)
     ctx, node = _compose(path)
-    ctx.chains = frozenset(registry.chains)
-    ctx.spec_ids = spec_ids if spec_ids is not None else spec_ids_near([path])
+    ctx.names["chain"] = frozenset(registry.chains)
+    ctx.names["spec"] = spec_ids if spec_ids is not None else spec_ids_near([path])
     values = _validate(ctx, SPEC_FORMAT, node)
     if values["id"] != path.stem:
         id_line = next(kn.start_mark.line + 1 for k, kn, _v in _mapping_items(ctx, node, "") if k == "id")
