@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditRequest, run_audit, summary_lines, write_json
 from auditor.chain.cache import cache_dir
 from auditor.chain.reader import ConnectOptions, connect
-from auditor.lab import reconstruction
+from auditor.chain.rpc import ConfigError
+from auditor.lab import LabError, project_root, reconstruction
 from auditor.report.publish import write_index, write_report
 from auditor.report.sign import demo_key, normalise
 from auditor.spec import load_registry, load_spec
 
 REPORT_NAME = "stream-xusd-reconstruction"
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 Say = Callable[[str], None]
 
 METHOD_NOTES = [
@@ -65,16 +68,19 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
     finally:
         eth.stop()
         plume.stop()
-    document = {
+    # Nothing run-dependent goes into the signed document (no wall clock, output folder, node URL or port):
+    # two runs with the same parameters and key write the same bytes. The JSON file holds the canonical spelling
+    # of every value, the one the signature covers.
+    document: dict[str, Any] = normalise({
         "report": REPORT_NAME,
-        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "parameters": {"file": str(params_path), "values": normalise(params)},
-        "inputs": {name: str(path) for name, path in inputs.items()},
+        "generated": generation_time(reconstruction.timestamp(stage["pin_time"]) for stage in stages.values()),
+        "parameters": {"file": _shown_path(params_path), "values": params},
+        "inputs": {name: path.relative_to(out_dir).as_posix() for name, path in inputs.items()},
         "pins": world.pins,
         "stages": stages,
         "headline": headline(stages),
         "method_notes": METHOD_NOTES,
-    }
+    })
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{REPORT_NAME}.json"
     write_json(path, document)
@@ -86,6 +92,34 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
     say(f"report written to {path} and {html} (signed by {signature.signer}{whose})")
     say(f"index written to {write_index(out_dir)}")
     return document
+
+
+def generation_time(pin_timestamps: Iterable[int], environ: Mapping[str, str] = os.environ) -> str:
+    """The report's "generated" time without the wall clock: $SOURCE_DATE_EPOCH when set (as reproducible
+    builds do), else the latest pinned block's time, which is when the findings describe."""
+    override = environ.get(SOURCE_DATE_EPOCH, "").strip()
+    if override:
+        if not override.isdigit():
+            raise ConfigError(f"{SOURCE_DATE_EPOCH}={override!r} is not a count of seconds since 1970 (UTC)")
+        seconds = int(override)
+    else:
+        seconds = max(pin_timestamps, default=-1)
+        if seconds < 0:
+            raise ValueError(f"no pinned block to date the findings by; set {SOURCE_DATE_EPOCH}")
+    try:
+        moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ConfigError(f"{SOURCE_DATE_EPOCH}={override!r} is out of range for a date") from None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _shown_path(path: Path) -> str:
+    """The parameters file as the report shows it: relative to the checkout when inside it (the same on every
+    machine), else as given."""
+    try:
+        return path.resolve().relative_to(project_root()).as_posix()
+    except (ValueError, LabError):
+        return str(path)
 
 
 def _trace(root: str, registry: Any, inputs: dict[str, Path], rpc: dict[str, str], pins: dict[str, int],

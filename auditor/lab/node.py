@@ -163,6 +163,7 @@ def start_anvil(
     gas_limit: int | None = None,
     code_size_limit: int | None = None,
     timestamp: int | None = None,
+    block_interval: int | None = None,
     extra_args: Sequence[str] = (),
     log_dir: str | Path | None = None,
 ) -> Anvil:
@@ -170,6 +171,9 @@ def start_anvil(
 
     gas_limit / code_size_limit default to anvil's own (30M gas, 24 KiB code, as on mainnet), so
     reads that exceed mainnet limits fail here too; pass larger values only for deliberate tests.
+    `timestamp` fixes the genesis block's time; with `block_interval` every later block is exactly that many
+    seconds after the previous one instead of following the wall clock, so replaying the same transactions
+    rebuilds the same chain, block hashes included (evm_setNextBlockTimestamp still jumps ahead).
     The log goes to a temp file in `log_dir` (default: the system temp dir); stop() deletes it, a
     failed start keeps it for inspection.
     """
@@ -255,4 +259,10 @@ def start_anvil(
             f"starting anvil: asked for chain id {chain_id} but eth_chainId says {reported}; "
             "remove any --chain-id from extra_args"
         )
+    if block_interval is not None:
+        try:
+            rpc(node.url, "anvil_setBlockTimestampInterval", [block_interval], timeout=10.0)
+        except LabError as exc:
+            node.stop(keep_log=True)
+            raise LabError(f"starting anvil: setting a {block_interval} s block interval failed: {exc}") from exc
     return node

@@ -11,6 +11,7 @@ reserves to Stream against xUSD (early November), and the loss (after 4 November
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ _MARKET = Obj({"lltv": Field(_RATIO, required=True), "borrow_ltv": Field(_RATIO,
                "oracle_price": Field(_POSITIVE, required=True)})
 PARAMS_FORMAT = Obj({
     "start_time": Field(Text("ISO time of the first block"), required=True),
+    "timeline": Field(Obj({"block_seconds": Field(Number(minimum=1, maximum=3600, integer=True), required=True),
+                           "early_november": Field(Text("ISO time"), required=True),
+                           "loss": Field(Text("ISO time"), required=True)}), required=True),
     "users_usdc": Field(_POSITIVE, required=True),
     "target_xusd_supply": Field(_POSITIVE, required=True),
     "other_deusd_holders": Field(_POSITIVE, required=True),
@@ -64,11 +68,30 @@ PARAMS_FORMAT = Obj({
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     """The demo's parameters, validated like a spec: errors name file, line and field."""
     values: dict[str, Any] = load_document(path, PARAMS_FORMAT)
-    try:
-        dt.datetime.fromisoformat(values["start_time"].replace("Z", "+00:00"))
-    except ValueError:
-        raise SpecError(str(path), 1, "start_time", "expected an ISO time such as 2025-10-27T00:00:00Z") from None
+    events = schedule(values, str(path))
+    # Block times only move forward: each stage must start after the previous pin and before its own.
+    for (before, earlier), (after, later) in itertools.pairwise(events):
+        if later <= earlier:
+            raise SpecError(str(path), 1, after, f"{utc_text(later)} is not after {before} ({utc_text(earlier)})")
     return values
+
+
+def schedule(params: dict[str, Any], source: str = "parameters") -> list[tuple[str, int]]:
+    """Every fixed time of the reconstruction in chain order: stage starts (parameters) and pins."""
+    def at(field_path: str, text: str) -> int:
+        try:
+            return timestamp(text)
+        except ValueError:
+            raise SpecError(source, 1, field_path,
+                            "expected an ISO time with its zone, such as 2025-10-27T00:00:00Z") from None
+
+    timeline = params["timeline"]
+    return [("start_time", at("start_time", params["start_time"])),
+            ("late-october pin", timestamp(PIN_TIMES["late-october"])),
+            ("timeline.early_november", at("timeline.early_november", timeline["early_november"])),
+            ("early-november pin", timestamp(PIN_TIMES["early-november"])),
+            ("timeline.loss", at("timeline.loss", timeline["loss"])),
+            ("after-loss pin", timestamp(PIN_TIMES["after-loss"]))]
 
 
 def usd(amount: Any, decimals: int = 6) -> int:
@@ -76,7 +99,14 @@ def usd(amount: Any, decimals: int = 6) -> int:
 
 
 def timestamp(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:  # a naive time would silently take the machine's zone
+        raise ValueError(f"{text!r} has no time zone")
+    return int(moment.timestamp())
+
+
+def utc_text(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class DemoError(Exception):
@@ -114,13 +144,15 @@ class World:
 
 
 def start_nodes(params: dict[str, Any]) -> tuple[Anvil, Anvil]:
-    start = timestamp(params["start_time"])
+    # A fixed genesis time and block interval: the chains, their hashes and Morpho's interest are the same
+    # on every run, whatever the wall clock and however long each step takes.
+    start, interval = timestamp(params["start_time"]), params["timeline"]["block_seconds"]
     fix = "run `npm ci` (installs anvil), check that loopback ports are free, see the anvil log named above"
     with step("start the ethereum node (anvil, chain id 1)", fix):
-        eth = start_anvil(1, timestamp=start, accounts=12)
+        eth = start_anvil(1, timestamp=start, block_interval=interval, accounts=12)
     try:
         with step(f"start the lending-chain node (anvil, chain id {PLUME_CHAIN_ID})", fix):
-            plume = start_anvil(PLUME_CHAIN_ID, timestamp=start, accounts=12)
+            plume = start_anvil(PLUME_CHAIN_ID, timestamp=start, block_interval=interval, accounts=12)
     except DemoError:
         eth.stop()
         raise
@@ -139,11 +171,24 @@ def build(params: dict[str, Any], say: Say, eth: Anvil, plume: Anvil) -> World:
     deploy(world, params, say)
     stage_late_october(world, params, say)
     pin(world, "late-october", say)
+    next_block_at(world, timestamp(params["timeline"]["early_november"]), "start early November")
     stage_early_november(world, params, say)
     pin(world, "early-november", say)
+    next_block_at(world, timestamp(params["timeline"]["loss"]), "start the loss")
     stage_loss(world, params, say)
     pin(world, "after-loss", say)
     return world
+
+
+def next_block_at(world: World, when: int, what: str) -> None:
+    """Stamp the next block of both chains `when`; blocks after it follow at the fixed interval."""
+    for chain, node in (("ethereum", world.eth), ("plume", world.plume)):
+        with step(what):
+            latest = int(rpc(node.url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+            if latest >= when:  # anvil would refuse; say which stage ran long instead
+                raise DemoError(f"step '{what}' failed: the {chain} chain already reached {utc_text(latest)}, not "
+                                f"before {utc_text(when)}; lower timeline.block_seconds or move the times apart")
+            rpc(node.url, "evm_setNextBlockTimestamp", [when])
 
 
 def deploy(world: World, params: dict[str, Any], say: Say) -> None:
@@ -324,12 +369,12 @@ def stage_loss(world: World, params: dict[str, Any], say: Say) -> None:
 
 def pin(world: World, stage: str, say: Say) -> None:
     """Move both chains to the stage's analysis time and record the block each audit reads at."""
-    when = timestamp(PIN_TIMES[stage])
+    next_block_at(world, timestamp(PIN_TIMES[stage]), f"pin {stage}")
     blocks = {}
     for chain, node in (("ethereum", world.eth), ("plume", world.plume)):
-        rpc(node.url, "evm_setNextBlockTimestamp", [when])
-        rpc(node.url, "evm_mine", [])
-        blocks[chain] = int(rpc(node.url, "eth_blockNumber"), 16)
+        with step(f"pin {stage}"):
+            rpc(node.url, "evm_mine", [])
+            blocks[chain] = int(rpc(node.url, "eth_blockNumber"), 16)
     world.pins[stage] = blocks
     say(f"pinned {stage}: ethereum block {blocks['ethereum']}, lending chain block {blocks['plume']}")
 
