@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.addresses import check_address
 from auditor.chain.rpc import ConfigError
-from auditor.report.sign import canonical_json, digest_of, recover_signer
+from auditor.report.sign import block_problems, canonical_json, digest_of, recover_signer, signed_statement
 
 _BLOCK = r'<script type="application/json" id="{name}">(.*?)</script>'
 # Parts of a findings document that legitimately differ between two runs at the same pins.
@@ -30,6 +31,15 @@ class Verdict:
         return not self.problems
 
 
+def parse_signer(text: str) -> str:
+    """The checksummed address --signer names, or ConfigError: an empty or malformed value must never
+    silently mean "any signer"."""
+    try:
+        return check_address(text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--signer {text!r}: {exc}") from None
+
+
 def extract(text: str, name: str) -> str | None:
     found = re.findall(_BLOCK.format(name=re.escape(name)), text, flags=re.DOTALL)
     if len(found) > 1:
@@ -39,14 +49,16 @@ def extract(text: str, name: str) -> str | None:
 
 def first_difference(expected: str, actual: str) -> str:
     """Where two renderings part, as 'line N: expected ..., found ...' with the text around it."""
-    for number, (want, got) in enumerate(zip(expected.splitlines(), actual.splitlines(), strict=False), start=1):
+    # Split on "\n" only: splitlines() would also split on "\r" and friends and misplace the difference.
+    expected_lines, actual_lines = expected.split("\n"), actual.split("\n")
+    for number, (want, got) in enumerate(zip(expected_lines, actual_lines, strict=False), start=1):
         if want != got:
             pairs = enumerate(zip(want, got, strict=False))
             start = next((i for i, (a, b) in pairs if a != b), min(len(want), len(got)))
             window = slice(max(0, start - 40), start + 60)
-            return (f"line {number}: expected {html_lib.unescape(want[window]).strip()!r}, "
-                    f"found {html_lib.unescape(got[window]).strip()!r}")
-    return f"the lengths differ ({len(expected.splitlines())} lines expected, {len(actual.splitlines())} found)"
+            return (f"line {number}: expected {html_lib.unescape(want[window]).strip(' ')!r}, "
+                    f"found {html_lib.unescape(got[window]).strip(' ')!r}")
+    return f"the lengths differ ({len(expected_lines)} lines expected, {len(actual_lines)} found)"
 
 
 def diff_documents(old: Any, new: Any, path: str = "") -> Iterator[str]:
@@ -74,12 +86,19 @@ def verify_report(
     *,
     expected_signer: str | None = None,
     rerun: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    replay_digest: str | None = None,
 ) -> Verdict:
-    """Check everything a reader must trust; each failed check is one clear line in `problems`."""
+    """Check everything a reader must trust; each failed check is one clear line in `problems`.
+
+    `replay_digest` is the digest of the evidence bundle `rerun` answers from (None for a node):
+    it must be the bundle the report was signed with, or the re-run proves nothing about it."""
     from auditor.report.render import render_report
 
+    signer = parse_signer(expected_signer) if expected_signer is not None else None
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bytes, not text: reading as text would turn a "\r\n" on the page into "\n" before the comparison.
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the report ({exc.__class__.__name__})") from None
     verdict = Verdict()
@@ -93,31 +112,23 @@ def verify_report(
         return verdict
     canonical = canonical_json(document)
     verdict.digest = digest_of(canonical)
-    signature_text = extract(text, "signature")
-    signature: dict[str, Any] | None = None
-    if signature_text is None:
-        verdict.problems.append("the report is unsigned")
-    else:
-        try:
-            signature = json.loads(signature_text)
-            assert isinstance(signature, dict)
-        except (ValueError, AssertionError):
-            verdict.problems.append("the signature block is not valid JSON")
-            signature = None
+    signature = _signature_block(verdict, extract(text, "signature"))
     if signature is not None:
-        _check_signature(verdict, signature, expected_signer)
+        _check_signature(verdict, signature, signer)
+        _check_evidence(verdict, signature, document)
     try:
         expected = render_report(document, findings_json=canonical, signature=signature)
     except ValueError as exc:
         verdict.problems.append(f"the report cannot be re-rendered from its findings: {exc}")
         return verdict
-    if expected != text:
+    if expected.encode("utf-8") != raw:
         verdict.problems.append("the visible report differs from its signed findings at " +
                                 first_difference(expected, text))
     else:
         verdict.checks.append("the visible report is exactly what its findings render to")
-    if rerun is not None:
-        fresh = rerun(document)
+    if rerun is not None and _bundle_is_the_signed_one(verdict, signature, replay_digest):
+        # The re-run's figures may be Decimals or floats; the report's are canonical strings.
+        fresh = json.loads(canonical_json(rerun(document)))
         differences = list(diff_documents(document, fresh))
         if differences:
             verdict.problems.append(f"re-running the audit gives different figures ({len(differences)}): " +
@@ -127,24 +138,73 @@ def verify_report(
     return verdict
 
 
+def _signature_block(verdict: Verdict, block_text: str | None) -> dict[str, Any] | None:
+    if block_text is None:
+        verdict.problems.append("the report is unsigned")
+        return None
+    try:
+        block = json.loads(block_text)
+    except ValueError:
+        block = None
+    if not isinstance(block, dict):
+        verdict.problems.append("the signature block is not a JSON object")
+        return None
+    return block
+
+
 def _check_signature(verdict: Verdict, signature: dict[str, Any], expected_signer: str | None) -> None:
-    claimed_digest, claimed_signer = str(signature.get("digest", "")), str(signature.get("signer", ""))
+    schema = block_problems(signature)
+    verdict.problems.extend(schema)
+    claimed_digest = signature.get("digest")
     if claimed_digest != verdict.digest:
         verdict.problems.append(
             f"findings digest mismatch: the embedded findings hash to {verdict.digest}, the signature covers "
             f"{claimed_digest}: the findings were changed after signing")
     else:
         verdict.checks.append(f"the findings hash to the signed digest {verdict.digest}")
+    if schema:
+        return  # the signed statement cannot be rebuilt from a malformed block
+    claimed_signer = signature["signer"]
+    statement = signed_statement(claimed_signer, signature["digest"], signature["evidence_digest"],
+                                 signature["scheme"])
     try:
-        recovered = recover_signer(claimed_digest, str(signature.get("signature", "")))
+        recovered = recover_signer(statement, signature["signature"])
     except ValueError as exc:
         verdict.problems.append(str(exc))
         return
-    verdict.signer = recovered
     if recovered.lower() != claimed_signer.lower():
-        verdict.problems.append(f"signer mismatch: the signature was made by {recovered}, the report names "
-                                f"{claimed_signer}")
-    else:
-        verdict.checks.append(f"signed by {recovered}")
-    if expected_signer and recovered.lower() != expected_signer.lower():
+        verdict.problems.append(
+            f"signer mismatch: the signature was made by {recovered} over this block, which names "
+            f"{claimed_signer}: the signer, digest, evidence_digest or scheme was changed after signing")
+        return
+    verdict.signer = recovered
+    verdict.checks.append(f"signed by {recovered}, over the findings digest, the evidence digest and the scheme")
+    if expected_signer is not None and recovered.lower() != expected_signer.lower():
         verdict.problems.append(f"signed by {recovered}, not by the expected signer {expected_signer}")
+
+
+def _check_evidence(verdict: Verdict, signature: dict[str, Any], document: dict[str, Any]) -> None:
+    """The findings record which bundle they came from; the signature must name the same one."""
+    evidence = document.get("evidence")
+    recorded = evidence.get("digest") if isinstance(evidence, dict) else None
+    signed = signature.get("evidence_digest")
+    if recorded != signed:
+        verdict.problems.append(f"the signed evidence digest {signed} differs from the one the findings record "
+                                f"({recorded})")
+
+
+def _bundle_is_the_signed_one(verdict: Verdict, signature: dict[str, Any] | None, replay_digest: str | None) -> bool:
+    """Whether a re-run may go ahead: a bundle other than the signed one would 'confirm' other figures."""
+    if replay_digest is None:
+        return True
+    signed = signature.get("evidence_digest") if signature is not None else None
+    if signed is None:
+        verdict.problems.append("the report names no signed evidence bundle, so --replay cannot be checked "
+                                "against it; re-run with --rpc instead")
+        return False
+    if replay_digest != signed:
+        verdict.problems.append(f"the evidence bundle given to --replay has digest {replay_digest}, but the report "
+                                f"was signed with evidence {signed}: it is not this report's bundle; not re-run")
+        return False
+    verdict.checks.append(f"the evidence bundle is the signed one ({signed})")
+    return True
