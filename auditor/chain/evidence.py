@@ -24,12 +24,17 @@ class Bundle:
     """Answers per chain, keyed by the canonical request; the digest covers exactly this content."""
 
     entries: dict[str, dict[str, Response]] = field(default_factory=dict)
+    pins: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> the audit's pin on it
 
     def add(self, chain: str, call: Call, answer: Response) -> None:
         self.entries.setdefault(chain, {})[call.key] = answer
 
+    def add_pin(self, chain: str, pin: dict[str, Any]) -> None:
+        # The first pin per chain is the audit's own; later ones (oracle samples) name their blocks in calls.
+        self.pins.setdefault(chain, dict(pin))
+
     def content(self) -> dict[str, Any]:
-        return {
+        content: dict[str, Any] = {
             "format": FORMAT,
             "chains": {
                 chain: [
@@ -38,6 +43,9 @@ class Bundle:
                 for chain, answers in sorted(self.entries.items())
             },
         }
+        if self.pins:  # absent from bundles recorded before pins were: their digest stays valid
+            content["pins"] = {chain: self.pins[chain] for chain in sorted(self.pins)}
+        return content
 
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(canonical_json(self.content()).encode()).hexdigest()
@@ -66,7 +74,11 @@ class Bundle:
                 for item in items:
                     method, params = item["request"]
                     bundle.add(chain, Call(method, tuple(params)), item["answer"])
-        except (KeyError, TypeError, ValueError) as exc:
+            for chain, pin in document.get("pins", {}).items():
+                if not isinstance(pin.get("number"), int) or not isinstance(pin.get("hash"), str):
+                    raise ValueError(f"pin of {chain} has no number or hash")
+                bundle.add_pin(chain, pin)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: malformed evidence bundle ({exc})") from None
         digest = bundle.digest()
         if digest != document.get("digest"):

@@ -14,7 +14,7 @@ from typing import Any
 from auditor.chain.abi import decode_values, encode_call
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, RecordingLayer, ReplayLayer
-from auditor.chain.multicall import MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
+from auditor.chain.multicall import AGGREGATE3_SELECTOR, MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
 from auditor.chain.rpc import (
     CachingLayer,
     Call,
@@ -28,6 +28,9 @@ from auditor.chain.rpc import (
     Stats,
     error_text,
     is_error,
+    is_execution_failure,
+    is_transient,
+    malformed,
 )
 
 DEFAULT_CHUNK = 1000  # reads per aggregate3 call: ~2000 works on anvil, 5000 does not (EVM-LAB.md)
@@ -36,12 +39,28 @@ DEFAULT_LOG_SPAN = 100_000  # widest eth_getLogs window; sparse ranges grow to i
 FIRST_LOG_SPAN = 128  # start small: a dense first window would hold the whole answer in memory
 TARGET_LOGS_PER_WINDOW = 10_000  # keeps each answer (and so peak memory) bounded, as providers do
 RUNTIME_HEX = Path(__file__).with_name("multicall3_runtime.hex")  # our Multicall3 (auditor/lab/contracts)
+BLOCK_NUMBER_CALL = encode_call("getBlockNumber()")
+# Chains where the EVM's block.number and blockhash are the parent chain's (Arbitrum and its Orbit chains,
+# Plume among them): Multicall3 cannot prove the block there, so their reads are reported unproven.
+PARENT_BLOCK_NUMBER_CHAINS = frozenset({42161, 42170, 98865, 98866})
 
 ProgressFn = Callable[[int, int], None]
 
 
 class ReorgError(ChainError):
     """The pinned block's hash changed during the audit: every read may be from a chain that no longer exists."""
+
+
+class WrongBlockError(ChainError):
+    """The node executed a read at another block than the pin (a lagging or misrouted backend)."""
+
+    def __init__(self, chain: str, pinned: int, answered: int | str) -> None:
+        self.pinned, self.answered = pinned, answered
+        super().__init__(chain, "eth_call", str(pinned), f"the node answered at block {answered}, not at the pin")
+
+
+class _Unusable(Exception):
+    """An aggregate3 answer that is no answer (empty, undecodable, wrong length): the node failed."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class Pin:
     number: int
     hash: str
     timestamp: int
+    parent_hash: str = ""
 
     @property
     def tag(self) -> str:
@@ -62,6 +82,7 @@ class Pin:
             "chain_id": self.chain_id,
             "number": self.number,
             "hash": self.hash,
+            "parent_hash": self.parent_hash,
             "timestamp": self.timestamp,
             "time": dt.datetime.fromtimestamp(self.timestamp, dt.UTC).isoformat().replace("+00:00", "Z"),
         }
@@ -88,14 +109,31 @@ class Read:
 
 @dataclass(frozen=True)
 class ReadResult:
+    """ok: the contract answered and it decoded. Not ok and not unavailable: the contract answered with a
+    revert or undecodable bytes. unavailable: the node gave no usable answer; the value is unknown."""
+
     read: Read
     ok: bool
     value: tuple[Any, ...] = ()
     error: str = ""
+    unavailable: bool = False
 
     @property
     def one(self) -> Any:
         return self.value[0]
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A read the node never answered: the audit that needed it is incomplete."""
+
+    chain: str
+    block: int
+    call: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"chain": self.chain, "block": self.block, "call": self.call, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -129,12 +167,18 @@ class ChainClient:
         log_span: int = DEFAULT_LOG_SPAN,
         chunk_size: int = DEFAULT_CHUNK,
         batch_chars: int = DEFAULT_BATCH_CHARS,
+        prove_block: bool = True,
     ) -> None:
         self.chain = chain
         self.expected_chain_id = expected_chain_id
         self.stats = stats
         self.wire = wire
         self.cache = cache
+        self.record = record
+        self.prove_block = prove_block and expected_chain_id not in PARENT_BLOCK_NUMBER_CHAINS
+        if isinstance(wire, HttpTransport):
+            wire.check = self._check_answer  # below the cache: only proven answers are ever stored
+        self.unread: list[Unread] = []
         self._cached: Layer = wire
         self.layer: Layer = RecordingLayer(_Forward(self), record, chain) if record is not None else _Forward(self)
         self.multicall = multicall
@@ -147,10 +191,19 @@ class ChainClient:
 
     # -------------------------------------------------------------- connection and pin
 
+    @property
+    def block_proof(self) -> str:
+        """"multicall": every read carried Multicall3's proof of the block it ran at; "none": unproven."""
+        return "multicall" if self.prove_block and self.mode in ("multicall", "override") else "none"
+
     def _one(self, call: Call) -> Any:
         answer = self.layer.send([call])[0]
         if is_error(answer):
             raise ChainError(self.chain, call.method, call.block, error_text(answer))
+        # Checked here too: a replayed bundle never went through the transport's checks.
+        problem = malformed(call, answer["result"])
+        if problem is not None:
+            raise ChainError(self.chain, call.method, call.block, problem)
         return answer["result"]
 
     def check_chain_id(self) -> None:
@@ -181,8 +234,10 @@ class ChainClient:
             head_number = int(head["number"], 16) if head else "unknown"
             raise ConfigError(f"{self.chain}: block {block} does not exist (the chain head is {head_number})")
         pin = Pin(self.chain, self.expected_chain_id, int(header["number"], 16), header["hash"],
-                  int(header["timestamp"], 16))
+                  int(header["timestamp"], 16), header["parentHash"])
         self._pin = pin
+        if self.record is not None:
+            self.record.add_pin(pin.chain, _pin_record(pin))
         self._answers = {}
         if self.cache is not None:
             self._cached = CachingLayer(self.wire, self.cache, f"{pin.chain_id}:{pin.hash}", self.stats)
@@ -220,10 +275,12 @@ class ChainClient:
         while hi - lo > 1:  # invariant: ts(lo) <= target < ts(hi)
             step = max(1, (hi - lo) // 16)
             probes = list(range(lo + step, hi, step))[:16]
-            answers = self.layer.send([Call("eth_getBlockByNumber", (_hex(n), False)) for n in probes])
-            for number, answer in zip(probes, answers, strict=True):
-                if is_error(answer) or not answer.get("result"):
-                    raise ChainError(self.chain, "eth_getBlockByNumber", str(number), error_text(answer))
+            calls = [Call("eth_getBlockByNumber", (_hex(n), False)) for n in probes]
+            answers = self.layer.send(calls)
+            for call, number, answer in zip(calls, probes, answers, strict=True):
+                problem = error_text(answer) if is_error(answer) else malformed(call, answer["result"])
+                if problem or not answer["result"]:
+                    raise ChainError(self.chain, call.method, str(number), problem or "the node has no such block")
                 if int(answer["result"]["timestamp"], 16) <= target:
                     lo = number
                 else:
@@ -235,15 +292,65 @@ class ChainClient:
 
     def _detect_mode(self) -> str:
         code = self._one(Call("eth_getCode", (self.multicall, self.pinned.tag)))
-        if code not in ("0x", "", None):
+        if code != "0x":
             return "multicall"
         # No Multicall3 at this block (new chain, or before its deployment): lend it the code for
         # the duration of the call with a state override, where the node supports overrides.
-        probe = self.layer.send([self._aggregate_call([], override=True)])[0]
-        return "override" if not is_error(probe) else "direct"
+        call = self._aggregate_call([], override=True)
+        probe = self.layer.send([call])[0]
+        if not is_error(probe):
+            self._unpack(call, probe)  # a replayed probe is checked like a live one
+            return "override"
+        if is_transient(probe):
+            # The node failed, it did not say "no overrides": falling back would silently drop the block proof.
+            raise ChainError(self.chain, "eth_call", call.block, f"state override probe: {error_text(probe)}")
+        return "direct"
+
+    def _proof(self) -> list[tuple[str, bool, bytes]]:
+        """Sub-calls put first in every aggregate3: the block number and the parent hash the node ran at."""
+        if not self.prove_block:
+            return []
+        proof = [(self.multicall, True, BLOCK_NUMBER_CALL)]
+        if self.pinned.number > 0:
+            proof.append((self.multicall, True, encode_call("getBlockHash(uint256)", self.pinned.number - 1)))
+        return proof
+
+    def _check_answer(self, call: Call, answer: Response) -> str | ChainError | None:
+        """The transport's check of each answer: retried when unusable, refused when at the wrong block."""
+        if self._pin is None or not _is_aggregate(call, self.multicall):
+            return None
+        try:
+            self._unpack(call, answer)
+        except _Unusable as exc:
+            return str(exc)
+        except WrongBlockError as exc:
+            return exc
+        return None
+
+    def _unpack(self, call: Call, answer: Response) -> list[tuple[bool, bytes]]:
+        """The callers' (success, returnData) pairs of an aggregate3 answer, once its block proof holds."""
+        data = call.params[0]["data"]
+        expected = int(data[2 + 8 + 64 : 2 + 8 + 128], 16)  # array length, after selector and offset
+        try:
+            results = decode_aggregate3(bytes.fromhex(answer["result"][2:]))
+        except Exception as exc:  # eth-abi raises several unrelated types for short or malformed data
+            result = str(answer.get("result"))[:20]
+            raise _Unusable(f"undecodable aggregate3 answer ({type(exc).__name__}: {result!r})") from None
+        if len(results) != expected:
+            raise _Unusable(f"aggregate3 answered {len(results)} results for {expected} calls")
+        proof = self._proof()
+        pin = self.pinned
+        if proof:
+            (number_ok, number), *rest = results[: len(proof)]
+            answered = int.from_bytes(number, "big") if number_ok and len(number) == 32 else "unknown"
+            if answered != pin.number:
+                raise WrongBlockError(self.chain, pin.number, answered)
+            if rest and (not rest[0][0] or "0x" + rest[0][1].hex() != pin.parent_hash.lower()):
+                raise WrongBlockError(self.chain, pin.number, f"{pin.number} of another chain (parent hash differs)")
+        return results[len(proof) :]
 
     def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None) -> Call:
-        data = encode_aggregate3([(r.target, True, r.data) for r in reads])
+        data = encode_aggregate3([*self._proof(), *((r.target, True, r.data) for r in reads)])
         params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()}, self.pinned.tag)
         if override if override is not None else self.mode == "override":
             params = (*params, {self.multicall: {"code": _multicall_runtime()}})
@@ -263,11 +370,21 @@ class ChainClient:
                 self._read_direct(missing, results)
             else:
                 self._read_multicall(missing, results, progress)
+            fresh: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
             for read, result in zip(missing, results, strict=True):
                 assert result is not None
-                self._answers[_answer_key(read)] = result
-        answers = [self._answers[_answer_key(r)] for r in reads]
+                fresh[_answer_key(read)] = result
+                if result.unavailable:
+                    self._note_unread(result)
+                else:
+                    self._answers[_answer_key(read)] = result  # a later read of an unavailable one asks again
+        answers = [self._answers.get(_answer_key(r)) or fresh[_answer_key(r)] for r in reads]
         return [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
+
+    def _note_unread(self, result: ReadResult) -> None:
+        unread = Unread(self.chain, self.pinned.number, result.read.describe(), result.error)
+        if all((u.block, u.call) != (unread.block, unread.call) for u in self.unread):
+            self.unread.append(unread)
 
     def _read_multicall(
         self, reads: Sequence[Read], results: list[ReadResult | None], progress: ProgressFn | None
@@ -283,8 +400,9 @@ class ChainClient:
                 item = pending.pop(0)
                 batch.append(item)
                 size += _chars(item[1])
+            calls = [self._aggregate_call(chunk) for _, chunk in batch]
             try:
-                answers = self.layer.send([self._aggregate_call(chunk) for _, chunk in batch])
+                answers = self.layer.send(calls)
             except PayloadTooLarge:
                 # Shrink the body budget for the rest of the audit; a single chunk is bisected below.
                 pending[:0] = batch
@@ -293,23 +411,25 @@ class ChainClient:
                     continue
                 pending.pop(0)
                 answers = [{"error": {"message": "request body too large"}}]
-            for (start, chunk), answer in zip(batch, answers, strict=True):
-                if is_error(answer):
-                    if len(chunk) > 1:
-                        # too big, out of gas, or one read that breaks the whole call: bisect
-                        half = len(chunk) // 2
-                        pending[:0] = [(start, chunk[:half]), (start + half, chunk[half:])]
-                        continue
-                    results[start] = ReadResult(chunk[0], False, error=error_text(answer))
-                    done += 1
+            for (start, chunk), answer, call in zip(batch, answers, calls, strict=True):
+                if is_error(answer) and len(chunk) > 1 and not is_transient(answer):
+                    # too big, out of gas, or one read that breaks the whole call: bisect. Not for
+                    # provider failures, which the transport already retried: halves would fail alike.
+                    half = len(chunk) // 2
+                    pending[:0] = [(start, chunk[:half]), (start + half, chunk[half:])]
                     continue
-                for offset, (read, (success, raw)) in enumerate(
-                    zip(chunk, decode_aggregate3(bytes.fromhex(answer["result"][2:])), strict=True)
-                ):
-                    results[start + offset] = _decoded(read, success, raw)
+                results[start : start + len(chunk)] = self._chunk_results(chunk, call, answer)
                 done += len(chunk)
             if progress is not None:
                 progress(done, len(reads))
+
+    def _chunk_results(self, chunk: Sequence[Read], call: Call, answer: Response) -> list[ReadResult]:
+        if not is_error(answer):
+            try:
+                return [_decoded(r, ok, raw) for r, (ok, raw) in zip(chunk, self._unpack(call, answer), strict=True)]
+            except _Unusable as exc:  # only from a replayed answer: live ones were checked by the transport
+                answer = {"error": {"message": str(exc)}}
+        return [_failed(read, answer) for read in chunk]
 
     def _read_direct(self, reads: Sequence[Read], results: list[ReadResult | None]) -> None:
         step = 200
@@ -318,9 +438,10 @@ class ChainClient:
             calls = [
                 Call("eth_call", ({"to": r.target, "data": "0x" + r.data.hex()}, self.pinned.tag)) for r in chunk
             ]
-            for offset, (read, answer) in enumerate(zip(chunk, self.layer.send(calls), strict=True)):
-                if is_error(answer):
-                    results[start + offset] = ReadResult(read, False, error=error_text(answer))
+            for offset, (read, call, answer) in enumerate(zip(chunk, calls, self.layer.send(calls), strict=True)):
+                problem = None if is_error(answer) else malformed(call, answer["result"])
+                if is_error(answer) or problem is not None:
+                    results[start + offset] = _failed(read, {"error": {"message": problem}} if problem else answer)
                 else:
                     results[start + offset] = _decoded(read, True, bytes.fromhex(answer["result"][2:]))
 
@@ -350,12 +471,15 @@ class ChainClient:
             call = Call("eth_getLogs", (window,))
             answer = self.layer.send([call])[0]
             if is_error(answer):
-                smaller = _next_span(error_text(answer), start, end)
+                smaller = _next_span(error_text(answer), start, end) if not is_transient(answer) else None
                 if smaller is None:
                     raise ChainError(self.chain, "eth_getLogs", call.block, error_text(answer))
                 span = smaller
                 continue
-            items = answer["result"] or []
+            problem = malformed(call, answer["result"])  # null is no "no logs": a log scan must not skip a window
+            if problem is not None:
+                raise ChainError(self.chain, "eth_getLogs", call.block, problem)
+            items = answer["result"]
             del answer  # only the current window's answer is ever held
             count, window_blocks = len(items), end - start + 1
             start = end + 1
@@ -392,6 +516,25 @@ def _answer_key(read: Read) -> tuple[str, bytes, tuple[str, ...]]:
 
 def _chars(reads: Sequence[Read]) -> int:
     return sum(2 * len(r.data) + 200 for r in reads)
+
+
+def _is_aggregate(call: Call, multicall: str) -> bool:
+    target = call.params[0] if call.method == "eth_call" and call.params else None
+    return (
+        isinstance(target, dict)
+        and str(target.get("to", "")).lower() == multicall.lower()
+        and str(target.get("data", "")).startswith("0x" + AGGREGATE3_SELECTOR.hex())
+    )
+
+
+def _failed(read: Read, answer: Response) -> ReadResult:
+    """A read whose call came back as an error: the contract's revert, or no answer at all."""
+    return ReadResult(read, False, error=error_text(answer), unavailable=not is_execution_failure(answer))
+
+
+def _pin_record(pin: Pin) -> dict[str, Any]:
+    return {"number": pin.number, "hash": pin.hash, "parent_hash": pin.parent_hash,
+            "timestamp": pin.timestamp, "chain_id": pin.chain_id}
 
 
 def _decoded(read: Read, success: bool, raw: bytes) -> ReadResult:
@@ -476,8 +619,12 @@ def connect(
     for name, chain in chains.items():
         stats = Stats()
         wire: Layer
+        block = options.blocks.get(name)
+        recorded = options.replay.pins.get(name) if options.replay is not None else None
         if options.replay is not None:
             wire = ReplayLayer(options.replay, name)
+            if block is None and options.at is None and recorded is not None:
+                block = int(recorded["number"])  # replay the recorded audit's pin: no --block needed
         else:
             wire = HttpTransport(name, rpc_url(name, options.rpc), stats, options.retry or RetryPolicy.from_env())
         client = ChainClient(
@@ -489,8 +636,13 @@ def connect(
             record=options.record,
             multicall=chain.multicall3 or MULTICALL3_ADDRESS,
             log_span=chain.log_span or DEFAULT_LOG_SPAN,
+            # A bundle recorded before block proofs holds aggregate3 calls without them: replay those as is.
+            prove_block=options.replay is None or recorded is not None,
         )
         client.check_chain_id()
-        client.pin(options.blocks.get(name), options.at)
+        pin = client.pin(block, options.at)
+        if recorded is not None and pin.number == int(recorded["number"]) and pin.hash != recorded["hash"]:
+            raise ConfigError(f"{name}: the bundle's pin {pin.number} has hash {recorded['hash']}, "
+                              f"its recorded header says {pin.hash}")
         clients[name] = client
     return clients

@@ -5,8 +5,10 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import math
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,6 +19,18 @@ import requests
 
 # JSON-RPC error codes that providers use for "slow down" rather than "your request is wrong".
 RATE_LIMIT_CODES = {-32005, -32029, 429}
+# Our own error code for an item the node kept answering with something unusable (malformed, wrong
+# block): the reader reports such reads as unavailable, never as a contract's answer.
+UNUSABLE_CODE = -32099
+# Error objects that say "the node failed this time", not "the call is wrong": retried, then unavailable.
+_TRANSIENT = re.compile(
+    r"header not found|block not found|unknown block|missing trie node|timeout|timed out|temporar|"
+    r"unavailable|internal error|try again|busy|overload|capacity|upstream|gateway",
+    re.IGNORECASE,
+)
+# Error objects that are the contract's own answer (the EVM ran and stopped): never retried.
+_EXECUTION = re.compile(r"revert|evm error|out of gas|invalid opcode|invalid jump|stack (?:under|over)flow",
+                        re.IGNORECASE)
 # Methods whose answer at an explicit block can never change (unless that block is reorged away,
 # which the pin check catches): safe to cache on disk and to replay from evidence.
 IMMUTABLE_AT_BLOCK = {"eth_call", "eth_getLogs", "eth_getCode", "eth_getBalance", "eth_getStorageAt"}
@@ -108,6 +122,80 @@ def error_text(response: Response) -> str:
     return str(error)
 
 
+def is_execution_failure(response: Response) -> bool:
+    """The EVM ran the call and it failed (revert, invalid opcode, out of gas): an answer, not an outage."""
+    error = response.get("error")
+    return isinstance(error, dict) and (error.get("code") == 3 or bool(_EXECUTION.search(error_text(response))))
+
+
+def is_transient(response: Response) -> bool:
+    """An error object a retry may fix (header not found, internal error, timeout); also our give-up code."""
+    if not is_error(response) or is_execution_failure(response):
+        return False
+    error = response["error"]
+    code = error.get("code") if isinstance(error, dict) else None
+    return code in (-32603, UNUSABLE_CODE) or bool(_TRANSIENT.search(error_text(response)))
+
+
+def _is_quantity(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]+", value) is not None
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"0x(?:[0-9a-fA-F]{2})*", value) is not None
+
+
+_HEADER_FIELDS = ("number", "hash", "parentHash", "timestamp")
+_LOG_QUANTITIES = ("blockNumber", "logIndex")
+_LOG_DATA = ("address", "data", "transactionHash", "blockHash")
+
+
+def malformed(call: Call, result: Any) -> str | None:
+    """Why a result cannot be the answer to `call` (wrong type or shape), or None if it can be.
+
+    Only shapes the JSON-RPC spec fixes are checked here; what a contract returned is the reader's business.
+    """
+    method = call.method
+    if method == "eth_chainId":
+        ok = _is_quantity(result)
+    elif method in ("eth_call", "eth_getCode"):
+        ok = _is_data(result)
+    elif method == "eth_getBlockByNumber":
+        if result is None:
+            return None  # the node's answer for a block it does not have: the caller says so
+        if not isinstance(result, dict) or not all(_is_quantity(result.get(k)) for k in _HEADER_FIELDS):
+            return f"malformed block header {str(result)[:80]}"
+        asked = call.params[0] if call.params else None
+        if _is_quantity(asked) and int(result["number"], 16) != int(str(asked), 16):
+            return f"asked for block {int(str(asked), 16)}, the node answered with block {int(result['number'], 16)}"
+        return None
+    elif method == "eth_getLogs":
+        return _malformed_logs(call, result)
+    else:
+        return None
+    return None if ok else f"malformed result {str(result)[:80]!r} for {method}"
+
+
+def _malformed_logs(call: Call, result: Any) -> str | None:
+    if not isinstance(result, list):
+        return f"malformed eth_getLogs result {str(result)[:80]!r}"
+    window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
+    low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
+    for item in result:
+        if (
+            not isinstance(item, dict)
+            or not all(_is_quantity(item.get(k)) for k in _LOG_QUANTITIES)
+            or not all(_is_data(item.get(k)) for k in _LOG_DATA)
+            or not isinstance(item.get("topics"), list)
+            or not all(_is_data(t) for t in item["topics"])
+        ):
+            return f"malformed log {str(item)[:80]}"
+        number = int(item["blockNumber"], 16)
+        if (low is not None and number < low) or (high is not None and number > high):
+            return f"log of block {number} outside the asked window"
+    return None
+
+
 class Layer(Protocol):
     def send(self, calls: Sequence[Call]) -> list[Response]:
         """Answer every call, in order; raise ChainError when a call could not be answered at all."""
@@ -164,13 +252,21 @@ class _Retryable(Exception):
 
 
 def _retry_after(header: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or HTTP-date); None (use backoff) when unusable."""
     if not header:
         return None
     try:
-        return max(0.0, float(header))
+        seconds = float(header)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(header) if header else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None  # "soon" and other inventions
+        if parsed.tzinfo is None:
+            return None
+        seconds = max(0.0, parsed.timestamp() - time.time())
+    # A negative or NaN wait is garbage; infinity is capped by max_retry_after_s like any huge value.
+    return seconds if seconds >= 0 and not math.isnan(seconds) else None
 
 
 class HttpTransport:
@@ -190,10 +286,50 @@ class HttpTransport:
         self.policy = policy or RetryPolicy()
         self.session = session or requests.Session()
         self.batches_supported = True
+        # Set by the chain client once it knows its pin: checks answers against it (block proofs).
+        # A str means "unusable, retry"; a ChainError is raised if the node keeps answering that way.
+        self.check: Callable[[Call, Response], str | ChainError | None] | None = None
 
     def send(self, calls: Sequence[Call]) -> list[Response]:
+        """Answer every call. A whole request that keeps failing raises ChainError; items the node keeps
+        answering with a transient error or an unusable result come back as error items."""
         if not calls:
             return []
+        answers = self._send_batch(calls)
+        problems = self._problems(calls, answers, range(len(calls)))
+        for attempt in range(1, self.policy.attempts):
+            if not problems:
+                break
+            self.stats.retries += 1
+            self.policy.sleep(self.policy.delay(attempt - 1))
+            again = self._send_batch([calls[i] for i in problems])
+            for index, answer in zip(problems, again, strict=True):
+                answers[index] = answer
+            problems = self._problems(calls, answers, list(problems))
+        for index, problem in problems.items():
+            if isinstance(problem, ChainError):
+                raise problem
+            if not is_error(answers[index]):
+                answers[index] = {"error": {"code": UNUSABLE_CODE, "message": problem}}
+        return answers
+
+    def _problems(
+        self, calls: Sequence[Call], answers: Sequence[Response], indexes: Sequence[int]
+    ) -> dict[int, str | ChainError]:
+        out: dict[int, str | ChainError] = {}
+        for index in indexes:
+            call, answer = calls[index], answers[index]
+            if is_error(answer):
+                problem: str | ChainError | None = error_text(answer) if is_transient(answer) else None
+            else:
+                problem = malformed(call, answer["result"])
+                if problem is None and self.check is not None:
+                    problem = self.check(call, answer)
+            if problem is not None:
+                out[index] = problem
+        return out
+
+    def _send_batch(self, calls: Sequence[Call]) -> list[Response]:
         if len(calls) > 1 and not self.batches_supported:
             return [self._send_with_retries([call])[0] for call in calls]
         return self._send_with_retries(calls)
@@ -245,7 +381,7 @@ class HttpTransport:
         if reply.status_code == 429:
             raise _Retryable("rate limited (HTTP 429)", _retry_after(reply.headers.get("Retry-After")))
         if reply.status_code >= 500:
-            raise _Retryable(f"HTTP {reply.status_code}")
+            raise _Retryable(f"HTTP {reply.status_code}", _retry_after(reply.headers.get("Retry-After")))
         if reply.status_code >= 400:
             if b"too large" in reply.content.lower() or b"body" in reply.content.lower():
                 raise PayloadTooLarge(f"HTTP {reply.status_code}: {reply.text[:200]}")
