@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auditor import spec as spec_module
 from auditor.cli import main
+from auditor.policy import Policy, load_policy
 from auditor.spec import Registry, Spec, SpecError, json_schema, load_registry, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,3 +251,194 @@ def test_published_schema_file_is_current() -> None:
 
     shipped = json.loads((ROOT / "protocols" / "spec.schema.json").read_text())
     assert shipped == json_schema(), "run: auditor schema > protocols/spec.schema.json"
+
+
+# ------------------------------------------------------------------ issue 12: fail closed on bad input
+
+RAW_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def validate_output(path: Path, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str]:
+    """`auditor validate PATH` in a child process (bounded memory and time): its exit code and output."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from auditor.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "validate", "--registry", str(REGISTRY), str(path)],
+        check=False, capture_output=True, cwd=ROOT, timeout=timeout, env=env,
+    )
+    return result.returncode, (result.stdout + result.stderr).decode("ascii", "backslashreplace")
+
+
+def assert_clean_exit_2(code: int, output: str) -> None:
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert not RAW_CONTROL.search(output.replace("\n", "")), output
+
+
+# (name, line of GOOD_SPEC replaced, replacement, expected line, field, words)
+REPRODUCERS = [
+    ("control character", "name: Good Token", "name: Good\x1b[31m Token", 2, "", "U+001B is not allowed"),
+    ("bool tag", "      bridged: true", '      bridged: !!bool "6"', 9, "token.deployments[1].bridged",
+     "expected true or false, got '6' (as !!bool)"),
+    ("timestamp tag", "  as_of: 2025-11-01", '  as_of: !!timestamp "soon"', 13, "claims.as_of", "'soon'"),
+    ("empty int tag", "  assets_usd: 100", '  assets_usd: !!int ""', 14, "claims.assets_usd", "expected a number"),
+    ("binary tag", "name: Good Token", "name: !!binary R29vZA==", 2, "name", "unsupported YAML tag"),
+    ("python tag", "name: Good Token", "name: !!python/name:os.system x", 2, "name", "unsupported YAML tag"),
+    ("huge integer", "  assets_usd: 100", "  assets_usd: " + "9" * 100, 14, "claims.assets_usd", "more than 256"),
+    ("too many digits", "  assets_usd: 100", "  assets_usd: " + "9" * 5000, 14, "claims.assets_usd",
+     "expected a number"),
+    ("nan", "  apy: 0.18", "  apy: .nan", 15, "claims.apy", "finite"),
+    ("infinity", "  assets_usd: 100", "  assets_usd: 1.0e+999", 14, "claims.assets_usd", "finite"),
+    ("deep nesting", "depends_on: [other]", "depends_on: " + "[" * 5000 + "]" * 5000, 19, "",
+     "nesting is deeper than 64 levels"),
+    ("merge key", "depends_on: [other]", "<<: {depends_on: [other]}", 19, "", "keys must be plain names"),
+    ("local tag", "depends_on: [other]", "depends_on: !mine [other]", 19, "depends_on", "unsupported YAML tag"),
+]
+
+
+@pytest.mark.parametrize(("case", "old", "new", "line", "field_path", "words"), REPRODUCERS,
+                         ids=[c[0] for c in REPRODUCERS])
+def test_reproducers_of_issue_12_give_one_located_line(
+    tmp_path: Path, registry: Registry, case: str, old: str, new: str, line: int, field_path: str, words: str
+) -> None:
+    with_other(tmp_path)
+    assert old in GOOD_SPEC
+    path = write(tmp_path, "good.yaml", GOOD_SPEC.replace(old, new))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, registry)
+    assert (info.value.line, info.value.field_path) == (line, field_path), str(info.value)
+    assert words in str(info.value)
+    result = CliRunner().invoke(main, ["validate", "--registry", str(REGISTRY), str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert_clean_exit_2(result.exit_code, result.output)
+
+
+ESCAPES = [
+    ("OSC 8 link", "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\", "\\x1b]8;;https://evil.example"),
+    ("ANSI colour", "\x1b[31mred\x1b[0m", "\\x1b[31mred"),
+    ("C1 CSI", "\x9b31mred", "\\x9b31mred"),
+    ("bidi override", "apy\u202e81.0", "apy\\u202e81.0"),
+    ("line separator", "a\u2028b\x85c", "a\\u2028b\\x85c"),
+    ("lone surrogate", "\ud800", "\\ud800"),
+    ("non-ASCII", "caf\u00e9", "caf\\xe9"),
+]
+
+
+@pytest.mark.parametrize(("case", "key", "escaped"), ESCAPES, ids=[c[0] for c in ESCAPES])
+def test_input_quoted_in_errors_is_inert(tmp_path: Path, case: str, key: str, escaped: str) -> None:
+    # Written as escapes in double quotes (JSON's are YAML's), the way input gets past the YAML reader.
+    quoted = json.dumps(key)
+    path = write(tmp_path, "good.yaml", GOOD_SPEC.replace("  apy: 0.18", f"  {quoted}: 0.18"))
+    # Under an ASCII-only locale too: the message must print whatever the terminal's encoding.
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"}
+    code, output = validate_output(path, env)
+    assert_clean_exit_2(code, output)
+    errors = [line for line in output.splitlines() if line.startswith("error ")]
+    assert len(errors) == 1 and escaped in errors[0], output
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    code, output = validate_output(fifo, timeout=30)  # a blocking open() would time out here
+    assert_clean_exit_2(code, output)
+    assert f"error {fifo}:1: not a regular file (a FIFO)" in output
+
+
+def test_devices_and_directories_are_refused(tmp_path: Path) -> None:
+    code, output = validate_output(Path("/dev/zero"), timeout=30)  # reading it first would never end
+    assert_clean_exit_2(code, output)
+    assert "error /dev/zero:1: not a regular file (a character device)" in output
+    with pytest.raises(SpecError, match="not a regular file \\(a directory\\)"):
+        load_registry(tmp_path)
+
+
+def test_size_is_checked_by_a_bounded_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "good.yaml", "# " + "x" * (spec_module.MAX_FILE_BYTES + 10) + "\n" + GOOD_SPEC)
+    with pytest.raises(SpecError, match=f"larger than {spec_module.MAX_FILE_BYTES} bytes"):
+        spec_module.load_document(path, spec_module.SPEC_FORMAT)
+    size = len(path.read_bytes())
+    assert spec_module.read_bounded(path, limit=size) == path.read_bytes()
+    with pytest.raises(SpecError, match=f"larger than {size - 1} bytes"):
+        spec_module.read_bounded(path, limit=size - 1)
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_bytes(GOOD_SPEC.replace("Good Token", "Good \xff Token").encode("latin-1"))
+    with pytest.raises(SpecError) as info:
+        spec_module.load_document(path, spec_module.SPEC_FORMAT)
+    assert info.value.line == 2 and "not valid UTF-8 (byte 0xff)" in info.value.message
+
+
+def test_unknown_venue_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, "registry.yaml", REGISTRY.read_text().replace("  morpho_blue:\n", "  morpho-blue:\n"))
+    with pytest.raises(SpecError) as info:
+        load_registry(path)
+    assert info.value.field_path == "venues.morpho-blue"
+    assert "unknown venue 'morpho-blue'" in info.value.message
+    assert "did you mean 'morpho_blue'?" in info.value.message
+    assert "expected one of: aave_v3, morpho_blue" in info.value.message
+
+
+def test_venue_names_are_the_registered_adapters() -> None:
+    from auditor.adapters import TOKEN_ADAPTERS, load_all
+
+    assert set(spec_module.VENUE_NAMES) == set(load_all()) - set(TOKEN_ADAPTERS)
+
+
+def test_inert_escapes_everything_a_terminal_would_act_on() -> None:
+    dangerous = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+                                  *range(0x2066, 0x206A), 0xFEFF, 0xD800, 0xDFFF, 0x1F600]))
+    made_safe = spec_module.inert(dangerous)
+    assert made_safe.isascii() and made_safe.isprintable()
+    assert spec_module.inert(made_safe) == made_safe  # idempotent
+    assert spec_module.inert("plain text: ok") == "plain text: ok"
+    assert spec_module.inert("x" * 50, limit=10) == "x" * 10 + "..."
+
+
+# ------------------------------------------------------------------ policies
+
+
+@pytest.fixture(scope="module")
+def flag_ids() -> list[str]:
+    from auditor.risk import all_detectors
+
+    return [detector.ID for detector in all_detectors()]
+
+
+def test_shipped_policy_loads(flag_ids: list[str]) -> None:
+    policy = load_policy(ROOT / "examples" / "policy.yaml", flag_ids)
+    assert isinstance(policy, Policy)
+    assert policy.min_backing_ratio == Decimal("0.95") and policy.max_expansion == Decimal("1.1")
+    assert policy.fail_on_flags == ("circular-dependency", "self-issued-collateral", "oracle-overvalues")
+    assert policy.checks() == ("min_backing_ratio", "max_expansion", "fail_on_flags", "max_oracle_deviation")
+
+
+BAD_POLICIES = [
+    ("unknown flag", "max_expansion: 2\nfail_on_flags: [circular-dependancy]\n", 2, "fail_on_flags[0]",
+     "unknown flag 'circular-dependancy' (not in the detectors); did you mean 'circular-dependency'? "
+     "(expected one of: circular-dependency, "),
+    ("unknown key", "min_backing_ratio: 0.95\nmax_expansoin: 2\n", 2, "max_expansoin",
+     "did you mean 'max_expansion'?"),
+    ("checks nothing", "allow_unverified_collateral: true\nfail_on_flags: []\n", 1, "",
+     "a policy that checks nothing cannot pass a token; set at least one of: min_backing_ratio, "),
+    ("empty mapping", "{}\n", 1, "", "checks nothing"),
+    ("duplicate flag", "fail_on_flags: [opacity, opacity]\n", 1, "fail_on_flags[1]", "duplicate"),
+    ("ratio above 1", "min_backing_ratio: 1.5\n", 1, "min_backing_ratio", "<= 1"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "line", "field_path", "words"), BAD_POLICIES,
+                         ids=[c[0] for c in BAD_POLICIES])
+def test_bad_policy_is_a_located_spec_error(
+    tmp_path: Path, flag_ids: list[str], case: str, text: str, line: int, field_path: str, words: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_policy(write(tmp_path, "policy.yaml", text), flag_ids)
+    assert (info.value.line, info.value.field_path) == (line, field_path), str(info.value)
+    assert words in info.value.message
