@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -13,8 +12,9 @@ from typing import Any
 from auditor import __version__
 from auditor.chain.evidence import Bundle
 from auditor.chain.reader import ConnectOptions, connect
-from auditor.chain.rpc import ConfigError
-from auditor.model import BalanceSheet, Market, Position
+from auditor.chain.rpc import ChainError, ConfigError
+from auditor.findings import AuditResult, Skipped, plain
+from auditor.model import BalanceSheet, Gap, Market, Position
 from auditor.spec import Registry, Spec, load_spec, spec_ids_near
 
 Say = Callable[[str], None]
@@ -40,11 +40,16 @@ def known_specs(spec: Spec, registry: Registry) -> dict[str, Spec]:
     return specs
 
 
-def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
-    """Read everything at the pins and return the findings as plain data (the findings document)."""
+def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
+    """Read everything at the pins and return the typed verdict with its findings document.
+
+    A read the figures need that failed makes the audit incomplete (its gaps are listed, the figures are not
+    the audit's result); an optional check that could not run (oracle sampling, the exposure map) is listed as
+    not evaluated and never voids the figures.
+    """
     from auditor.backing import solve
     from auditor.ledger import build_universe, chains_needed, issuers_in_audit
-    from auditor.risk import run_flags
+    from auditor.risk import oracle_readings, run_flags
 
     specs = request.specs or known_specs(request.spec, request.registry)
     root = request.spec.id
@@ -59,28 +64,42 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
     if say:
         say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
     backing = solve(universe)
-    exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
+    skipped: list[Skipped] = []
+    try:
+        exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
+    except ChainError as exc:
+        exposure = {}
+        skipped.append(Skipped("exposure", str(exc)))
     # Markets that lend against the token without the issuer in them still need their oracles checked.
     for per_chain in exposure.values():
         for market in per_chain.get("markets", []):
             universe.markets.setdefault(market["key"], market_from_exposure(market))
-    watches = oracle_watches(request, clients, universe, say)
+    watches, sampling_gap = oracle_watches(request, clients, universe, say)
+    if sampling_gap:
+        skipped.append(Skipped("oracle-frozen", sampling_gap))
     flags = run_flags(universe, backing, oracle_watches=watches)
     from auditor.yields import yield_sources
 
     yields = {issuer: yield_sources(universe, backing, issuer) for issuer in sorted(universe.sheets)}
     for client in clients.values():
         client.check_pin()
-    return {
+    result = AuditResult(spec=root, token=request.spec.token.symbol, backing=backing, flags=flags,
+                         gaps=merge_gaps(universe.gaps, clients.values()), skipped=skipped,
+                         exposure=exposure, oracles=oracle_readings(universe, backing))
+    backing_doc = backing.as_dict()
+    for figures in backing_doc["issuers"].values():
+        figures["complete"] = result.complete  # a figure from an incomplete audit is a bound, never the result
+    result.document = {
         "tool": {"name": "reserve-auditor", "version": __version__},
         "spec": root,
         "token": request.spec.token.symbol,
+        **result.completeness(),
         "pins": {name: client.pinned.as_dict() for name, client in sorted(clients.items())},
         "issuers": {issuer: sheet_dict(sheet) for issuer, sheet in sorted(universe.sheets.items())},
         "markets": {key: market_dict(m) for key, m in sorted(universe.markets.items())},
-        "hard_assets": {k: {"symbol": a.symbol, "price_usd": str(a.price_usd), "source": a.price_source}
+        "hard_assets": {k: {"symbol": a.symbol, "price_usd": a.price_usd, "source": a.price_source}
                         for k, a in sorted(universe.hard_assets.items())},
-        "backing": backing.as_dict(),
+        "backing": backing_doc,
         "flags": [f.as_dict() for f in flags],
         "exposure": exposure,
         "yields": yields,
@@ -89,26 +108,61 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> dict[str, Any]:
         "notes": notes,
         "requests": {name: client.stats.as_dict() for name, client in sorted(clients.items())},
     }
+    result.document = plain(result.document)
+    return result
+
+
+def merge_gaps(found: Iterable[Gap], clients: Iterable[Any]) -> list[Gap]:
+    """The balance sheets' gaps, then every read a client could not get that no gap names already."""
+    gaps = list(found)
+    named = {gap.what.rsplit(": ", 1)[-1] for gap in gaps}
+    for client in clients:
+        for unread in client.unread:
+            if unread.call not in named:
+                named.add(unread.call)
+                gaps.append(Gap(unread.chain, unread.block, unread.call, unread.reason))
+    return gaps
 
 
 ORACLE_WINDOW_BLOCKS = 50_400  # ~7 days of 12 s blocks: long enough for a frozen oracle to show
 ORACLE_SAMPLES = 6
 
 
-def oracle_watches(request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None) -> list[Any]:
-    """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag."""
+def oracle_watches(
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
+) -> tuple[list[Any], str]:
+    """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag.
+
+    Optional: old state is often pruned (non-archive nodes keep ~128 blocks), so a sampling failure returns
+    no watches and the reason, and the check is reported as not evaluated.
+    """
     from auditor.oracles import client_factory, sample_blocks, watch_markets
 
     if not universe.markets:
-        return []
+        return [], ""
     if say:
         say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
     options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
                              record=request.options.record, replay=request.options.replay, retry=request.options.retry)
-    factories = {n: client_factory(n, request.registry.chains[n], options) for n in clients}
+    made: list[Any] = []
+
+    def tracked(make: Callable[[int], Any]) -> Callable[[int], Any]:
+        def make_client(block: int) -> Any:
+            made.append(make(block))
+            return made[-1]
+        return make_client
+
+    factories = {n: tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
     blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
               for n, c in clients.items()}
-    return list(watch_markets(universe, request.registry, factories, blocks))
+    try:
+        watches = list(watch_markets(universe, request.registry, factories, blocks))
+    except (ChainError, ConfigError) as exc:
+        return [], f"oracle sampling failed: {exc}"
+    unread = [u for client in made for u in client.unread]
+    if unread:
+        return [], f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}"
+    return watches, ""
 
 
 def market_from_exposure(market: Mapping[str, Any]) -> Market:
@@ -161,7 +215,7 @@ def position_dict(position: Position) -> dict[str, Any]:
         "amount_raw": str(position.amount),
         "amount": str(Decimal(position.amount) / Decimal(10) ** position.decimals),
         "decimals": position.decimals,
-        "details": _plain(position.details),
+        "details": plain(position.details),
         "evidence": [e.as_dict() for e in position.evidence],
     }
 
@@ -201,32 +255,8 @@ def market_dict(market: Market) -> dict[str, Any]:
         "oracle_price_raw": None if market.oracle_price is None else str(market.oracle_price),
         "borrowers": [{"address": b.address, "debt_raw": str(b.debt), "collateral_raw": str(b.collateral)}
                       for b in market.borrowers],
-        "details": _plain(market.details),
+        "details": plain(market.details),
     }
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: big ints as strings (JSON readers lose precision past 2**53), bytes as hex."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value) if abs(value) > 2**53 else value
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write atomically: a reader never sees half a findings file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -266,26 +296,30 @@ def load_bundle(path: str | None) -> Bundle | None:
     return bundle
 
 
-def _usd(text: Any) -> str:
-    if text is None:
-        return "n/a"
-    return f"${Decimal(str(text)):,.0f}"
+def summary_lines(result: AuditResult) -> list[str]:
+    """The terminal summary: completeness first, pins, then per issuer supply, backing, expansion; then flags."""
+    from auditor.numbers import multiple, percent, usd
+    from auditor.text import inert
 
-
-def summary_lines(findings: Mapping[str, Any]) -> list[str]:
-    """The terminal summary: pins, then per issuer supply, verifiable backing, expansion ratio; then flags."""
-    lines = [f"{findings['token']} ({findings['spec']})"]
-    for name, pin in findings["pins"].items():
-        stats = findings["requests"][name]
+    document = result.document
+    lines = [f"{inert(result.token)} ({result.spec})"]
+    if not result.complete:
+        lines.append(f"  INCOMPLETE: {len(result.gaps)} read(s) failed; the figures below are bounds, not the "
+                     "audit's result:")
+        lines += [f"    - {inert(gap.line())}" for gap in result.gaps]
+    for name, pin in document["pins"].items():
+        stats = document["requests"][name]
         lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats['reads']} reads in "
                      f"{stats['http_requests']} HTTP requests, {stats['cache_hits']} answers from cache")
-    for issuer, figures in findings["backing"]["issuers"].items():
-        expansion = figures.get("expansion_ratio")
+    for issuer, figures in sorted(result.backing.issuers.items()):
+        bound = "" if result.complete else "[incomplete] "
         lines.append(
-            f"  {figures.get('symbol', issuer)}: supply {_usd(figures.get('supply_usd'))}, verifiable backing "
-            f"{_usd(figures.get('verifiable_backing_usd'))}, expansion "
-            f"{expansion + 'x' if expansion else 'unbounded (no verifiable backing)'}"
+            f"  {bound}{inert(figures.symbol or issuer)}: supply {usd(figures.supply_usd)}, verifiable backing "
+            f"{usd(figures.verifiable_backing_usd)} ({percent(figures.backing_ratio)}), expansion "
+            f"{multiple(figures.expansion_ratio, unbounded='unbounded (no verifiable backing)')}"
         )
-    for flag in findings["flags"]:
-        lines.append(f"  [{flag['severity']}] {flag['id']} ({flag['issuer']}): {flag['message']}")
+    for flag in result.flags:
+        lines.append(f"  [{flag.severity.value}] {flag.id} ({flag.issuer or 'audit'}): {inert(flag.message)}")
+    for skip in result.skipped:
+        lines.append(f"  not evaluated: {skip.check}: {inert(skip.reason)}")
     return lines

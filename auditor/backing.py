@@ -10,16 +10,10 @@ from typing import Any
 
 from auditor import model
 from auditor.model import Market, OffchainClaim, Position, Universe
+from auditor.numbers import context, exact
 
-# 60 significant digits: a uint256 raw amount has at most 78 digits, so a relative rounding error of 1e-60
-# is far below any figure we print, while the default context's 28 digits would already round
-# an 18-decimal amount of a few billion tokens.
-PRECISION = 60
 DEFAULT_TOLERANCE = Decimal("1e-12")
 DEFAULT_MAX_ITERATIONS = 10_000
-
-USD_QUANTUM = Decimal("0.01")
-RATIO_QUANTUM = Decimal("0.000001")
 
 # Asset classes of the verifiable backing breakdown.
 HARD = "hard"  # hard assets held directly (balances, vault underlying, posted collateral)
@@ -32,41 +26,7 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 
 
-def _context() -> decimal.Context:
-    # Default traps (InvalidOperation, DivisionByZero, Overflow) stay on: a bug must raise, never leak a NaN.
-    return decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Formatting for as_dict(): fixed, JSON-safe strings.
-
-
-def _quantize(value: Decimal, quantum: Decimal) -> str:
-    with decimal.localcontext(_context()) as ctx:
-        # Enough digits for any finite input so quantize never raises on a large figure.
-        ctx.prec = max(PRECISION, value.adjusted() + 10)
-        result = value.quantize(quantum, rounding=decimal.ROUND_HALF_EVEN)
-        if result.is_zero():  # never print "-0.00"
-            result = abs(result)
-        return format(result, "f")
-
-
-def format_usd(value: Decimal) -> str:
-    """USD to cents, half-even rounding, plain notation: '1234.50'."""
-    return _quantize(value, USD_QUANTUM)
-
-
-def format_ratio(value: Decimal | None) -> str | None:
-    """Ratios and rates to 6 decimals, half-even rounding: '0.250000'; None stays None."""
-    return None if value is None else _quantize(value, RATIO_QUANTUM)
-
-
-def format_tokens(value: Decimal) -> str:
-    """Whole-token amounts exactly, plain notation without trailing zeros: '1.5', '200'."""
-    if value.is_zero():
-        return "0"
-    text = format(value.normalize(_context()), "f")
-    return text
+_context = context
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -97,7 +57,7 @@ class UnverifiableHolding:
             "token_key": self.token_key,
             "amount": str(self.amount),  # raw uint256 as text: JSON numbers lose precision past 2**53
             "decimals": self.decimals,
-            "tokens": format_tokens(self.tokens),
+            "tokens": exact(self.tokens),
             "reason": self.reason,
         }
 
@@ -143,35 +103,35 @@ class IssuerFigures:
         return {
             "issuer": self.issuer,
             "symbol": self.symbol,
-            "par_usd": format_tokens(self.par_usd),
-            "supply_tokens": format_tokens(self.supply_tokens),
-            "supply_usd": format_usd(self.supply_usd),
-            "backing_ratio": format_ratio(self.backing_ratio),
-            "claimed_ratio": format_ratio(self.claimed_ratio),
-            "verifiable_backing_usd": format_usd(self.verifiable_backing_usd),
-            "verifiable_by_class_usd": {k: format_usd(self.verifiable_by_class_usd[k]) for k in ASSET_CLASSES},
-            "gross_assets_usd": format_usd(self.gross_assets_usd),
-            "debt_usd": format_usd(self.debt_usd),
-            "net_assets_usd": format_usd(self.net_assets_usd),
-            "claimed_assets_usd": None if self.claimed_assets_usd is None else format_usd(self.claimed_assets_usd),
-            "claimed_backing_usd": format_usd(self.claimed_backing_usd),
-            "backing_at_par_usd": format_usd(self.backing_at_par_usd),
-            "gross_assets_at_par_usd": format_usd(self.gross_assets_at_par_usd),
-            "circular_backing_usd": format_usd(self.circular_backing_usd),
-            "look_through_gap_usd": format_usd(self.look_through_gap_usd),
-            "cycle_gap_usd": format_usd(self.cycle_gap_usd),
-            "expansion_ratio": format_ratio(self.expansion_ratio),
-            "leverage": format_ratio(self.leverage),
+            "par_usd": exact(self.par_usd),
+            "supply_tokens": exact(self.supply_tokens),
+            "supply_usd": exact(self.supply_usd),
+            "backing_ratio": exact(self.backing_ratio),
+            "claimed_ratio": exact(self.claimed_ratio),
+            "verifiable_backing_usd": exact(self.verifiable_backing_usd),
+            "verifiable_by_class_usd": {k: exact(self.verifiable_by_class_usd[k]) for k in ASSET_CLASSES},
+            "gross_assets_usd": exact(self.gross_assets_usd),
+            "debt_usd": exact(self.debt_usd),
+            "net_assets_usd": exact(self.net_assets_usd),
+            "claimed_assets_usd": None if self.claimed_assets_usd is None else exact(self.claimed_assets_usd),
+            "claimed_backing_usd": exact(self.claimed_backing_usd),
+            "backing_at_par_usd": exact(self.backing_at_par_usd),
+            "gross_assets_at_par_usd": exact(self.gross_assets_at_par_usd),
+            "circular_backing_usd": exact(self.circular_backing_usd),
+            "look_through_gap_usd": exact(self.look_through_gap_usd),
+            "cycle_gap_usd": exact(self.cycle_gap_usd),
+            "expansion_ratio": exact(self.expansion_ratio),
+            "leverage": exact(self.leverage),
             "unverifiable": {
-                "offchain_usd": format_usd(self.offchain_usd),
-                "offchain": [{"label": c.label, "usd": format_usd(c.usd)} for c in self.offchain],
+                "offchain_usd": exact(self.offchain_usd),
+                "offchain": [{"label": c.label, "usd": exact(c.usd)} for c in self.offchain],
                 "holdings": [h.as_dict() for h in self.unverifiable],
             },
-            "self_held_tokens": format_tokens(self.self_held_tokens),
-            "issued_holdings_tokens": {k: format_tokens(v) for k, v in sorted(self.issued_holdings_tokens.items())},
+            "self_held_tokens": exact(self.self_held_tokens),
+            "issued_holdings_tokens": {k: exact(v) for k, v in sorted(self.issued_holdings_tokens.items())},
             "depends_on": list(self.depends_on),
             "cycle": self.cycle,
-            "claimed_apy": format_ratio(self.claimed_apy),
+            "claimed_apy": exact(self.claimed_apy),
             "notes": list(self.notes),
         }
 
@@ -189,8 +149,8 @@ class Cycle:
         return {
             "index": self.index,
             "issuers": list(self.issuers),
-            "circular_backing_usd": format_usd(self.circular_backing_usd),
-            "cycle_gap_usd": format_usd(self.cycle_gap_usd),
+            "circular_backing_usd": exact(self.circular_backing_usd),
+            "cycle_gap_usd": exact(self.cycle_gap_usd),
         }
 
 
@@ -222,8 +182,8 @@ class BackingResult:
         return {
             "converged": self.converged,
             "iterations": self.iterations,
-            "max_change": format(self.max_change.normalize(_context()), "f") if self.max_change else "0",
-            "tolerance": format(self.tolerance, "f"),
+            "max_change": exact(self.max_change),
+            "tolerance": exact(self.tolerance),
             "max_iterations": self.max_iterations,
             "notes": list(self.notes),
             "issuers": {k: v.as_dict() for k, v in sorted(self.issuers.items())},
@@ -776,9 +736,6 @@ __all__ = [
     "Cycle",
     "IssuerFigures",
     "UnverifiableHolding",
-    "format_ratio",
-    "format_tokens",
-    "format_usd",
     "solve",
     "strongly_connected_components",
 ]

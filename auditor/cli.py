@@ -187,10 +187,10 @@ def _audit(
         parse_time,
         run_audit,
         summary_lines,
-        write_json,
     )
     from auditor.chain.evidence import Bundle
     from auditor.chain.reader import ConnectOptions
+    from auditor.output import write_json
     from auditor.spec import load_registry, load_spec
 
     registry = load_registry(registry_path)
@@ -205,17 +205,23 @@ def _audit(
         replay=load_bundle(replay),
     )
     signing_key = _signing_key(key) if html_out else None
-    findings = run_audit(AuditRequest(spec, registry, options))
+    result = run_audit(AuditRequest(spec, registry, options))
+    findings = result.document
     findings["inputs"] = {"spec": str(Path(spec_path).resolve()), "registry": str(Path(registry_path).resolve())}
     if bundle is not None and record:
         findings["evidence"] = {"digest": bundle.write(Path(record)), "file": Path(record).name}
     elif replay:
         findings["evidence"] = {"digest": Bundle.read(Path(replay))[1], "file": Path(replay).name}
-    for line in summary_lines(findings):
+    for line in summary_lines(result):
         click.echo(line)
     if json_out:
         write_json(Path(json_out), findings)
-        click.echo(f"findings written to {json_out}")
+        click.echo(f"findings written to {json_out}" + ("" if result.complete else " (marked incomplete)"))
+    if not result.complete:
+        if html_out:
+            click.echo(f"no report written to {html_out}: an incomplete audit is not signed", err=True)
+        _fail(f"the audit is incomplete: {len(result.gaps)} read(s) failed (listed above); re-run when the node "
+              "answers", EXIT_CHECK_FAILED)
     if html_out:
         from auditor.report.publish import write_report
 
@@ -265,10 +271,11 @@ def trace(
     """
 
     def action() -> None:
-        from auditor.audit import known_specs, parse_pairs, write_json
+        from auditor.audit import known_specs, parse_pairs
         from auditor.chain.reader import ConnectOptions, connect
         from auditor.chain.rpc import ConfigError
         from auditor.ledger import chains_needed, issuers_in_audit
+        from auditor.output import write_json
         from auditor.spec import load_registry, load_spec
         from auditor.trace import run_trace, summary_lines
 
@@ -333,10 +340,11 @@ def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...
     """
 
     def action() -> None:
-        from auditor.audit import parse_blocks, parse_pairs, write_json
+        from auditor.audit import parse_blocks, parse_pairs
         from auditor.chain.reader import ConnectOptions, connect
         from auditor.chain.rpc import ConfigError
         from auditor.exposure import run_exposure, summary_lines
+        from auditor.output import write_json
         from auditor.spec import load_registry, load_spec, spec_paths
 
         registry = load_registry(registry_path)
@@ -397,6 +405,7 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
         from auditor.chain.rpc import ConfigError
         from auditor.gate import Check, evaluate, load_policy, render, vault_collaterals
         from auditor.model import token_key
+        from auditor.output import write_text
         from auditor.spec import load_registry, load_spec, spec_paths
 
         policy = load_policy(policy_path)
@@ -412,7 +421,8 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
             if not vault_chain or vault_chain not in registry.chains:
                 raise ConfigError(f"--vault needs --chain with a chain of the registry ({', '.join(registry.chains)})")
             client = connect({vault_chain: registry.chains[vault_chain]}, options)[vault_chain]
-            folder = spec_paths([])[0].parent if spec_paths([]) else Path("protocols")
+            # The specs beside the registry: the same folder the registry describes, never a default one.
+            folder = Path(registry_path).parent
             specs = {p.stem: load_spec(p, registry) for p in spec_paths([str(folder)])}
             by_token = {token_key(d.chain, d.address): s for s in specs.values() for d in s.token.deployments}
             for collateral in vault_collaterals(client, registry, vault_chain, str(vault)):
@@ -426,9 +436,11 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
                 checks += evaluate(findings, policy, owner.path)
         text = render(checks, output_format)
         if output:
-            Path(output).write_text(text)
+            write_text(Path(output), text)
         else:
             click.echo(text, nl=False)
+        if not all(c.decided for c in checks):
+            sys.exit(EXIT_BAD_INPUT)  # the gate could not decide: fail closed, distinct from a breach
         if not all(c.passed for c in checks):
             sys.exit(EXIT_CHECK_FAILED)
 
@@ -473,7 +485,7 @@ def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
     def rerun(document: dict[str, Any]) -> dict[str, Any]:
         from auditor.audit import AuditRequest, load_bundle, parse_pairs, run_audit
         from auditor.chain.reader import ConnectOptions
-        from auditor.chain.rpc import ConfigError
+        from auditor.chain.rpc import ChainError, ConfigError
         from auditor.spec import load_registry, load_spec
 
         if "stages" in document:
@@ -483,7 +495,11 @@ def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
         spec = load_spec(spec_override or inputs.get("spec", ""), registry)
         blocks: dict[str, str | int] = {name: int(pin["number"]) for name, pin in document["pins"].items()}
         options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=blocks, replay=load_bundle(replay))
-        fresh = run_audit(AuditRequest(spec, registry, options))
+        result = run_audit(AuditRequest(spec, registry, options))
+        if not result.complete:
+            raise ChainError(result.gaps[0].chain, result.gaps[0].what, str(result.gaps[0].block),
+                             f"the re-run is incomplete: {result.gaps[0].reason}")
+        fresh = result.document
         fresh["inputs"] = inputs
         if "evidence" in document:
             fresh["evidence"] = document["evidence"]
@@ -512,16 +528,26 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
 
         folder = Path(out)
         signing_key = _signing_key(key)
+        incomplete: list[str] = []
         if specs:
             registry = load_registry(registry_path)
             for path in spec_paths(specs):
                 spec = load_spec(path, registry)
-                findings = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"))))
+                result = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"))))
+                if not result.complete:
+                    click.echo(f"{spec.id}: not published: the audit is incomplete ({result.gaps[0].line()})",
+                               err=True)
+                    incomplete.append(spec.id)
+                    continue
+                findings = result.document
                 findings["inputs"] = {"spec": str(path.resolve()), "registry": str(Path(registry_path).resolve())}
                 signature = write_report(findings, folder / f"{spec.id}.html", signing_key)
                 state = f"signed by {signature.signer}" if signature else "UNSIGNED"
                 click.echo(f"{folder / (spec.id + '.html')}: {state}")
         click.echo(f"index written to {write_index(folder)}")
+        if incomplete:
+            _fail(f"{len(incomplete)} spec(s) not published, their audits are incomplete: {', '.join(incomplete)}",
+                  EXIT_CHECK_FAILED)
 
     _run_guarded(action)
 

@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from auditor.audit import AuditRequest, run_audit, summary_lines, write_json
+from auditor.audit import AuditRequest, run_audit, summary_lines
 from auditor.chain.cache import cache_dir
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ConfigError
 from auditor.lab import LabError, project_root, reconstruction
+from auditor.output import write_json
 from auditor.report.publish import write_index, write_report
 from auditor.report.sign import demo_key, normalise
 from auditor.spec import load_registry, load_spec
@@ -60,8 +61,11 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
         for stage in reconstruction.STAGES:
             say(f"auditing at the {stage} pin")
             options = ConnectOptions(rpc=rpc, blocks=world.pins[stage], use_cache=False)
-            findings = run_audit(AuditRequest(spec, registry, options))
-            for line in summary_lines(findings):
+            result = run_audit(AuditRequest(spec, registry, options))
+            if not result.complete:
+                raise reconstruction.DemoError(f"the {stage} audit is incomplete: {result.gaps[0].line()}")
+            findings = result.document
+            for line in summary_lines(result):
                 say("  " + line)
             stages[stage] = {"pin_time": reconstruction.PIN_TIMES[stage], "audit": findings,
                              "trace": _trace(spec.id, registry, inputs, rpc, world.pins[stage], say)}

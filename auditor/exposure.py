@@ -25,10 +25,10 @@ from auditor.adapters.morpho_blue import (
     to_assets_up,
 )
 from auditor.addresses import check_address, to_checksum
-from auditor.backing import format_ratio, format_tokens, format_usd
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.model import token_key
+from auditor.numbers import exact
 from auditor.spec import Registry, Venue
 
 MORPHO = "morpho_blue"
@@ -395,7 +395,7 @@ def _market_dict(
                 "address": account, "supply_shares": str(supply_shares),
                 **_amounts("supplied", supplied, loan_decimals, loan_price),
                 **_amounts("at_risk", at_risk, loan_decimals, loan_price),
-                "share_of_market": format_ratio(_ratio(supplied, state.total_supply_assets)),
+                "share_of_market": exact(_ratio(supplied, state.total_supply_assets)),
                 "evidence": evidence,
             })
         if borrow_shares or collateral_amount:
@@ -415,7 +415,7 @@ def _market_dict(
         supplied_raw = int(supplier["supplied_raw"])
         supplier["look_through_loss_usd"] = (
             None if bad_debt is None or not state.total_supply_assets
-            else format_usd(_pro_rata(bad_debt, supplied_raw, state.total_supply_assets))
+            else exact(_pro_rata(bad_debt, supplied_raw, state.total_supply_assets))
         )
     suppliers.sort(key=lambda s: (-int(s["supplied_raw"]), s["address"]))
     borrowers.sort(key=lambda b: (-int(b["debt_raw"]), b["address"]))
@@ -441,10 +441,10 @@ def _market_dict(
         "collateral_price_source": prices.source.get(token_key(chain, reading.collateral_token)),
         "oracle": reading.oracle,
         "oracle_price_raw": None if reading.oracle_price is None else str(reading.oracle_price),
-        "oracle_price": None if oracle_price is None else format_tokens(oracle_price),
+        "oracle_price": None if oracle_price is None else exact(oracle_price),
         "irm": reading.irm,
         "lltv_raw": str(reading.lltv),
-        "lltv": format_ratio(Decimal(reading.lltv) / Decimal(WAD)),
+        "lltv": exact(Decimal(reading.lltv) / Decimal(WAD)),
         "fee": str(state.fee),
         "last_update": reading.stored.last_update,
         "accrued_to": state.last_update,
@@ -452,8 +452,8 @@ def _market_dict(
         **_amounts("total_borrowed", state.total_borrow_assets, loan_decimals, loan_price),
         **_amounts("collateral_posted", collateral_posted, collateral_decimals, collateral_price,
                    usd_name="collateral_value_usd"),
-        "utilization": format_ratio(_ratio(state.total_borrow_assets, state.total_supply_assets)),
-        "bad_debt_usd": None if bad_debt is None else format_usd(bad_debt),
+        "utilization": exact(_ratio(state.total_borrow_assets, state.total_supply_assets)),
+        "bad_debt_usd": None if bad_debt is None else exact(bad_debt),
         "suppliers": suppliers,
         "borrowers": borrowers,
         "evidence": [e.as_dict() for e in reading.evidence],
@@ -621,11 +621,11 @@ def _aave_section(
 def _amounts(name: str, raw: int, decimals: int | None, price: Decimal | None,
              usd_name: str | None = "") -> dict[str, Any]:
     """`name_raw` (integer string), `name` (decimals applied, or null) and a USD value (null when unpriced)."""
-    out: dict[str, Any] = {f"{name}_raw": str(raw), name: None if decimals is None else format_tokens(
+    out: dict[str, Any] = {f"{name}_raw": str(raw), name: None if decimals is None else exact(
         _usd_value(raw, decimals, Decimal(1)) or Decimal(0))}
     if usd_name is not None:
         value = _usd_value(raw, decimals, price)
-        out[usd_name or f"{name}_usd"] = None if value is None else format_usd(value)
+        out[usd_name or f"{name}_usd"] = None if value is None else exact(value)
     return out
 
 
@@ -655,7 +655,7 @@ def _usd_sum(values: Any) -> str | None:
         if value is None:
             return None
         total += Decimal(value)
-    return format_usd(total)
+    return exact(total)
 
 
 def _text(value: Any) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -11,37 +11,14 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from auditor import __version__
-from auditor.spec import Boolean, Field, Number, Obj, Seq, Text, load_document
+from auditor import policy as policy_format
+from auditor.findings import AuditResult, plain
+from auditor.numbers import multiple, percent, to_decimal, usd
+from auditor.policy import Policy
+from auditor.text import inert
 
 FORMATS = ("text", "json", "junit", "sarif", "github")
 INFO_URI = "https://github.com/reserve-auditor/reserve-auditor"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What a curator accepts as collateral. Every limit is optional; absent means not checked."""
-
-    min_backing_ratio: Decimal | None = None
-    max_expansion: Decimal | None = None
-    fail_on_flags: tuple[str, ...] = ()
-    max_oracle_deviation: Decimal | None = None  # oracle price over look-through value, minus 1
-    max_exposure_usd: Decimal | None = None  # per collateral, summed over the markets found
-    allow_unverified_collateral: bool = False
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _policy(**values: Any) -> Policy:
-    return Policy(
-        min_backing_ratio=_decimal(values.get("min_backing_ratio")),
-        max_expansion=_decimal(values.get("max_expansion")),
-        fail_on_flags=tuple(values.get("fail_on_flags", ())),
-        max_oracle_deviation=_decimal(values.get("max_oracle_deviation")),
-        max_exposure_usd=_decimal(values.get("max_exposure_usd")),
-        allow_unverified_collateral=bool(values.get("allow_unverified_collateral", False)),
-    )
 
 
 def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> list[str]:
@@ -63,25 +40,11 @@ def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> lis
     return sorted({m.collateral_token for m in read_markets(scope, ids).values()})
 
 
-POLICY_FORMAT = Obj(
-    {
-        "min_backing_ratio": Field(Number("fail if verifiable backing ratio is below", minimum=0, maximum=1)),
-        "max_expansion": Field(Number("fail if supply / verifiable backing is above (unbounded always fails)",
-                                      minimum=1)),
-        "fail_on_flags": Field(Seq(Text("a flag id, e.g. circular-dependency"), "flags that fail the gate")),
-        "max_oracle_deviation": Field(Number("fail if a market's oracle prices the collateral more than this "
-                                             "fraction above its look-through value", minimum=0)),
-        "max_exposure_usd": Field(Number("fail if more than this is lent against one collateral", minimum=0)),
-        "allow_unverified_collateral": Field(Boolean("in --vault mode, pass collateral that has no spec")),
-    },
-    build=_policy,
-    description="Policy of `auditor check`",
-)
-
-
 def load_policy(path: str | Path) -> Policy:
-    policy: Policy = load_document(path, POLICY_FORMAT)
-    return policy
+    """A policy validated like a spec: unknown keys or flag ids, or a policy that checks nothing, exit 2."""
+    from auditor.risk import flag_ids
+
+    return policy_format.load_policy(path, flag_ids())
 
 
 @dataclass(frozen=True)
@@ -90,75 +53,97 @@ class Check:
     subject: str  # issuer id or market key
     passed: bool
     message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)  # typed values; each format spells them itself
     location: str = ""  # a file to point annotations at (the spec)
+    decided: bool = True  # False: the gate could not decide (incomplete data), which fails it
 
 
-def evaluate(findings: Mapping[str, Any], policy: Policy, location: str = "") -> list[Check]:
-    """Every check the policy asks for, on the audited issuer of one findings document."""
-    issuer = str(findings["spec"])
-    figures = findings["backing"]["issuers"][issuer]
+def undecided(check_id: str, subject: str, message: str, location: str = "") -> Check:
+    return Check(check_id, subject, False, message + " (fail closed)", {}, location, decided=False)
+
+
+def evaluate(result: AuditResult, policy: Policy, location: str = "") -> list[Check]:
+    """Every check the policy asks for, on the audited issuer of one audit, from its typed figures and flags."""
+    issuer = result.spec
+    if not result.complete:
+        first = result.gaps[0].line()
+        return [undecided("complete-audit", issuer, f"the audit is incomplete: {len(result.gaps)} read(s) failed, "
+                          f"first {first}; no figure can be checked", location)]
+    figures = result.backing.issuers[issuer]
     checks: list[Check] = []
-    ratio = figures.get("backing_ratio")
+    ratio = figures.backing_ratio
     if policy.min_backing_ratio is not None:
-        passed = ratio is not None and Decimal(ratio) >= policy.min_backing_ratio
+        passed = ratio is not None and ratio >= policy.min_backing_ratio
         checks.append(Check("min-backing-ratio", issuer, passed,
-                            f"backing ratio {ratio} {'>=' if passed else '<'} {policy.min_backing_ratio}",
-                            {"backing_ratio": ratio, "limit": str(policy.min_backing_ratio)}, location))
+                            f"backing ratio {percent(ratio)} {'>=' if passed else '<'} "
+                            f"{percent(policy.min_backing_ratio)}",
+                            {"backing_ratio": ratio, "limit": policy.min_backing_ratio}, location))
     if policy.max_expansion is not None:
-        expansion = figures.get("expansion_ratio")
-        passed = expansion is not None and Decimal(expansion) <= policy.max_expansion
-        shown = f"{expansion}x" if expansion is not None else "unbounded (no verifiable backing)"
+        expansion = figures.expansion_ratio
+        passed = expansion is not None and expansion <= policy.max_expansion
+        shown = multiple(expansion, unbounded="unbounded (no verifiable backing)")
         checks.append(Check("max-expansion", issuer, passed,
-                            f"expansion {shown} {'<=' if passed else 'exceeds'} {policy.max_expansion}x",
-                            {"expansion_ratio": expansion, "limit": str(policy.max_expansion)}, location))
+                            f"expansion {shown} {'<=' if passed else 'exceeds'} {multiple(policy.max_expansion)}",
+                            {"expansion_ratio": expansion, "limit": policy.max_expansion}, location))
+    skipped = {s.check: s.reason for s in result.skipped}
     for flag_id in policy.fail_on_flags:
-        raised = [f for f in findings.get("flags", []) if f["id"] == flag_id and f.get("issuer") in (issuer, None)]
+        raised = [f for f in result.flags if f.id == flag_id and f.issuer in (issuer, None)]
+        if not raised and flag_id in skipped:
+            checks.append(undecided(f"flag:{flag_id}", issuer, f"{flag_id} was not evaluated: {skipped[flag_id]}",
+                                    location))
+            continue
         checks.append(Check(f"flag:{flag_id}", issuer, not raised,
-                            "; ".join(f["message"] for f in raised) if raised else f"{flag_id} not raised",
-                            {"flags": [f.get("evidence", {}) for f in raised]}, location))
+                            "; ".join(f.message for f in raised) if raised else f"{flag_id} not raised",
+                            {"flags": [f.evidence for f in raised]}, location))
     if policy.max_oracle_deviation is not None:
-        checks += _oracle_checks(findings, issuer, policy.max_oracle_deviation, location)
+        checks += _oracle_checks(result, issuer, policy.max_oracle_deviation, location)
     if policy.max_exposure_usd is not None:
-        checks += _exposure_checks(findings, issuer, policy.max_exposure_usd, location)
+        checks += _exposure_checks(result, issuer, policy.max_exposure_usd, location)
+    if not checks:
+        checks.append(undecided("policy", issuer, "the policy checks nothing, so it cannot pass a token", location))
     return checks
 
 
-def _oracle_checks(findings: Mapping[str, Any], issuer: str, limit: Decimal, location: str) -> list[Check]:
+def _oracle_checks(result: AuditResult, issuer: str, limit: Decimal, location: str) -> list[Check]:
     out = []
-    for flag in findings.get("flags", []):
-        if flag["id"] != "oracle-overvalues" or flag.get("issuer") != issuer:
+    for reading in result.oracles:
+        if reading.issuer != issuer:
             continue
-        evidence = flag["evidence"]
-        oracle, truth = Decimal(evidence["oracle_price_usd"]), Decimal(evidence["look_through_usd"])
-        deviation = oracle / truth - 1 if truth > 0 else None
+        key = reading.market.key
+        if reading.oracle_usd is None:
+            out.append(undecided("max-oracle-deviation", key, f"the oracle {reading.market.oracle} of {key} could "
+                                 "not be read", location))
+            continue
+        deviation = reading.deviation
         passed = deviation is not None and deviation <= limit
-        shown = f"{deviation:.4f}" if deviation is not None else "unbounded (look-through value 0)"
-        out.append(Check("max-oracle-deviation", evidence["market"], passed,
-                         f"oracle {oracle} USD vs look-through {truth} USD: deviation {shown} > {limit}; hides "
-                         f"{evidence['hidden_bad_debt_usd']} USD of bad debt", evidence, location))
+        shown = percent(deviation) if deviation is not None else "unbounded (look-through value 0)"
+        out.append(Check("max-oracle-deviation", key, passed,
+                         f"oracle {usd(reading.oracle_usd)} vs look-through {usd(reading.look_through_usd)}: "
+                         f"deviation {shown} {'<=' if passed else '>'} {percent(limit)}; "
+                         f"{usd(reading.hidden_bad_debt_usd)} of bad debt on {usd(reading.debt_usd)} lent",
+                         {"market": key, "oracle_price_usd": reading.oracle_usd, "deviation": deviation,
+                          "look_through_usd": reading.look_through_usd, "limit": limit,
+                          "hidden_bad_debt_usd": reading.hidden_bad_debt_usd}, location))
     if not out:
-        out.append(Check("max-oracle-deviation", issuer, True, "no market prices the collateral above "
-                         f"its look-through value by more than the flag threshold (limit {limit})", {}, location))
+        out.append(Check("max-oracle-deviation", issuer, True, f"no lending market prices {issuer} with an oracle "
+                         f"(limit {percent(limit)})", {}, location))
     return out
 
 
-def _exposure_checks(findings: Mapping[str, Any], issuer: str, limit: Decimal, location: str) -> list[Check]:
-    exposure = findings.get("exposure")
-    if not isinstance(exposure, Mapping):
-        return [Check("max-exposure", issuer, False, "no exposure map in the findings: cannot check exposure "
-                      "(fail closed)", {}, location)]
+def _exposure_checks(result: AuditResult, issuer: str, limit: Decimal, location: str) -> list[Check]:
+    if any(s.check == "exposure" for s in result.skipped):
+        return [undecided("max-exposure", issuer, "the exposure map could not be built", location)]
     total = Decimal(0)
-    for per_chain in exposure.values():
+    for per_chain in result.exposure.values():
         for market in per_chain.get("markets", []):
-            usd = market.get("total_borrowed_usd")
-            if usd is None:
-                return [Check("max-exposure", issuer, False, f"market {market.get('key')} lends in an unpriced "
-                              "token: exposure cannot be summed (fail closed)", {}, location)]
-            total += Decimal(str(usd))
+            value = to_decimal(market.get("total_borrowed_usd"))
+            if value is None:
+                return [undecided("max-exposure", issuer, f"market {market.get('key')} lends in an unpriced "
+                                  "token: exposure cannot be summed", location)]
+            total += value
     passed = total <= limit
-    return [Check("max-exposure", issuer, passed, f"{total} USD lent against {issuer} "
-                  f"{'<=' if passed else '>'} {limit}", {"exposure_usd": str(total), "limit": str(limit)}, location)]
+    return [Check("max-exposure", issuer, passed, f"{usd(total)} lent against {issuer} "
+                  f"{'<=' if passed else '>'} {usd(limit)}", {"exposure_usd": total, "limit": limit}, location)]
 
 
 # ------------------------------------------------------------------ output formats
@@ -171,18 +156,25 @@ def render(checks: Sequence[Check], output_format: str) -> str:
 
 
 def _text(checks: Sequence[Check]) -> str:
-    lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.id} ({c.subject}): {c.message}" for c in checks]
+    lines = [f"{_verdict(c)}  {c.id} ({inert(c.subject)}): {inert(c.message)}" for c in checks]
     failed = sum(not c.passed for c in checks)
-    lines.append(f"{len(checks) - failed} passed, {failed} failed")
+    undecided_count = sum(not c.decided for c in checks)
+    lines.append(f"{len(checks) - failed} passed, {failed} failed"
+                 + (f" ({undecided_count} could not be decided)" if undecided_count else ""))
     return "\n".join(lines) + "\n"
+
+
+def _verdict(check: Check) -> str:
+    return "PASS" if check.passed else ("FAIL" if check.decided else "UNDECIDED")
 
 
 def _json(checks: Sequence[Check]) -> str:
     document = {
         "tool": {"name": "reserve-auditor", "version": __version__},
         "passed": all(c.passed for c in checks),
-        "checks": [{"id": c.id, "subject": c.subject, "passed": c.passed, "message": c.message,
-                    "evidence": c.evidence} for c in checks],
+        "decided": all(c.decided for c in checks),
+        "checks": [{"id": c.id, "subject": c.subject, "passed": c.passed, "decided": c.decided, "message": c.message,
+                    "evidence": plain(c.evidence)} for c in checks],
     }
     return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
 
@@ -191,9 +183,10 @@ def _junit(checks: Sequence[Check]) -> str:
     failures = sum(not c.passed for c in checks)
     cases = []
     for c in checks:
-        body = "" if c.passed else (f"<failure message={quoteattr(c.message)} type={quoteattr(c.id)}>"
-                                    f"{escape(json.dumps(c.evidence, sort_keys=True, default=str))}</failure>")
-        cases.append(f'    <testcase classname={quoteattr("auditor." + c.subject)} name={quoteattr(c.id)} '
+        # XML 1.0 cannot carry control characters at all, escaped or not: they are spelled out first.
+        body = "" if c.passed else (f"<failure message={quoteattr(inert(c.message))} type={quoteattr(c.id)}>"
+                                    f"{escape(inert(json.dumps(plain(c.evidence), sort_keys=True)))}</failure>")
+        cases.append(f'    <testcase classname={quoteattr("auditor." + inert(c.subject))} name={quoteattr(c.id)} '
                      f'time="0">{body}</testcase>')
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<testsuites name="auditor check" tests="{len(checks)}" failures="{failures}" errors="0">\n'
@@ -208,7 +201,8 @@ def _sarif(checks: Sequence[Check]) -> str:
         if c.passed:
             continue
         result: dict[str, Any] = {"ruleId": c.id, "level": "error", "message": {"text": f"{c.subject}: {c.message}"},
-                                  "properties": {"subject": c.subject, "evidence": c.evidence}}
+                                  "properties": {"subject": c.subject, "decided": c.decided,
+                                                 "evidence": plain(c.evidence)}}
         if c.location:
             result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": c.location},
                                                          "region": {"startLine": 1}}}]
@@ -228,7 +222,7 @@ def _sarif(checks: Sequence[Check]) -> str:
 
 def _annotation(text: str) -> str:
     # GitHub workflow commands: %, CR and LF must be escaped or the annotation is cut.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return inert(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _property(text: str) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from auditor.adapters import TOKEN_ADAPTERS, Account, Collected, Scope, TokenInfo, load_all
 from auditor.chain.reader import ChainClient, Read
 from auditor.model import (
+    BALANCE,
+    COLLATERAL,
     BalanceSheet,
     Deployment,
+    Gap,
     HardAsset,
     MarketPrice,
     OffchainClaim,
+    Position,
     Supply,
     Universe,
     token_key,
@@ -86,10 +90,10 @@ def collect_chain(
     return out
 
 
-def read_supply(spec: Spec, clients: Mapping[str, ChainClient]) -> tuple[Supply, list[str]]:
+def read_supply(spec: Spec, clients: Mapping[str, ChainClient]) -> tuple[Supply, list[Gap]]:
     """totalSupply per deployment, minus canonical tokens the escrows hold for bridged copies."""
     deployments = []
-    notes: list[str] = []
+    gaps: list[Gap] = []
     for deployment in spec.token.deployments:
         client = clients[deployment.chain]
         escrows = [] if deployment.bridged else [e for e in spec.token.escrow if e.chain == deployment.chain]
@@ -105,15 +109,22 @@ def read_supply(spec: Spec, clients: Mapping[str, ChainClient]) -> tuple[Supply,
             raise ChainError(deployment.chain, failed.read.describe(), str(client.pinned.number),
                              f"supply of {spec.id} could not be read: {failed.error}")
         escrowed = sum(r.one for r in results[3:] if r.ok)
-        notes += [f"{deployment.chain}: escrow balance {r.read.describe()} unreadable: {r.error}"
-                  for r in results[3:] if not r.ok]
+        # An unread escrow would leave bridged copies counted twice: the supply is not a figure then.
+        gaps += [Gap(deployment.chain, client.pinned.number, f"escrow balance {r.read.describe()}",
+                     r.error or "failed") for r in results[3:] if not r.ok]
         deployments.append(Deployment(deployment.chain, deployment.address, decimals.one, total.one, escrowed,
                                       deployment.bridged, symbol.one if symbol.ok else ""))
-    return Supply(tuple(deployments)), notes
+    return Supply(tuple(deployments)), gaps
 
 
-def hard_asset_prices(registry: Registry, clients: Mapping[str, ChainClient]) -> tuple[dict[str, HardAsset], list[str]]:
-    """Registry prices at the pins: par, or a Chainlink-style feed read at the pin with a staleness check."""
+def hard_asset_prices(
+    registry: Registry, clients: Mapping[str, ChainClient], gaps: list[Gap] | None = None
+) -> tuple[dict[str, HardAsset], list[str]]:
+    """Registry prices at the pins: par, or a Chainlink-style feed read at the pin with a staleness check.
+
+    A feed that could not be read is a gap (appended to `gaps`); a feed that answered stale or non-positive is
+    a price of 0 with a note: the feed said so.
+    """
     assets: dict[str, HardAsset] = {}
     notes: list[str] = []
     for chain, per_chain in registry.assets.items():
@@ -130,7 +141,11 @@ def hard_asset_prices(registry: Registry, clients: Mapping[str, ChainClient]) ->
                 Read(asset.price.feed, "latestRoundData()", returns=round_types),
                 Read(asset.price.feed, "decimals()", returns=("uint8",)),
             ])
-            if not (round_data.ok and feed_decimals.ok) or round_data.value[1] <= 0:
+            unread = [r for r in (round_data, feed_decimals) if not r.ok]
+            if unread and gaps is not None:
+                gaps += [Gap(chain, client.pinned.number, f"price feed of {symbol}: {r.read.describe()}",
+                             r.error or "failed") for r in unread]
+            if unread or round_data.value[1] <= 0:
                 reason = round_data.error or feed_decimals.error or f"non-positive answer {round_data.value[1]}"
                 notes.append(f"{chain}: price feed of {symbol} ({asset.price.feed}) unusable at block "
                              f"{client.pinned.number}: {reason}; {symbol} valued at 0")
@@ -221,13 +236,15 @@ def build_universe(
         if not new:
             break
         issuers = sorted(set(issuers) | set(new))
-    hard_assets, notes = hard_asset_prices(registry, clients)
+    gaps = list(collected.gaps)
+    hard_assets, notes = hard_asset_prices(registry, clients, gaps)
     market_prices, pool_notes = pool_prices(registry, clients, hard_assets)
     notes += pool_notes + collected.notes
     sheets: dict[str, BalanceSheet] = {}
     for issuer in issuers:
         spec = specs[issuer]
-        supply, supply_notes = read_supply(spec, clients)
+        supply, supply_gaps = read_supply(spec, clients)
+        gaps += supply_gaps
         sheets[issuer] = BalanceSheet(
             issuer=issuer,
             symbol=spec.token.symbol,
@@ -238,11 +255,24 @@ def build_universe(
             offchain=[OffchainClaim(o.label, Decimal(str(o.usd))) for o in spec.offchain],
             claimed_assets_usd=_decimal(spec.claims.assets_usd),
             claimed_apy=_decimal(spec.claims.apy),
-            notes=supply_notes,
         )
     universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets,
-                        market_prices=market_prices)
+                        holders=known_holders(collected.positions, set(owner)), market_prices=market_prices, gaps=gaps)
     return universe, notes
+
+
+def known_holders(positions: Sequence[Position], issued: set[str]) -> dict[str, list[tuple[str, int]]]:
+    """Issued tokens held or posted as collateral by the audit's accounts, largest first (raw units).
+
+    These are the holders the audit can name from the positions it read; the concentration flag weighs them
+    against the whole supply, so an issuer account holding most of another issuer's token shows.
+    """
+    held: dict[str, dict[str, int]] = {}
+    for position in positions:
+        if position.kind in (BALANCE, COLLATERAL) and position.token_key in issued:
+            per_token = held.setdefault(position.token_key, {})
+            per_token[position.account.lower()] = per_token.get(position.account.lower(), 0) + position.amount
+    return {key: sorted(amounts.items(), key=lambda item: (-item[1], item[0])) for key, amounts in sorted(held.items())}
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -36,6 +36,23 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """Something the audit needed and could not read: the figures that depend on it are not the audit's result."""
+
+    chain: str
+    block: int | None
+    what: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"chain": self.chain, "block": self.block, "what": self.what, "reason": self.reason}
+
+    def line(self) -> str:
+        at = f" at block {self.block}" if self.block is not None else ""
+        return f"{self.chain}{at}: {self.what}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Position:
     """What one account holds or owes at one venue, in raw token units.
 
@@ -169,3 +186,4 @@ class Universe:
     markets: dict[str, Market] = field(default_factory=dict)
     holders: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # token_key -> top holders
     market_prices: dict[str, MarketPrice] = field(default_factory=dict)
+    gaps: list[Gap] = field(default_factory=list)  # what the balance sheets needed and could not read

@@ -9,11 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from auditor import model
-from auditor.backing import PRECISION, format_ratio, format_tokens
 from auditor.chain.cache import SqliteCache
 from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
+from auditor.findings import Finding
 from auditor.model import HardAsset, Market, Universe
-from auditor.risk import HIGH, Detector, Finding, FlagContext
+from auditor.numbers import PRECISION, exact, percent, tokens
+from auditor.risk import HIGH, Detector, FlagContext
 from auditor.spec import Chain, Pool, Registry
 
 # Defaults of the check. FlagConfig (risk.py) does not carry them yet; FlagConfig fields of the same name
@@ -309,8 +310,8 @@ def frozen_oracles(
 def _move_dict(move: Move | None) -> dict[str, Any] | None:
     if move is None:
         return None
-    return {"first": format_tokens(move.first), "last": format_tokens(move.last), "low": format_tokens(move.low),
-            "high": format_tokens(move.high), "move": format_ratio(move.relative), "first_block": move.first_block,
+    return {"first": move.first, "last": move.last, "low": move.low,
+            "high": move.high, "move": move.relative, "first_block": move.first_block,
             "last_block": move.last_block, "samples": move.points}
 
 
@@ -345,31 +346,31 @@ class OracleFrozen(Detector):
             watch, move = frozen.watch, frozen.truth_move
             issuer = owners.get(watch.collateral)
             symbol = context.universe.sheets[issuer].symbol if issuer else watch.collateral
-            held = format_tokens(frozen.oracle.first)
+            held = exact(frozen.oracle.first)
             if watch.oracle_to_usd is not None:
-                held = f"{format_tokens(frozen.oracle.first * watch.oracle_to_usd)} USD"
+                held = f"{tokens(frozen.oracle.first * watch.oracle_to_usd)} USD"
             findings.append(self.finding(
                 issuer,
                 f"market {watch.market}: oracle {watch.oracle} held {symbol} at {held} across blocks "
                 f"{frozen.oracle.first_block}..{frozen.oracle.last_block} "
-                f"(moved {format_ratio(frozen.oracle.relative)}) "
-                f"while its {frozen.truth} moved {format_ratio(move.relative)} "
-                f"({format_tokens(move.first)} -> {format_tokens(move.last)})",
+                f"(moved {percent(frozen.oracle.relative)}) "
+                f"while its {frozen.truth} moved {percent(move.relative)} "
+                f"({tokens(move.first)} -> {tokens(move.last)})",
                 {
                     "market": watch.market,
                     "oracle": watch.oracle,
                     "collateral": watch.collateral,
-                    "oracle_move": format_ratio(frozen.oracle.relative),
+                    "oracle_move": frozen.oracle.relative,
                     "oracle_price_raw": str(int(frozen.oracle.first)),
                     "oracle_price_usd": None if watch.oracle_to_usd is None
-                    else format_tokens(frozen.oracle.first * watch.oracle_to_usd),
+                    else frozen.oracle.first * watch.oracle_to_usd,
                     "truth": frozen.truth,
-                    "truth_move": format_ratio(move.relative),
+                    "truth_move": move.relative,
                     "market_price": _move_dict(frozen.market_price),
                     "market_price_source": watch.market_price_source or None,
                     "look_through": _move_dict(frozen.look_through),
-                    "threshold": format_ratio(threshold),
-                    "still_tolerance": format_ratio(still),
+                    "threshold": threshold,
+                    "still_tolerance": still,
                     "samples": {"oracle": _series(watch.oracle_prices), "market_price": _series(watch.market_prices),
                                 "look_through": _series(watch.look_through)},
                 },

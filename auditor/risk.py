@@ -9,31 +9,13 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from auditor import model
-from auditor.backing import PRECISION, BackingResult, IssuerFigures, format_ratio, format_tokens, format_usd
+from auditor.backing import BackingResult, IssuerFigures
+from auditor.findings import SEVERITY_ORDER, Finding, Severity
 from auditor.model import Universe
+from auditor.numbers import PRECISION, apy, multiple, percent, tokens, usd
 
-HIGH, MEDIUM, LOW, INFO = "high", "medium", "low", "info"
-SEVERITIES = (HIGH, MEDIUM, LOW, INFO)  # most severe first: findings are sorted in this order
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One flag raised on one issuer (or on the whole audit when issuer is None), with the figures it used."""
-
-    id: str
-    severity: str
-    issuer: str | None
-    message: str
-    evidence: dict[str, Any]  # plain JSON-safe data: Decimals already formatted as strings
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "issuer": self.issuer,
-            "message": self.message,
-            "evidence": self.evidence,
-        }
+HIGH, MEDIUM, LOW, INFO = Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO
+SEVERITIES = SEVERITY_ORDER  # most severe first: findings are sorted in this order
 
 
 @dataclass(frozen=True)
@@ -70,7 +52,7 @@ class Detector:
     """Base of every flag: metadata in class constants, one `detect` method."""
 
     ID: ClassVar[str]
-    SEVERITY: ClassVar[str]
+    SEVERITY: ClassVar[Severity]
     HELP: ClassVar[str]
 
     def detect(self, context: FlagContext) -> list[Finding]:
@@ -104,28 +86,31 @@ class CircularDependency(Detector):
             # loop shows in the first; an open one like xUSD/deUSD has a unique fixed point and shows in the second.
             circular = _material(f, f.circular_backing_usd, context.config)
             gap = _material(f, f.cycle_gap_usd, context.config)
-            if not (circular or gap):
+            # Every member of a cycle that carries value is on it, even one whose own backing the cycle does not
+            # move (xUSD at zero backing after the loss still props up deUSD): one verdict per cycle.
+            carried = _material(f, cycle.circular_backing_usd + cycle.cycle_gap_usd, context.config)
+            if not (circular or gap or carried):
                 continue
-            propped = format_usd(f.verifiable_backing_usd + f.cycle_gap_usd)
+            propped = usd(f.verifiable_backing_usd + f.cycle_gap_usd)
             message = (
                 f"{issuer} is on the cycle {' -> '.join(cycle.issuers)}: verifiable backing "
-                f"{format_usd(f.verifiable_backing_usd)} USD, {propped} USD if its cycle's tokens were worth par"
+                f"{usd(f.verifiable_backing_usd)}, {propped} USD if its cycle's tokens were worth par"
             )
             if circular:
-                message += f"; {format_usd(f.circular_backing_usd)} USD exists only if the cycle is taken at its word"
+                message += f"; {usd(f.circular_backing_usd)} exists only if the cycle is taken at its word"
             findings.append(
                 self.finding(
                     issuer,
                     message,
                     {
                         "cycle": list(cycle.issuers),
-                        "verifiable_backing_usd": format_usd(f.verifiable_backing_usd),
-                        "claimed_backing_usd": format_usd(f.claimed_backing_usd),
-                        "backing_at_par_usd": format_usd(f.backing_at_par_usd),
-                        "circular_backing_usd": format_usd(f.circular_backing_usd),
-                        "cycle_gap_usd": format_usd(f.cycle_gap_usd),
-                        "cycle_total_circular_backing_usd": format_usd(cycle.circular_backing_usd),
-                        "cycle_total_gap_usd": format_usd(cycle.cycle_gap_usd),
+                        "verifiable_backing_usd": f.verifiable_backing_usd,
+                        "claimed_backing_usd": f.claimed_backing_usd,
+                        "backing_at_par_usd": f.backing_at_par_usd,
+                        "circular_backing_usd": f.circular_backing_usd,
+                        "cycle_gap_usd": f.cycle_gap_usd,
+                        "cycle_total_circular_backing_usd": cycle.circular_backing_usd,
+                        "cycle_total_gap_usd": cycle.cycle_gap_usd,
                     },
                 )
             )
@@ -148,7 +133,7 @@ class SelfIssuedCollateral(Detector):
                 continue
             parts = []
             if f.self_held_tokens > 0:
-                own = format_tokens(f.self_held_tokens)
+                own = tokens(f.self_held_tokens, f.symbol)
                 parts.append(f"holds or posts {own} of its own tokens (worth 0 as backing)")
             if lends_against_own:
                 parts.append("lends against its own token")
@@ -159,11 +144,11 @@ class SelfIssuedCollateral(Detector):
                     issuer,
                     f"{issuer}: " + "; ".join(parts),
                     {
-                        "self_held_tokens": format_tokens(f.self_held_tokens),
+                        "self_held_tokens": f.self_held_tokens,
                         "lends_against_own_token": lends_against_own,
                         "cycle_issuers": mates,  # held directly or lent against
                         "cycle_issuers_held_tokens": {
-                            j: format_tokens(f.issued_holdings_tokens[j])
+                            j: f.issued_holdings_tokens[j]
                             for j in mates
                             if j in f.issued_holdings_tokens
                         },
@@ -189,15 +174,15 @@ class UnderBacked(Detector):
             findings.append(
                 self.finding(
                     issuer,
-                    f"{issuer} is {format_ratio(f.backing_ratio)} backed{bound}: "
-                    f"{format_usd(f.verifiable_backing_usd)} USD verifiable "
-                    f"for {format_usd(f.supply_usd)} USD of supply",
+                    f"{issuer} is {percent(f.backing_ratio)} backed{bound}: "
+                    f"{usd(f.verifiable_backing_usd)} verifiable "
+                    f"for {usd(f.supply_usd)} of supply",
                     {
-                        "backing_ratio": format_ratio(f.backing_ratio),
-                        "threshold": format_ratio(threshold),
-                        "verifiable_backing_usd": format_usd(f.verifiable_backing_usd),
-                        "supply_usd": format_usd(f.supply_usd),
-                        "expansion_ratio": format_ratio(f.expansion_ratio),
+                        "backing_ratio": f.backing_ratio,
+                        "threshold": threshold,
+                        "verifiable_backing_usd": f.verifiable_backing_usd,
+                        "supply_usd": f.supply_usd,
+                        "expansion_ratio": f.expansion_ratio,
                         "converged": context.result.converged,
                     },
                 )
@@ -233,17 +218,17 @@ class Opacity(Detector):
             findings.append(
                 self.finding(
                     issuer,
-                    f"{format_ratio(share)} of {issuer}'s {basis} ({format_usd(denominator)} USD) "
+                    f"{percent(share)} of {issuer}'s {basis} ({usd(denominator)}) "
                     f"cannot be verified on chain",
                     {
-                        "opaque_share": format_ratio(share),
-                        "threshold": format_ratio(threshold),
+                        "opaque_share": share,
+                        "threshold": threshold,
                         "basis": basis,
                         "claimed_assets_usd": None
                         if f.claimed_assets_usd is None
-                        else format_usd(f.claimed_assets_usd),
-                        "onchain_assets_at_par_usd": format_usd(visible),
-                        "offchain_usd": format_usd(f.offchain_usd),
+                        else f.claimed_assets_usd,
+                        "onchain_assets_at_par_usd": visible,
+                        "offchain_usd": f.offchain_usd,
                         "unverifiable_positions": len(unknown),
                     },
                 )
@@ -266,14 +251,14 @@ class UnsustainableYield(Detector):
             findings.append(
                 self.finding(
                     issuer,
-                    f"{issuer} claims {format_ratio(f.claimed_apy)} APY, "
-                    f"more than {format_ratio(config.yield_margin)}x "
-                    f"the benchmark lending rate {format_ratio(config.benchmark_lending_rate)}",
+                    f"{issuer} claims {apy(f.claimed_apy)}, "
+                    f"more than {multiple(config.yield_margin)} "
+                    f"the benchmark lending rate {percent(config.benchmark_lending_rate)}",
                     {
-                        "claimed_apy": format_ratio(f.claimed_apy),
-                        "benchmark_lending_rate": format_ratio(config.benchmark_lending_rate),
-                        "margin": format_ratio(config.yield_margin),
-                        "limit": format_ratio(limit),
+                        "claimed_apy": f.claimed_apy,
+                        "benchmark_lending_rate": config.benchmark_lending_rate,
+                        "margin": config.yield_margin,
+                        "limit": limit,
                     },
                 )
             )
@@ -317,15 +302,15 @@ class Concentration(Detector):
             findings.append(
                 self.finding(
                     issuer,
-                    f"one holder {top}{held_by} owns {format_ratio(share)} of {issuer}'s supply",
+                    f"one holder {top}{held_by} owns {percent(share)} of {issuer}'s supply",
                     {
                         "holder": top,
                         "holder_issuer": owner,
-                        "tokens": format_tokens(totals[top]),
-                        "supply_tokens": format_tokens(figures.supply_tokens),
-                        "share": format_ratio(share),
-                        "threshold": format_ratio(config.concentration_threshold),
-                        "by_deployment": {k: format_tokens(v) for k, v in sorted(by_holder[top].items())},
+                        "tokens": totals[top],
+                        "supply_tokens": figures.supply_tokens,
+                        "share": share,
+                        "threshold": config.concentration_threshold,
+                        "by_deployment": dict(sorted(by_holder[top].items())),
                     },
                 )
             )
@@ -342,7 +327,7 @@ class NoSupply(Detector):
             self.finding(
                 issuer,
                 f"{issuer} has no supply to back; its ratios are not defined",
-                {"supply_tokens": format_tokens(f.supply_tokens), "par_usd": format_tokens(f.par_usd)},
+                {"supply_tokens": f.supply_tokens, "par_usd": f.par_usd},
             )
             for issuer, f in context.result.issuers.items()
             if f.supply_usd == 0
@@ -371,6 +356,58 @@ class NotConverged(Detector):
         ]
 
 
+@dataclass(frozen=True)
+class OracleReading:
+    """What one lending market's oracle says an issued collateral is worth, against what it is worth."""
+
+    market: model.Market
+    issuer: str
+    symbol: str
+    oracle_usd: Decimal | None  # None: the market's oracle price was not read
+    look_through_usd: Decimal
+    market_price: model.MarketPrice | None
+    debt_usd: Decimal
+    hidden_bad_debt_usd: Decimal  # sum over borrowers of debt beyond their collateral at look-through
+
+    @property
+    def deviation(self) -> Decimal | None:
+        """Oracle over look-through value, minus 1; None when either is missing or the value is 0 (unbounded)."""
+        if self.oracle_usd is None or self.look_through_usd <= 0:
+            return None
+        return self.oracle_usd / self.look_through_usd - 1
+
+
+def oracle_readings(universe: Universe, result: BackingResult) -> list[OracleReading]:
+    """Every market that lends a hard asset against an issued token, with its oracle in USD per whole token."""
+    readings = []
+    owners = {key: issuer for issuer, sheet in universe.sheets.items() for key in sheet.token_keys}
+    with decimal.localcontext(decimal.Context(prec=PRECISION)):
+        for market in sorted(universe.markets.values(), key=lambda m: m.key):
+            issuer = owners.get(model.token_key(market.chain, market.collateral_token))
+            loan = universe.hard_assets.get(model.token_key(market.chain, market.loan_token))
+            figures = result.issuers.get(issuer) if issuer else None
+            if issuer is None or figures is None or loan is None or figures.backing_ratio is None:
+                continue
+            # Morpho's oracle: loan units per collateral unit, times 1e36; per whole token in USD below.
+            oracle_usd = None if market.oracle_price is None else (
+                Decimal(market.oracle_price) / Decimal(10) ** 36
+                * Decimal(10) ** (market.collateral_decimals - market.loan_decimals) * loan.price_usd)
+            look_through_usd = figures.backing_ratio * figures.par_usd
+            loan_unit = Decimal(10) ** market.loan_decimals
+            bad_debt_usd = sum(
+                (max(Decimal(0), Decimal(b.debt) / loan_unit * loan.price_usd
+                     - Decimal(b.collateral) / Decimal(10) ** market.collateral_decimals * look_through_usd)
+                 for b in market.borrowers),
+                Decimal(0),
+            )
+            debt_usd = sum((Decimal(b.debt) for b in market.borrowers), Decimal(0)) / loan_unit * loan.price_usd
+            readings.append(OracleReading(
+                market, issuer, figures.symbol or issuer, oracle_usd, look_through_usd,
+                universe.market_prices.get(model.token_key(market.chain, market.collateral_token)), debt_usd,
+                bad_debt_usd))
+    return readings
+
+
 class OracleOvervalues(Detector):
     ID = "oracle-overvalues"
     SEVERITY = HIGH
@@ -379,49 +416,33 @@ class OracleOvervalues(Detector):
 
     def detect(self, context: FlagContext) -> list[Finding]:
         findings = []
-        universe, config = context.universe, context.config
-        owners = {key: issuer for issuer, sheet in universe.sheets.items() for key in sheet.token_keys}
-        for market in sorted(universe.markets.values(), key=lambda m: m.key):
-            issuer = owners.get(model.token_key(market.chain, market.collateral_token))
-            loan = universe.hard_assets.get(model.token_key(market.chain, market.loan_token))
-            figures = context.result.issuers.get(issuer) if issuer else None
-            if figures is None or loan is None or market.oracle_price is None or figures.backing_ratio is None:
+        for reading in oracle_readings(context.universe, context.result):
+            # Nothing lent, nothing hidden: an unused market's oracle cannot shelter bad debt.
+            if reading.oracle_usd is None or reading.debt_usd <= 0:
                 continue
-            # Morpho's oracle: loan units per collateral unit, times 1e36; per whole token in USD below.
-            oracle_usd = (Decimal(market.oracle_price) / Decimal(10) ** 36
-                          * Decimal(10) ** (market.collateral_decimals - market.loan_decimals) * loan.price_usd)
-            look_through_usd = figures.backing_ratio * figures.par_usd
-            market_price = universe.market_prices.get(model.token_key(market.chain, market.collateral_token))
-            truths = [look_through_usd] + ([market_price.price_usd] if market_price else [])
-            if oracle_usd <= max(truths) * (1 + config.oracle_tolerance):
+            market, market_price = reading.market, reading.market_price
+            truths = [reading.look_through_usd] + ([market_price.price_usd] if market_price else [])
+            if reading.oracle_usd <= max(truths) * (1 + context.config.oracle_tolerance):
                 continue
-            collateral_tokens = sum((Decimal(b.collateral) for b in market.borrowers), Decimal(0))
-            bad_debt_usd = sum(
-                (max(Decimal(0), Decimal(b.debt) / Decimal(10) ** market.loan_decimals * loan.price_usd
-                     - Decimal(b.collateral) / Decimal(10) ** market.collateral_decimals * look_through_usd)
-                 for b in market.borrowers),
-                Decimal(0),
-            )
-            debt_usd = sum((Decimal(b.debt) for b in market.borrowers), Decimal(0)) / Decimal(
-                10) ** market.loan_decimals * loan.price_usd
-            against = f"market price {format_usd(market_price.price_usd)}" if market_price else "no market price"
+            against = f"market price {usd(market_price.price_usd)}" if market_price else "no market price"
             findings.append(
                 self.finding(
-                    issuer,
-                    f"market {market.key} prices {figures.symbol or issuer} at {format_usd(oracle_usd)} USD; "
-                    f"look-through value {format_usd(look_through_usd)}, {against}; the oracle hides "
-                    f"{format_usd(bad_debt_usd)} USD of bad debt on {format_usd(debt_usd)} USD lent",
+                    reading.issuer,
+                    f"market {market.key} prices {reading.symbol} at {usd(reading.oracle_usd)}; "
+                    f"look-through value {usd(reading.look_through_usd)}, {against}; the oracle hides "
+                    f"{usd(reading.hidden_bad_debt_usd)} of bad debt on {usd(reading.debt_usd)} lent",
                     {
                         "market": market.key,
                         "oracle": market.oracle,
-                        "oracle_price_raw": str(market.oracle_price),
-                        "oracle_price_usd": format_usd(oracle_usd),
-                        "look_through_usd": format_ratio(look_through_usd),
-                        "market_price_usd": format_ratio(market_price.price_usd) if market_price else None,
+                        "oracle_price_raw": market.oracle_price,
+                        "oracle_price_usd": reading.oracle_usd,
+                        "look_through_usd": reading.look_through_usd,
+                        "deviation": reading.deviation,
+                        "market_price_usd": market_price.price_usd if market_price else None,
                         "market_price_source": market_price.source if market_price else None,
-                        "collateral_raw": str(int(collateral_tokens)),
-                        "debt_usd": format_usd(debt_usd),
-                        "hidden_bad_debt_usd": format_usd(bad_debt_usd),
+                        "collateral_raw": sum(b.collateral for b in market.borrowers),
+                        "debt_usd": reading.debt_usd,
+                        "hidden_bad_debt_usd": reading.hidden_bad_debt_usd,
                     },
                 )
             )
@@ -447,6 +468,11 @@ def all_detectors() -> tuple[type[Detector], ...]:
     from auditor.yields import UnexplainedYield
 
     return (*DETECTORS, UnexplainedYield, OracleFrozen)
+
+
+def flag_ids() -> tuple[str, ...]:
+    """The id of every flag, as policies and the report name them."""
+    return tuple(sorted(detector.ID for detector in all_detectors()))
 
 
 def run_flags(

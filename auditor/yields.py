@@ -9,10 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from auditor import model
-from auditor.backing import PRECISION, BackingResult, format_ratio, format_tokens, format_usd
+from auditor.backing import BackingResult
 from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.findings import Finding
 from auditor.model import Evidence, Market, Position, Universe
-from auditor.risk import DEFAULT_CONFIG, HIGH, Detector, Finding, FlagContext
+from auditor.numbers import PRECISION, apy, exact, usd
+from auditor.risk import DEFAULT_CONFIG, HIGH, Detector, FlagContext
 
 SECONDS_PER_YEAR = 365 * 86_400  # the year of Morpho's and Aave's rate maths (leap years ignored)
 WAD = Decimal(10) ** 18
@@ -130,9 +132,9 @@ class YieldSource:
             "token": self.token,
             "symbol": self.symbol,
             "market": self.market,
-            "value_usd": format_usd(self.value_usd),
-            "apy": format_ratio(self.apy),
-            "usd_per_year": format_usd(self.usd_per_year),
+            "value_usd": self.value_usd,
+            "apy": self.apy,
+            "usd_per_year": self.usd_per_year,
             "direction": self.direction,
             "rate": dict(self.rate),
             "note": self.note,
@@ -167,23 +169,23 @@ class YieldBreakdown:
         return self.claimed_apy - self.explained_apy
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe: USD to cents, APYs and differences to 6 decimals (backing.format_* rules)."""
+        """JSON-safe: every figure in its exact spelling (auditor.numbers.exact)."""
 
         def minus(a: Decimal | None, b: Decimal | None) -> str | None:
-            return None if a is None or b is None else format_ratio(a - b)
+            return None if a is None or b is None else exact(a - b)
 
         return {
             "issuer": self.issuer,
             "symbol": self.symbol,
-            "supply_usd": format_usd(self.supply_usd),
+            "supply_usd": self.supply_usd,
             "value_basis": VALUE_BASIS,
             "sources": [s.as_dict() for s in self.sources],
-            "earned_usd_per_year": format_usd(self.earned_usd_per_year),
-            "paid_usd_per_year": format_usd(self.paid_usd_per_year),
-            "net_usd_per_year": format_usd(self.net_usd_per_year),
-            "explained_apy": format_ratio(self.explained_apy),
-            "claimed_apy": format_ratio(self.claimed_apy),
-            "benchmark_apy": format_ratio(self.benchmark_apy),
+            "earned_usd_per_year": self.earned_usd_per_year,
+            "paid_usd_per_year": self.paid_usd_per_year,
+            "net_usd_per_year": self.net_usd_per_year,
+            "explained_apy": self.explained_apy,
+            "claimed_apy": self.claimed_apy,
+            "benchmark_apy": self.benchmark_apy,
             "claimed_minus_explained": minus(self.claimed_apy, self.explained_apy),
             "claimed_minus_benchmark": minus(self.claimed_apy, self.benchmark_apy),
             "explained_minus_benchmark": minus(self.explained_apy, self.benchmark_apy),
@@ -237,11 +239,11 @@ def _rate_of(
         inputs = {"source": f"{market.venue} IRM borrowRateView at the pin",
                   "irm": str(market.details.get("irm", "")),
                   "borrow_rate_per_s": "unread" if rate is None else str(rate),
-                  "borrow_apy": format_ratio(market_borrow_apy(market)) or "unread"}
+                  "borrow_apy": exact(market_borrow_apy(market)) or "unread"}
         if position.kind == model.DEBT:
             apy = market_borrow_apy(market)
         else:
-            inputs["utilization"] = format_ratio(utilization(market)) or ""
+            inputs["utilization"] = exact(utilization(market)) or ""
             inputs["fee"] = str(_int_detail(market.details, "fee") or 0)
             apy = market_supply_apy(market)
         return apy, market_key, inputs, "" if apy is not None else "the market's borrow rate was not read"
@@ -398,18 +400,18 @@ class UnexplainedYield(Detector):
             bound = "" if breakdown.complete else " at most (some rates could not be read)"
             findings.append(self.finding(
                 issuer,
-                f"{issuer} claims {format_ratio(figures.claimed_apy)} APY; its positions on chain explain "
-                f"{format_ratio(explained)}{bound} ({format_usd(breakdown.net_usd_per_year)} USD a year on "
-                f"{format_usd(breakdown.supply_usd)} USD of supply)",
+                f"{issuer} claims {apy(figures.claimed_apy)}; its positions on chain explain "
+                f"{apy(explained)}{bound} ({usd(breakdown.net_usd_per_year)} a year on "
+                f"{usd(breakdown.supply_usd)} of supply)",
                 {
-                    "claimed_apy": format_ratio(figures.claimed_apy),
-                    "explained_apy": format_ratio(explained),
-                    "unexplained_apy": format_ratio(figures.claimed_apy - explained),
-                    "margin": format_ratio(margin),
-                    "benchmark_apy": format_ratio(breakdown.benchmark_apy),
-                    "supply_usd": format_usd(breakdown.supply_usd),
-                    "earned_usd_per_year": format_usd(breakdown.earned_usd_per_year),
-                    "paid_usd_per_year": format_usd(breakdown.paid_usd_per_year),
+                    "claimed_apy": figures.claimed_apy,
+                    "explained_apy": explained,
+                    "unexplained_apy": figures.claimed_apy - explained,
+                    "margin": margin,
+                    "benchmark_apy": breakdown.benchmark_apy,
+                    "supply_usd": breakdown.supply_usd,
+                    "earned_usd_per_year": breakdown.earned_usd_per_year,
+                    "paid_usd_per_year": breakdown.paid_usd_per_year,
                     "complete": breakdown.complete,
                     "value_basis": "face",
                     "sources": [_brief(s) for s in breakdown.sources if s.direction != IDLE or s.apy is None],
@@ -422,9 +424,9 @@ def _brief(source: YieldSource) -> dict[str, Any]:
     return {
         "where": f"{source.kind} of {source.symbol or source.token} at {source.venue} ({source.chain})",
         "market": source.market,
-        "value_usd": format_usd(source.value_usd),
-        "apy": format_ratio(source.apy),
-        "usd_per_year": format_usd(source.usd_per_year),
+        "value_usd": source.value_usd,
+        "apy": source.apy,
+        "usd_per_year": source.usd_per_year,
     }
 
 
@@ -556,15 +558,15 @@ class ShareGrowth:
             "start_block": self.start.block,
             "end_block": self.end.block,
             "seconds": self.end.timestamp - self.start.timestamp,
-            "share_price_start_usd": format_tokens(self.start.share_price_usd),
-            "share_price_end_usd": format_tokens(self.end.share_price_usd),
-            "backing_per_token_start_usd": format_ratio(self.start.backing_per_token_usd),
-            "backing_per_token_end_usd": format_ratio(self.end.backing_per_token_usd),
-            "share_price_change_usd": format_ratio(self.share_price_change_usd),
-            "backing_change_usd": format_ratio(self.backing_change_usd),
-            "unfunded_usd_per_token": format_ratio(self.unfunded_usd_per_token),
-            "share_price_apy": format_ratio(self.share_price_apy),
-            "tolerance": format_ratio(self.tolerance),
+            "share_price_start_usd": self.start.share_price_usd,
+            "share_price_end_usd": self.end.share_price_usd,
+            "backing_per_token_start_usd": self.start.backing_per_token_usd,
+            "backing_per_token_end_usd": self.end.backing_per_token_usd,
+            "share_price_change_usd": self.share_price_change_usd,
+            "backing_change_usd": self.backing_change_usd,
+            "unfunded_usd_per_token": self.unfunded_usd_per_token,
+            "share_price_apy": self.share_price_apy,
+            "tolerance": self.tolerance,
             "paid_from_principal": self.paid_from_principal,
         }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from types import SimpleNamespace
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,7 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
+from auditor.findings import AuditResult, Finding, Gap, Severity, Skipped
 from auditor.gate import FORMATS, evaluate, load_policy, render
+from auditor.model import Market
+from auditor.policy import Policy
+from auditor.risk import OracleReading
 from auditor.lab.deploy import Contract
 from auditor.lab.morpho import oracle_price
 from tests.conftest import Lab
@@ -21,15 +27,23 @@ from tests.support import same_block
 USDC = 10**6
 
 
-def findings(ratio: str | None = "0.600000", expansion: str | None = "1.666667", flags: list[Any] | None = None
-             ) -> dict[str, Any]:
-    return {"spec": "alpha", "backing": {"issuers": {"alpha": {"backing_ratio": ratio, "expansion_ratio": expansion}}},
-            "flags": flags or []}
+def findings(ratio: str | None = "0.6", expansion: str | None = "1.666667", flags: list[Finding] | None = None,
+             oracles: list[OracleReading] | None = None, gaps: list[Gap] | None = None,
+             skipped: list[Skipped] | None = None) -> AuditResult:
+    figures = SimpleNamespace(backing_ratio=None if ratio is None else Decimal(ratio),
+                              expansion_ratio=None if expansion is None else Decimal(expansion))
+    return AuditResult(spec="alpha", token="ALPHA", backing=SimpleNamespace(issuers={"alpha": figures}),
+                       flags=flags or [], gaps=gaps or [], skipped=skipped or [], oracles=oracles or [])
 
 
-OVERVALUED = {"id": "oracle-overvalues", "severity": "high", "issuer": "alpha", "message": "oracle 1.26",
-              "evidence": {"market": "plume:morpho_blue:0xab", "oracle_price_usd": "1.26", "look_through_usd": "0.23",
-                           "hidden_bad_debt_usd": "1030.00"}}
+MARKET = Market(key="plume:morpho_blue:0xab", chain="plume", venue="morpho_blue", loan_token="0x1", loan_decimals=6,
+                collateral_token="0x2", collateral_decimals=6, total_supply_assets=0, total_supply_shares=0,
+                total_borrow_assets=0, oracle="0x3", oracle_price=1_260_000 * 10**30)
+READING = OracleReading(MARKET, "alpha", "ALPHA", Decimal("1.26"), Decimal("0.23"), None, Decimal(1100),
+                        Decimal("1030"))
+OVERVALUED = Finding("oracle-overvalues", Severity.HIGH, "alpha", "oracle 1.26",
+                     {"market": MARKET.key, "oracle_price_usd": Decimal("1.26"), "look_through_usd": Decimal("0.23"),
+                      "hidden_bad_debt_usd": Decimal("1030")})
 
 
 def policy(tmp_path: Path, text: str) -> Path:
@@ -41,14 +55,16 @@ def policy(tmp_path: Path, text: str) -> Path:
 def test_evaluate_each_limit(tmp_path: Path) -> None:
     strict = load_policy(policy(tmp_path, "min_backing_ratio: 0.95\nmax_expansion: 1.1\n"
                                           "fail_on_flags: [oracle-overvalues]\nmax_oracle_deviation: 0.05\n"))
-    checks = {c.id: c for c in evaluate(findings(flags=[OVERVALUED]), strict, "alpha.yaml")}
+    checks = {c.id: c for c in evaluate(findings(flags=[OVERVALUED], oracles=[READING]), strict, "alpha.yaml")}
     assert not checks["min-backing-ratio"].passed and not checks["max-expansion"].passed
     assert not checks["flag:oracle-overvalues"].passed
-    # 1.26 / 0.23 - 1 = 4.4783
-    assert not checks["max-oracle-deviation"].passed and "4.4783" in checks["max-oracle-deviation"].message
+    # 1.26 / 0.23 - 1 = 4.47826..., from the typed figures (no rounded string parsed back)
+    deviation = checks["max-oracle-deviation"]
+    assert not deviation.passed and deviation.evidence["deviation"] == Decimal("1.26") / Decimal("0.23") - 1
+    assert "447.8%" in deviation.message
     lenient = load_policy(policy(tmp_path, "min_backing_ratio: 0.5\nmax_expansion: 2\n"))
     assert all(c.passed for c in evaluate(findings(), lenient))
-    unbounded = evaluate(findings(ratio="0.000000", expansion=None), lenient)
+    unbounded = evaluate(findings(ratio="0", expansion=None), lenient)
     assert [c.passed for c in unbounded] == [False, False]
     assert "unbounded" in unbounded[1].message
 
@@ -64,7 +80,7 @@ def test_bad_policy_is_located(tmp_path: Path) -> None:
 def test_output_formats_have_their_standard_shapes(tmp_path: Path) -> None:
     strict = load_policy(policy(tmp_path, "min_backing_ratio: 0.95\nmax_expansion: 2\n"
                                           "fail_on_flags: [oracle-overvalues]\n"))
-    checks = evaluate(findings(flags=[OVERVALUED]), strict, "protocols/alpha.yaml")
+    checks = evaluate(findings(flags=[OVERVALUED], oracles=[READING]), strict, "protocols/alpha.yaml")
     assert set(FORMATS) == {"text", "json", "junit", "sarif", "github"}
     text = render(checks, "text")
     assert text.splitlines()[-1] == "1 passed, 2 failed"
@@ -148,7 +164,7 @@ def test_cli_exit_codes(world: dict[str, Any], tmp_path: Path) -> None:
     lenient = policy(tmp_path, "min_backing_ratio: 0.5\nmax_expansion: 2\n")
     code, output = run_check(world, lenient, spec)
     assert code == 0, output
-    assert "PASS  min-backing-ratio (alpha): backing ratio 0.600000 >= 0.5" in output
+    assert "PASS  min-backing-ratio (alpha): backing ratio 60.0% >= 50.0%" in output
     strict = policy(tmp_path, "min_backing_ratio: 0.95\n")
     code, output = run_check(world, strict, spec, "--format", "junit")
     assert code == 1 and 'failures="1"' in output
@@ -173,3 +189,42 @@ def test_vault_mode_checks_every_collateral(world: dict[str, Any], tmp_path: Pat
     code, output = run_check(world, allow, "--vault", world["vault"], "--chain", "ethereum", "--format", "sarif")
     assert code == 0, output
     assert json.loads(output)["runs"][0]["results"] == []
+
+
+def test_the_gate_fails_closed_when_it_cannot_decide(tmp_path: Path) -> None:
+    strict = load_policy(policy(tmp_path, "min_backing_ratio: 0.1\nfail_on_flags: [oracle-frozen]\n"
+                                          "max_oracle_deviation: 0.05\n"))
+    # An incomplete audit decides nothing, whatever its partial figures say.
+    incomplete = evaluate(findings(ratio="1", gaps=[Gap("ethereum", 7, "balanceOf", "header not found")]), strict)
+    assert [(c.id, c.passed, c.decided) for c in incomplete] == [("complete-audit", False, False)]
+    # A flag whose check could not run is not "not raised"; an oracle that could not be read is not "in range".
+    unread = OracleReading(MARKET, "alpha", "ALPHA", None, Decimal("0.23"), None, Decimal(1), Decimal(0))
+    checks = {c.id: c for c in evaluate(findings(ratio="1", oracles=[unread],
+                                                 skipped=[Skipped("oracle-frozen", "old state pruned")]), strict)}
+    assert checks["min-backing-ratio"].passed
+    assert not checks["flag:oracle-frozen"].passed and not checks["flag:oracle-frozen"].decided
+    assert not checks["max-oracle-deviation"].passed and not checks["max-oracle-deviation"].decided
+    assert "UNDECIDED" in render(list(checks.values()), "text")
+
+
+def test_policies_are_validated_like_specs(tmp_path: Path) -> None:
+    from auditor.spec import SpecError
+
+    for text, expected in [("fail_on_flags: [circular, under-backed]\n", "circular"),
+                           ("{}\n", "checks nothing"),
+                           ("min_backing_ratio: 0.5\nfail_on_flags: [under-backed, cirular-dependency]\n",
+                            "circular-dependency")]:
+        with pytest.raises(SpecError) as info:
+            load_policy(policy(tmp_path, text))
+        assert expected in str(info.value)
+
+
+def test_hostile_text_is_inert_in_every_format() -> None:
+    hostile = "x\x1b]8;;http://evil\x07click\x1b]8;;\x07\r\n::error::forged\x00\u202e"
+    checks = evaluate(findings(flags=[Finding("under-backed", Severity.HIGH, "alpha", hostile, {"note": hostile})]),
+                      Policy(fail_on_flags=("under-backed",)))
+    for output_format in FORMATS:
+        text = render(checks, output_format)
+        assert "\x1b" not in text and "\x00" not in text and "\u202e" not in text and "\x07" not in text
+    ET.fromstring(render(checks, "junit"))  # still well-formed XML
+    assert all(line.startswith("::") for line in render(checks, "github").splitlines())

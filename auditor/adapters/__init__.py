@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.chain.reader import ChainClient, Read, ReadResult
-from auditor.model import Evidence, Market, Position, token_key
+from auditor.model import Evidence, Gap, Market, Position, token_key
 from auditor.spec import Registry, Venue
 
 
@@ -61,6 +61,10 @@ class Scope:
     def read(self, reads: Sequence[Read]) -> list[ReadResult]:
         return self.client.read(reads)
 
+    def gap(self, result: ReadResult, what: str) -> Gap:
+        """A read the balance sheet needed that failed: the audit is incomplete, the amount is not taken as 0."""
+        return Gap(self.chain, self.block, f"{what}: {result.read.describe()}", result.error or "failed")
+
     def evidence(self, result: ReadResult) -> Evidence:
         value = result.value[0] if len(result.value) == 1 else result.value
         text = _short(value) if result.ok else f"failed: {result.error}"
@@ -80,11 +84,13 @@ class Collected:
     positions: list[Position] = field(default_factory=list)
     markets: dict[str, Market] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)  # reads the balance sheet needs and did not get: never zeros
 
     def extend(self, other: Collected) -> None:
         self.positions += other.positions
         self.markets.update(other.markets)
         self.notes += other.notes
+        self.gaps += other.gaps
 
 
 def token_metadata(scope: Scope, tokens: list[str]) -> dict[str, tuple[int | None, str, list[ReadResult]]]:

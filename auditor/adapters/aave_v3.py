@@ -141,9 +141,8 @@ def collect(scope: Scope) -> Collected:
         token = reserve.a_token if what == "supply" else (
             reserve.variable_debt_token if what == "variable" else reserve.stable_debt_token)
         if not result.ok:
-            name = reserve.symbol or reserve.asset
-            out.notes.append(f"{scope.chain}: Aave v3 {what} balance of {account.label} in {name} ({token}) "
-                             f"could not be read ({result.error}); counted as zero")
+            out.gaps.append(scope.gap(result, f"Aave v3 {what} balance of {account.label} in "
+                                              f"{reserve.symbol or reserve.asset}"))
             continue
         if result.one == 0:
             continue

@@ -21,15 +21,17 @@ def collect(scope: Scope) -> Collected:
         account = scope.accounts[index // len(tokens)]
         token = tokens[index % len(tokens)]
         if not result.ok:
-            out.notes.append(f"{scope.chain}: balanceOf {token.symbol or token.address} of {account.label} "
-                             f"could not be read ({result.error}); counted as zero")
+            out.gaps.append(scope.gap(result, f"balance of {token.symbol or token.address} held by {account.label}"))
             continue
         if result.one == 0:
             continue
         decimals, symbol, meta_results = metadata[token.address]
         if decimals is None:
-            decimals = token.decimals if token.decimals is not None else 18
-            out.notes.append(f"{scope.chain}: {token.address} has no decimals(); assumed {decimals}")
+            if token.decimals is None:  # a guess would scale the amount by powers of ten: not a figure
+                out.gaps.append(scope.gap(meta_results[0], f"decimals of {token.symbol or token.address}"))
+                continue
+            decimals = token.decimals
+            out.notes.append(f"{scope.chain}: {token.address} has no decimals(); the registry's {decimals} used")
         out.positions.append(
             Position(
                 chain=scope.chain,

@@ -7,17 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from auditor.output import write_text
 from auditor.report.render import extract_findings_json, extract_signature, render_index, render_report
 from auditor.report.sign import Signature, canonical_json, digest_of, sign_digest
 
 INDEX = "index.html"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def write_report(document: Mapping[str, Any], path: Path, key: bytes | None,
@@ -28,7 +22,7 @@ def write_report(document: Mapping[str, Any], path: Path, key: bytes | None,
     signature = sign_digest(digest_of(canonical), key, evidence_digest) if key is not None else None
     html = render_report(json.loads(canonical), findings_json=canonical,
                          signature=signature.as_dict() if signature else None)
-    _write(path, html)
+    write_text(path, html)
     return signature
 
 
@@ -69,5 +63,5 @@ def write_index(folder: Path) -> Path:
     """The site's index: one row per report in `folder`."""
     entries = [e for p in sorted(folder.glob("*.html")) if p.name != INDEX and (e := _entry(p)) is not None]
     path = folder / INDEX
-    _write(path, render_index(entries))
+    write_text(path, render_index(entries))
     return path

@@ -1,0 +1,33 @@
+"""Files the tool writes: whole or not at all, and a clear error (never a traceback) when a path is unwritable."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from auditor.chain.rpc import ConfigError
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically: a reader never sees half a file, and a failed write leaves the old one in place."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+                stream.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
