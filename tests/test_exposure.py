@@ -36,6 +36,12 @@ def write_registry(folder: Path, lab: Lab, aave_pool: str | None = None) -> Regi
     return load_registry(folder / "registry.yaml")
 
 
+def num(figure: Any) -> Decimal:
+    """A figure as the JSON carries it (an exact string), read back as the number it spells."""
+    assert isinstance(figure, str), figure
+    return Decimal(figure)
+
+
 def pinned_client(url: str, block: int | None = None) -> ChainClient:
     stats = Stats()
     client = ChainClient("ethereum", 1, HttpTransport("ethereum", url, stats, RetryPolicy(attempts=2)), stats)
@@ -150,19 +156,20 @@ def test_exposure_map_exact(chain: Lab, tmp_path: Path) -> None:
 
     direct = markets[key(world.direct)]
     assert direct["relation"] == "direct" and direct["collateral_symbol"] == "xUSD"
-    assert (direct["total_supplied_raw"], direct["total_supplied"], direct["total_supplied_usd"]) == (
-        str(1_500 * USDC), "1500", "1500.00")
+    assert (direct["total_supplied_raw"], direct["total_supplied"], num(direct["total_supplied_usd"])) == (
+        str(1_500 * USDC), "1500", Decimal("1500"))
     assert (direct["total_borrowed_raw"], direct["total_borrowed"]) == (str(600 * USDC), "600")
     assert (direct["collateral_posted_raw"], direct["collateral_posted"]) == (str(2_000 * USDC), "2000")
-    assert direct["collateral_value_usd"] == "460.00"  # 2000 xUSD at the 0.23 look-through value
-    assert direct["bad_debt_usd"] == "140.00"  # 600 owed against 460 of collateral
-    assert direct["lltv"] == "0.860000" and direct["utilization"] == "0.400000"
+    assert num(direct["collateral_value_usd"]) == Decimal("460")  # 2000 xUSD at the 0.23 look-through value
+    assert num(direct["bad_debt_usd"]) == Decimal("140")  # 600 owed against 460 of collateral
+    assert num(direct["lltv"]) == Decimal("0.86") and num(direct["utilization"]) == Decimal("0.4")
     assert direct["oracle"] == world.direct.oracle and direct["oracle_price"] == "1.26"
     assert direct["accrued_to"] == direct["last_update"]  # same block: nothing to accrue
     vault_position = only(direct["suppliers"], "address", world.vault.address)
     assert (vault_position["supplied_raw"], vault_position["at_risk_raw"]) == (str(1_000 * USDC), str(400 * USDC))
-    assert (vault_position["supplied_usd"], vault_position["at_risk_usd"]) == ("1000.00", "400.00")
-    assert vault_position["look_through_loss_usd"] == "93.33"  # 140 * 1000 / 1500
+    assert (num(vault_position["supplied_usd"]), num(vault_position["at_risk_usd"])) == (
+        Decimal("1000"), Decimal("400"))
+    assert round(num(vault_position["look_through_loss_usd"]), 2) == Decimal("93.33")  # 140 * 1000 / 1500
     lender_position = only(direct["suppliers"], "address", chain.lender)
     assert (lender_position["supplied"], lender_position["at_risk"]) == ("500", "200")
     (borrower,) = direct["borrowers"]
@@ -178,7 +185,8 @@ def test_exposure_map_exact(chain: Lab, tmp_path: Path) -> None:
     wrapped = markets[key(world.wrapped)]
     assert (wrapped["relation"], wrapped["collateral_path"]) == ("look-through", [world.xusd.address,
                                                                                    world.wxusd.address])
-    assert (only(wrapped["suppliers"], "address", chain.lender)["at_risk"], wrapped["bad_debt_usd"]) == ("50", "27.00")
+    assert (only(wrapped["suppliers"], "address", chain.lender)["at_risk"], num(wrapped["bad_debt_usd"])) == (
+        "50", Decimal("27"))
     collaterals = {c["address"]: c for c in exposure["collaterals"]}
     assert collaterals[world.wxusd.address]["via"] == "asset()"
     assert collaterals[world.sxusd.address]["via"] == "holders_of"
@@ -191,15 +199,18 @@ def test_exposure_map_exact(chain: Lab, tmp_path: Path) -> None:
     assert (vault["kind"], vault["curator"], vault["owner"], vault["asset"]) == (
         "vault", world.curator, world.owner, chain.usdc.address)
     assert vault["name"] == "Meta [31mUSDC Prime" and vault["symbol"] == "mUSDC"
-    assert (vault["supplied_usd"], vault["at_risk_usd"], len(vault["markets"])) == ("1000.00", "400.00", 1)
+    assert (num(vault["supplied_usd"]), num(vault["at_risk_usd"]), len(vault["markets"])) == (
+        Decimal("1000"), Decimal("400"), 1)
     lender = suppliers[chain.lender]
     assert (lender["kind"], lender["name"], lender["curator"], lender["owner"]) == ("account", None, None, None)
-    assert (lender["supplied_usd"], lender["at_risk_usd"], lender["look_through_loss_usd"]) == (
-        "600.00", "250.00", "73.67")  # 46.67 in the xUSD market + 27.00 in the wxUSD one
+    lender_loss = round(num(lender["look_through_loss_usd"]), 2)  # 46.67 in the xUSD market + 27.00 in the wxUSD one
+    assert (num(lender["supplied_usd"]), num(lender["at_risk_usd"]), lender_loss) == (
+        Decimal("600"), Decimal("250"), Decimal("73.67"))
     (usdc_total,) = lender["by_loan_token"]
     assert (usdc_total["supplied_raw"], usdc_total["at_risk_raw"]) == (str(600 * USDC), str(250 * USDC))
     assert [s["address"] for s in exposure["suppliers"]] == [world.vault.address, chain.lender]  # by USD at risk
-    assert exposure["totals"]["supplied_usd"] == "1600.00" and exposure["totals"]["borrowed_usd"] == "650.00"
+    assert num(exposure["totals"]["supplied_usd"]) == Decimal("1600")
+    assert num(exposure["totals"]["borrowed_usd"]) == Decimal("650")
     assert exposure["aave_v3"] == {"pool": None, "reserves": []}
 
     lines = summary_lines(exposure)
@@ -214,7 +225,7 @@ def test_exposure_without_look_through_values_has_no_bad_debt_figure(chain: Lab,
                             pinned_client(chain.url, world.block))
     direct = only(exposure["markets"], "key", key(world.direct))
     assert direct["bad_debt_usd"] is None and direct["collateral_value_usd"] is None
-    assert direct["total_borrowed_usd"] == "600.00"  # the loan token is a par-priced hard asset
+    assert num(direct["total_borrowed_usd"]) == Decimal("600")  # the loan token is a par-priced hard asset
     assert {m["key"] for m in exposure["markets"]} == {key(world.direct), key(world.wrapped), key(world.private)}
 
 
@@ -233,8 +244,8 @@ def test_aave_reserve_listing_the_token(chain: Lab, tmp_path: Path) -> None:
     assert (reserve["asset"], reserve["symbol"], reserve["ltv_bps"], reserve["liquidation_threshold_bps"]) == (
         xusd.address, "xUSD", 8000, 8250)
     assert reserve["collateral_enabled"] and reserve["active"] and not reserve["frozen"]
-    assert (reserve["supplied_raw"], reserve["supplied"], reserve["supplied_value_usd"]) == (
-        str(1_000 * USDC), "1000", "500.00")
+    assert (reserve["supplied_raw"], reserve["supplied"], num(reserve["supplied_value_usd"])) == (
+        str(1_000 * USDC), "1000", Decimal("500"))
     assert reserve["borrowed_raw"] == "0"
     assert exposure["markets"] == []
     assert any("Aave v3" in line and "LTV 80%" in line for line in summary_lines(exposure))

@@ -113,9 +113,11 @@ def test_detector_on_plain_data() -> None:
     frozen, tracking = watch([126 * 10**34] * 3, ["1", "0.6", "0.23"]), watch([10**36] * 3, ["1", "1", "1"])
     (finding,) = OracleFrozen([frozen, tracking]).detect(FlagContext(u, result, DEFAULT_CONFIG))
     assert (finding.id, finding.severity, finding.issuer) == ("oracle-frozen", "high", "X")
-    assert finding.evidence["oracle_price_usd"] == "1.26"
-    assert finding.evidence["truth_move"] == "0.770000" and finding.evidence["oracle_move"] == "0.000000"
-    assert finding.evidence["market_price"]["last"] == "0.23"
+    assert finding.evidence["oracle_price_usd"] == Decimal("1.26")  # 1.26e36 raw x 1e-36: exact
+    assert finding.evidence["truth_move"] == Decimal("0.77") and finding.evidence["oracle_move"] == 0
+    assert finding.evidence["market_price"]["last"] == Decimal("0.23")
+    data = finding.as_dict()["evidence"]  # the JSON spells each figure exactly
+    assert (data["oracle_price_usd"], data["truth_move"], data["oracle_move"]) == ("1.26", "0.77", "0")
     assert finding.evidence["samples"]["oracle"][0] == [100, str(126 * 10**34)]
     assert "held XUSD at 1.26 USD across blocks 100..102" in finding.message
     # Attached to the context instead of given to the detector (run_flags builds detectors without arguments).
@@ -216,8 +218,9 @@ def test_oracle_that_never_moves_while_the_pool_does_is_frozen(chain: Lab, tmp_p
     (finding,) = OracleFrozen().detect(context)
     frozen_market = f"ethereum:morpho_blue:0x{markets[0].id.hex()}"
     assert (finding.id, finding.issuer, finding.evidence["market"]) == ("oracle-frozen", "xusd", frozen_market)
-    assert finding.evidence["oracle_price_usd"] == "1.26" and finding.evidence["oracle_move"] == "0.000000"
-    assert finding.evidence["truth"] == "market price" and finding.evidence["truth_move"] == "0.770000"
-    assert (finding.evidence["market_price"]["first"], finding.evidence["market_price"]["last"]) == ("1", "0.23")
+    assert finding.evidence["oracle_price_usd"] == Decimal("1.26") and finding.evidence["oracle_move"] == 0
+    assert finding.evidence["truth"] == "market price" and finding.evidence["truth_move"] == Decimal("0.77")
+    assert (finding.evidence["market_price"]["first"], finding.evidence["market_price"]["last"]) == (
+        Decimal("1"), Decimal("0.23"))
     assert finding.evidence["market_price_source"] == f"constant_price pool xusd_usdc ({pool.address})"
     assert f"blocks {blocks[0]}..{blocks[-1]}" in finding.message

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from auditor import model
-from auditor.backing import PRECISION, format_ratio, format_usd, solve
+from auditor.backing import solve
 from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
+from auditor.findings import plain as json_data
 from auditor.lab.deploy import Contract
 from auditor.lab.morpho import MarketParams, oracle_price
 from auditor.lab.node import rpc
 from auditor.ledger import build_universe
 from auditor.model import COLLATERAL, DEBT, SUPPLY, VAULT_SHARE, Market, Universe
+from auditor.numbers import PRECISION, exact
 from auditor.risk import DEFAULT_CONFIG, FlagConfig, FlagContext, run_flags
 from auditor.spec import Registry, Spec, load_registry, load_spec
 from auditor.yields import (
@@ -48,6 +50,12 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUDITOR_CACHE_DIR", str(tmp_path / "cache"))
 
 
+def num(figure: object) -> Decimal:
+    """A figure as the JSON data carries it (an exact string), read back as the number it spells."""
+    assert isinstance(figure, str), figure
+    return Decimal(figure)
+
+
 def continuous(rate_wad: int) -> Decimal:
     """The test's own statement of 'a per-second rate compounded to a year'."""
     with decimal.localcontext(CTX):
@@ -74,7 +82,7 @@ def test_rate_maths() -> None:
     with decimal.localcontext(CTX):
         expected = ((Decimal(1) + Decimal("0.05") / SECONDS_PER_YEAR).ln() * SECONDS_PER_YEAR).exp() - 1
     assert abs(ray_apy(rate) - expected) < Decimal("1e-50")
-    assert format_ratio(ray_apy(rate)) == "0.051271"
+    assert round(ray_apy(rate), 6) == Decimal("0.051271")
 
 
 def test_supply_apy_is_borrow_apy_times_utilization_times_one_minus_fee() -> None:
@@ -123,16 +131,17 @@ def test_decomposition_of_every_kind_of_position() -> None:
         expected = (earned - paid) / 2_000
     assert breakdown.explained_apy is not None and abs(breakdown.explained_apy - expected) < Decimal("1e-40")
     assert breakdown.complete
-    doc = yield_sources(u, result, "A", vault_apys={vault_key: Decimal("0.07")})
-    assert doc["explained_apy"] == format_ratio(expected)
-    assert doc["claimed_apy"] == "0.180000" and doc["benchmark_apy"] == "0.050000"  # FlagConfig's benchmark
-    assert doc["claimed_minus_explained"] == format_ratio(Decimal("0.18") - expected)
+    # As the audit document carries it (auditor.audit passes it through findings.plain): exact strings.
+    doc = json_data(yield_sources(u, result, "A", vault_apys={vault_key: Decimal("0.07")}))
+    assert doc["explained_apy"] == exact(breakdown.explained_apy)
+    assert abs(num(doc["explained_apy"]) - expected) < Decimal("1e-40")
+    assert num(doc["claimed_apy"]) == Decimal("0.18") and num(doc["benchmark_apy"]) == Decimal("0.05")  # FlagConfig's
     assert doc["value_basis"].startswith("face")
     by_where = {(s["venue"], s["kind"]): s for s in doc["sources"]}
-    assert by_where[("morpho_blue", "supply")]["rate"]["utilization"] == "0.800000"
+    assert num(by_where[("morpho_blue", "supply")]["rate"]["utilization"]) == Decimal("0.8")
     assert by_where[("morpho_blue", "debt")]["direction"] == "paid"
-    assert Decimal(by_where[("morpho_blue", "debt")]["usd_per_year"]) < 0
-    assert by_where[("wallet", "balance")]["apy"] == "0.000000"  # hard-asset balances earn nothing
+    assert num(by_where[("morpho_blue", "debt")]["usd_per_year"]) < 0
+    assert num(by_where[("wallet", "balance")]["apy"]) == 0  # hard-asset balances earn nothing
     assert by_where[("morpho_blue", "collateral")]["direction"] == "none"
     assert "stable-rate" in by_where[("aave_v3", "debt")]["note"]
     # Without a share-price window the vault share earns 0, and an explicit benchmark is used as given.
@@ -140,6 +149,10 @@ def test_decomposition_of_every_kind_of_position() -> None:
     with decimal.localcontext(CTX):
         assert plain.earned_usd_per_year == breakdown.earned_usd_per_year - 300 * Decimal("0.07")
     assert plain.benchmark_apy == Decimal("0.04")
+    # The difference carries the same full precision as the figures it is taken from (not the 28 digits of
+    # whatever decimal context the caller happens to be in).
+    with decimal.localcontext(CTX):
+        assert abs(num(doc["claimed_minus_explained"]) - (Decimal("0.18") - expected)) < Decimal("1e-40")
 
 
 def test_unreadable_rates_make_the_breakdown_incomplete() -> None:
@@ -190,7 +203,7 @@ def test_share_price_growth_compares_absolute_rises() -> None:
     assert not falling.paid_from_principal
     tiny = share_price_growth(start, SharePricePoint(2, 2_000, Decimal("1.00005"), Decimal("1.1")))
     assert not tiny.paid_from_principal  # under the 1 bp tolerance
-    assert flat.as_dict()["unfunded_usd_per_token"] == "0.050000"
+    assert num(json_data(flat.as_dict())["unfunded_usd_per_token"]) == Decimal("0.05")
     with decimal.localcontext(CTX):
         assert flat.share_price_apy == (Decimal("1.05").ln() * 365).exp() - 1
 
@@ -254,21 +267,29 @@ def test_unexplained_yield_on_a_fixed_rate_morpho_market(chain: Lab, tmp_path: P
     with decimal.localcontext(CTX):
         expected = continuous(chain_rate) * Decimal(borrowed) / Decimal(supplied) * (1 - Decimal(fee) / 10**18)
     assert (supplied, borrowed, fee) == (1_000 * USDC_UNIT, 800 * USDC_UNIT, 0)
-    assert format_ratio(expected) == "0.040000"  # (1.05 - 1) x 0.8, less a truncation of the rate far below 1e-6
+    assert round(expected, 6) == Decimal("0.040000")  # (1.05 - 1) x 0.8, less a truncation of the rate far below 1e-6
 
     breakdown = analyse_yield(universe_at_pin, result, "yieldco")
     assert breakdown.explained_apy is not None and abs(breakdown.explained_apy - expected) < Decimal("1e-50")
     (finding,) = run_flags(universe_at_pin, result, detectors=[UnexplainedYield])
     assert (finding.id, finding.severity, finding.issuer) == ("unexplained-yield", "high", "yieldco")
     evidence = finding.evidence
-    assert (evidence["claimed_apy"], evidence["explained_apy"]) == ("0.180000", format_ratio(expected))
-    assert evidence["unexplained_apy"] == format_ratio(Decimal("0.18") - expected)
-    assert evidence["supply_usd"] == "1000.00"
-    assert evidence["earned_usd_per_year"] == format_usd(1_000 * expected) == "40.00"
-    assert evidence["margin"] == "0.020000" and evidence["complete"] is True
+    assert evidence["claimed_apy"] == Decimal("0.18")
+    assert abs(evidence["explained_apy"] - expected) < Decimal("1e-50")
+    with decimal.localcontext(CTX):
+        assert evidence["unexplained_apy"] == evidence["claimed_apy"] - evidence["explained_apy"]
+        assert abs(evidence["unexplained_apy"] - (Decimal("0.18") - expected)) < Decimal("1e-50")
+        assert abs(evidence["earned_usd_per_year"] - 1_000 * expected) < Decimal("1e-47")
+    assert evidence["supply_usd"] == Decimal("1000")
+    assert round(evidence["earned_usd_per_year"], 2) == Decimal("40.00")
+    assert evidence["margin"] == Decimal("0.02") and evidence["complete"] is True
     (source,) = evidence["sources"]
-    assert source["market"] == f"ethereum:morpho_blue:0x{params.id.hex()}" and source["value_usd"] == "1000.00"
-    assert "claims 0.180000 APY" in finding.message and "explain 0.040000" in finding.message
+    assert source["market"] == f"ethereum:morpho_blue:0x{params.id.hex()}" and source["value_usd"] == Decimal("1000")
+    assert "claims 18.00% APY" in finding.message and "explain 4.00% APY" in finding.message
+    assert "($40.00 a year on $1,000.00 of supply)" in finding.message
+    # The finding's JSON carries the exact figures.
+    data = finding.as_dict()["evidence"]
+    assert data["explained_apy"] == exact(evidence["explained_apy"]) and num(data["supply_usd"]) == Decimal("1000")
 
     # The same chain with an honest claim (within 2 points of what it earns): quiet.
     honest = replace(universe_at_pin.sheets["yieldco"], claimed_apy=Decimal("0.05"))
