@@ -12,13 +12,53 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("drop", "delay", "429", "500", "truncate", "wrong_ids", "413")
+FAULTS = ("drop", "delay", "429", "500", "503", "truncate", "wrong_ids", "413")
+HEADER_NOT_FOUND = {"code": -32000, "message": "header not found"}
+
+
+@dataclass
+class ItemFault:
+    """A fault on single JSON-RPC items inside an otherwise good reply, as load-balanced providers give.
+
+    kind "error" answers with `error`; "result" replaces the node's result by `result` (a value, or a
+    function of the real result); "block" asks the node at block tag `block` instead of the one requested.
+    It hits items of `method` (any if None) whose params contain `contains` (case-insensitive), `count`
+    times (None: every time, a persistent fault).
+    """
+
+    kind: str
+    method: str | None = "eth_call"
+    contains: str | None = None
+    count: int | None = None
+    error: dict[str, Any] = field(default_factory=lambda: dict(HEADER_NOT_FOUND))
+    result: Any = None
+    block: str = "latest"
+    hits: int = 0
+
+    def take(self, request: dict[str, Any]) -> bool:
+        if self.method is not None and request.get("method") != self.method:
+            return False
+        if self.contains is not None and self.contains.lower() not in json.dumps(request.get("params")).lower():
+            return False
+        if self.count is not None and self.hits >= self.count:
+            return False
+        self.hits += 1
+        return True
+
+
+def _at_block(request: dict[str, Any], block: str) -> dict[str, Any]:
+    """The request asked at another block, as a lagging or misrouted backend would answer it."""
+    position = {"eth_call": 1, "eth_getCode": 1, "eth_getBlockByNumber": 0}[request["method"]]
+    params = list(request["params"])
+    params[position] = block
+    return {**request, "params": params}
 
 
 @dataclass
 class ProxyState:
     upstream: str
     faults: list[str] = field(default_factory=list)  # consumed one per request, in order
+    item_faults: list[ItemFault] = field(default_factory=list)  # applied to every item they match
     delay_s: float = 1.5
     retry_after_s: str = "0"
     max_body: int | None = None  # 413 for larger request bodies
@@ -93,8 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             self._reply(429, b'{"error":"rate limited"}', {"Retry-After": state.retry_after_s})
             return
-        if fault == "500":
-            self._reply(500, b"internal error")
+        if fault in ("500", "503"):
+            self._reply(int(fault), b"internal error", {"Retry-After": state.retry_after_s} if fault == "503" else None)
             return
         if fault == "413":
             self._reply(413, b'{"error":"request body too large"}')
@@ -105,6 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
             errors = [{"jsonrpc": "2.0", "id": r.get("id"), "error": {"code": -32602, "message": "too many params"}}
                       for r in requests]
             self._reply(200, json.dumps(errors if isinstance(payload, list) else errors[0]).encode())
+            return
+        if state.item_faults:
+            answers = _with_item_faults(state, requests)
+            self._reply(200, json.dumps(answers if isinstance(payload, list) else answers[0]).encode())
             return
         refusals = [_log_error(state, r) for r in requests]
         if any(refusals):
@@ -123,6 +167,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, json.dumps(answer).encode())
             return
         self._reply(200, upstream)
+
+
+def _with_item_faults(state: ProxyState, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    with state.lock:
+        chosen = [next((f for f in state.item_faults if f.take(r)), None) for r in requests]
+        for fault in chosen:
+            if fault is not None:
+                state.faults_injected[f"item_{fault.kind}"] += 1
+    sent = [_at_block(r, f.block) if f is not None and f.kind == "block" else r
+            for r, f in zip(requests, chosen, strict=True)]
+    answers = json.loads(_forward(state.upstream, json.dumps(sent).encode()))
+    by_id = {a.get("id"): a for a in answers}
+    out = []
+    for request, fault in zip(requests, chosen, strict=True):
+        answer = dict(by_id[request.get("id")])
+        if fault is not None and fault.kind == "error":
+            answer.pop("result", None)
+            answer["error"] = fault.error
+        elif fault is not None and fault.kind == "result":
+            real = answer.get("result")
+            answer["result"] = fault.result(real) if callable(fault.result) else fault.result
+        out.append(answer)
+    return out
 
 
 class _Server(ThreadingHTTPServer):

@@ -238,6 +238,8 @@ class ChainClient:
         self._pin = pin
         if self.record is not None:
             self.record.add_pin(pin.chain, _pin_record(pin))
+            # Replay pins by number: keep the header under that request too when it was asked by tag or time.
+            self.record.add(self.chain, Call("eth_getBlockByNumber", (pin.tag, False)), {"result": header})
         self._answers = {}
         if self.cache is not None:
             self._cached = CachingLayer(self.wire, self.cache, f"{pin.chain_id}:{pin.hash}", self.stats)
