@@ -2,25 +2,62 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from eth_utils.crypto import keccak
 
+from auditor.chain.rpc import ConfigError
 from auditor.cli import main
-from auditor.demo import run_demo
-from auditor.lab.reconstruction import PARAMS_FILE
+from auditor.demo import REPORT_NAME, generation_time, run_demo
+from auditor.lab import reconstruction
+from auditor.lab.node import rpc
+from auditor.lab.reconstruction import PARAMS_FILE, PIN_TIMES, STAGES, World, load_params, timestamp
+from auditor.spec import SpecError
+
+# Any fixed key will do: the reproducibility test compares signed pages, so both runs must sign alike. The module
+# fixtures run before conftest's per-test cache dir, so they share the machine's compile cache (no 30 s compile).
+TEST_KEY = keccak(text="reserve-auditor demo reproducibility test")
+
+
+def quiet(_line: str) -> None:
+    pass
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_demo(tmp_path_factory.mktemp("demo"), lambda _line: None)
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, quiet, key=TEST_KEY)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(demo_out: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((demo_out / f"{REPORT_NAME}.json").read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    """The reconstruction built again, nodes left running so tests can ask Morpho itself."""
+    params = load_params()
+    eth, plume = reconstruction.start_nodes(params)
+    try:
+        yield reconstruction.build(params, quiet, eth, plume)
+    finally:
+        eth.stop()
+        plume.stop()
 
 
 def figures(report: dict[str, Any], stage: str, issuer: str) -> dict[str, Any]:
-    return report["stages"][stage]["audit"]["backing"]["issuers"][issuer]
+    found: dict[str, Any] = report["stages"][stage]["audit"]["backing"]["issuers"][issuer]
+    return found
 
 
 def flags(report: dict[str, Any], stage: str, flag: str) -> list[dict[str, Any]]:
@@ -83,11 +120,11 @@ def test_after_loss_oracles_hide_bad_debt(report: dict[str, Any]) -> None:
     assert hidden > Decimal("17000000")  # everything lent against xUSD is bad debt at look-through
 
 
-def test_demo_writes_report_and_inputs(report: dict[str, Any]) -> None:
+def test_demo_writes_report_and_inputs(report: dict[str, Any], demo_out: Path) -> None:
     assert set(report["stages"]) == {"late-october", "early-november", "after-loss"}
     for path in report["inputs"].values():
-        assert Path(path).exists()
-    assert report["headline"]["late-october"]["supply_usd"] == "14500000.00"
+        assert (demo_out / path).is_file()  # relative to the output folder, which the report must not name
+    assert Decimal(report["headline"]["late-october"]["supply_usd"]) == Decimal("14500000")
 
 
 def test_bad_params_and_broken_node_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +158,108 @@ def test_after_loss_frozen_oracle_and_unexplained_yield(report: dict[str, Any]) 
     (unexplained,) = flags(report, "after-loss", "unexplained-yield")
     assert Decimal(unexplained["evidence"]["claimed_apy"]) == Decimal("0.18")
     assert Decimal(unexplained["evidence"]["explained_apy"]) < 0  # Stream pays 6% on its loops and earns nothing
+
+
+# --- reproducibility ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def again(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second demo run; a module fixture, so it shares the compile cache with the first (see TEST_KEY)."""
+    out = tmp_path_factory.mktemp("demo-again")
+    run_demo(out, quiet, key=TEST_KEY)
+    return out
+
+
+def test_second_run_writes_identical_bytes(demo_out: Path, again: Path) -> None:
+    """Same parameters and key, another folder, fresh nodes: every file the demo writes is byte for byte the same,
+    so the signed findings digest is too, and nothing names the run (folder, node URL, wall clock)."""
+    first = {p.relative_to(demo_out): p.read_bytes() for p in sorted(demo_out.rglob("*")) if p.is_file()}
+    second = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
+    assert Path(f"{REPORT_NAME}.json") in first and Path(f"{REPORT_NAME}.html") in first
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+    for text in (content.decode() for content in first.values()):
+        assert str(demo_out) not in text and "127.0.0.1" not in text and "localhost" not in text
+    document = json.loads(first[Path(f"{REPORT_NAME}.json")])
+    assert document["generated"] == PIN_TIMES["after-loss"]  # the latest pin, not the clock
+
+
+def test_reconstruction_rebuilds_the_same_chains_on_fixed_block_times(
+    world: World, report: dict[str, Any], demo_out: Path, tmp_path: Path
+) -> None:
+    params = load_params()
+    assert world.pins == report["pins"]
+    # same deployers and nonce order: the same addresses, hence the same registry and specs
+    rebuilt = reconstruction.write_inputs(world, params, tmp_path)
+    for name, path in rebuilt.items():
+        assert path.read_bytes() == (demo_out / report["inputs"][name]).read_bytes()
+    scheduled = {timestamp(params["timeline"]["early_november"]), timestamp(params["timeline"]["loss"]),
+                 *(timestamp(t) for t in PIN_TIMES.values())}
+    for chain, node in (("ethereum", world.eth), ("plume", world.plume)):
+        for stage in STAGES:
+            block = rpc(node.url, "eth_getBlockByNumber", [hex(world.pins[stage][chain]), False])
+            assert block["hash"] == report["stages"][stage]["audit"]["pins"][chain]["hash"]
+            assert int(block["timestamp"], 16) == timestamp(PIN_TIMES[stage])
+        times = [int(rpc(node.url, "eth_getBlockByNumber", [hex(n), False])["timestamp"], 16)
+                 for n in range(world.pins["after-loss"][chain] + 1)]
+        assert times[0] == timestamp(params["start_time"])
+        steps = {later for earlier, later in itertools.pairwise(times)
+                 if later - earlier != params["timeline"]["block_seconds"]}
+        assert steps <= scheduled  # every block a fixed interval after the last, or at a scheduled time
+
+
+def test_debts_are_what_morpho_itself_charges_to_the_unit(world: World, report: dict[str, Any]) -> None:
+    """The reader's interest model against Morpho's own accrual run at the pin, for every loan at every stage."""
+    stream = world.actors["stream"]
+    assert world.morpho is not None
+    for stage in STAGES:
+        reported = {p["details"]["market"].rsplit(":", 1)[1]: int(p["amount_raw"])
+                    for p in report["stages"][stage]["audit"]["issuers"]["stream-xusd"]["positions"]
+                    if p["kind"] == "debt"}
+        expected = {"0x" + m.id.hex(): world.morpho.debt_at(m, stream, world.pins[stage]["plume"])
+                    for m in world.markets.values()}
+        assert reported == {market: debt for market, debt in expected.items() if debt}
+
+
+def test_late_october_backing_is_users_usdc_less_morpho_interest(world: World, report: dict[str, Any]) -> None:
+    """Every dollar Stream borrowed stays on the lending chain (in its vault or wallet), so what is verifiable is
+    the users' USDC less the interest Morpho charged by the pin: to the unit of USDC."""
+    params, block = load_params(), world.pins["late-october"]["plume"]
+    stream, usdc = world.actors["stream"], world.plume_contracts["usdc"]
+    assert world.morpho is not None
+    holders = (stream, world.plume_contracts["xusd"].address)
+    held = sum(usdc.call("balanceOf", holder, block=block) for holder in holders)
+    owed = sum(world.morpho.debt_at(m, stream, block) for m in world.markets.values())
+    interest = owed - held
+    assert 0 < interest < held * 6 // 100 * 2 // 365  # under two days of 6% a year
+    expected = Decimal(reconstruction.usd(params["users_usdc"]) - interest).scaleb(-6)
+    figure = Decimal(report["stages"]["late-october"]["audit"]["backing"]["issuers"]["stream-xusd"]
+                     ["verifiable_backing_usd"])
+    exponent = figure.as_tuple().exponent  # exact to the precision the report states (micro-dollars today)
+    assert isinstance(exponent, int)
+    places = -exponent
+    assert places >= 2
+    assert figure == expected.quantize(Decimal(1).scaleb(-places))
+
+
+def test_generation_time_comes_from_the_pins_or_source_date_epoch() -> None:
+    pins = [timestamp(t) for t in PIN_TIMES.values()]
+    assert generation_time(pins, {}) == PIN_TIMES["after-loss"]
+    assert generation_time(pins, {"SOURCE_DATE_EPOCH": "1762300800"}) == "2025-11-05T00:00:00Z"
+    for bad in ("yesterday", "-5", "1e9", "99999999999999999999"):
+        with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
+            generation_time(pins, {"SOURCE_DATE_EPOCH": bad})
+    with pytest.raises(ValueError, match="SOURCE_DATE_EPOCH"):
+        generation_time([], {})
+
+
+def test_timeline_out_of_order_is_a_located_error(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text(PARAMS_FILE.read_text().replace('loss: "2025-11-04T00:00:00Z"', 'loss: "2025-11-03T00:00:00Z"'))
+    with pytest.raises(SpecError, match=r"timeline\.loss.*not after early-november pin"):
+        load_params(bad)
+    naive = tmp_path / "naive.yaml"
+    naive.write_text(PARAMS_FILE.read_text().replace('"2025-10-27T00:00:00Z"', '"2025-10-27T00:00:00"'))
+    with pytest.raises(SpecError, match=r"start_time.*zone"):
+        load_params(naive)

@@ -72,6 +72,25 @@ def test_anvil_context_manager_and_two_nodes_get_distinct_ports() -> None:
     assert not second.running()
 
 
+def test_fixed_block_interval_makes_block_times_and_hashes_repeatable() -> None:
+    genesis = 1_761_523_200  # 2025-10-27T00:00:00Z
+
+    def build() -> list[tuple[int, str]]:
+        with start_anvil(1, timestamp=genesis, block_interval=12) as node:
+            rpc(node.url, "evm_mine", [])
+            time.sleep(1.1)  # wall-clock time passing must not show in the chain
+            rpc(node.url, "evm_mine", [])
+            rpc(node.url, "evm_setNextBlockTimestamp", [genesis + 86_400])
+            rpc(node.url, "evm_mine", [])
+            rpc(node.url, "evm_mine", [])
+            blocks = [rpc(node.url, "eth_getBlockByNumber", [hex(n), False]) for n in range(5)]
+        return [(int(b["timestamp"], 16) - genesis, b["hash"]) for b in blocks]
+
+    first = build()
+    assert [offset for offset, _ in first] == [0, 12, 24, 86_400, 86_412]
+    assert build() == first
+
+
 def test_missing_anvil_binary_gives_lab_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(LabError, match=r"starting anvil: binary .* not found.*npm ci"):
         start_anvil(1, binary=tmp_path / "no-anvil")

@@ -12,9 +12,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from auditor.adapters.morpho_blue import ORACLE_PRICE_SCALE, VIRTUAL_ASSETS, VIRTUAL_SHARES, WAD, MarketState
+from auditor.chain.multicall import MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
 from auditor.lab import LabError
 from auditor.lab.compile import Compiled, compile_morpho
-from auditor.lab.deploy import Contract, accounts, send_transaction
+from auditor.lab.deploy import Contract, accounts, eth_call, send_transaction
 
 __all__ = [
     "ORACLE_PRICE_SCALE",
@@ -179,6 +180,18 @@ class MorphoLab:
 
     def market(self, market: bytes) -> MarketState:
         return MarketState(*self.morpho.call("market", market))
+
+    def debt_at(self, params: MarketParams, user: str, block: int) -> int:
+        """What `user` owes at `block`, as Morpho's own code computes it: accrueInterest, position and market run
+        in one eth_call through Multicall3 (the accrual lives only inside the call), then SharesMathLib.toAssetsUp
+        as MorphoBalancesLib.expectedBorrowAssets does. An independent check of any off-chain interest model."""
+        calls = [(self.morpho.address, False, self.morpho.encode(fn, *args)) for fn, args in
+                 (("accrueInterest", (params.as_tuple(),)), ("position", (params.id, user)), ("market", (params.id,)))]
+        data = eth_call(self.url, MULTICALL3_ADDRESS, encode_aggregate3(calls), block=block)
+        _, (_, position), (_, market) = decode_aggregate3(data)
+        shares, state = decode_position(position).borrow_shares, decode_market(market)
+        numerator = shares * (state.total_borrow_assets + VIRTUAL_ASSETS)
+        return -(-numerator // (state.total_borrow_shares + VIRTUAL_SHARES))  # rounded up, as Morpho does
 
 
 def deploy_morpho(url: str, owner: str | None = None, *, compiled: Compiled | None = None) -> MorphoLab:
