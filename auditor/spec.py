@@ -304,6 +304,11 @@ class Text(Kind):
         self.what = what or "a non-empty string"
 
     def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
+        value = self._text(ctx, node, path)
+        self._match(ctx, node, path, value)
+        return value
+
+    def _text(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
         scalar = self._scalar(ctx, node, path, self.what)
         # The text as written: `symbol: NO` stays "NO" instead of YAML 1.1's False.
         value = str(scalar.value).strip()
@@ -311,9 +316,11 @@ class Text(Kind):
             raise ctx.fail(node, path, f"expected {self.what}, got nothing")
         if len(value) > 10_000:
             raise ctx.fail(node, path, "string is too long (more than 10000 characters)")
-        if self.pattern is not None and not self.pattern.fullmatch(value):
-            raise ctx.fail(node, path, f"expected {self.what}, got {value!r}")
         return value
+
+    def _match(self, ctx: _Ctx, node: yaml.Node, path: str, value: str) -> None:
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise ctx.fail(node, path, f"expected {self.what}, got {shown(value)}")
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string", "minLength": 1}
@@ -358,11 +365,13 @@ class Ref(Text):
         self.names = None if names is None else frozenset(names)
 
     def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> str:
-        value = super().load(ctx, node, path)
+        value = self._text(ctx, node, path)
         known = self.names if self.names is not None else ctx.names.get(self.target)
+        # Membership before the pattern, so that `Morpho_Blue` or `xUSD` still get a did-you-mean.
         if known is not None and value not in known:
             where = f" (not in {self.where})" if self.where else ""
             raise ctx.fail(node, path, f"unknown {self.target} {shown(value)}{where}{did_you_mean(value, known)}")
+        self._match(ctx, node, path, value)
         return value
 
     def schema(self) -> dict[str, Any]:
@@ -596,6 +605,7 @@ class PriceKind(Kind):
 
     def load(self, ctx: _Ctx, node: yaml.Node, path: str) -> Price:
         if isinstance(node, yaml.ScalarNode):
+            _check_tag(ctx, node, path, "`par`")
             if node.value != "par":
                 raise ctx.fail(node, path, f"expected `par` or {{feed: ADDRESS}}, got {_describe(node)}")
             return Price()

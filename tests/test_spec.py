@@ -375,12 +375,14 @@ def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     assert info.value.line == 2 and "not valid UTF-8 (byte 0xff)" in info.value.message
 
 
-def test_unknown_venue_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
-    path = write(tmp_path, "registry.yaml", REGISTRY.read_text().replace("  morpho_blue:\n", "  morpho-blue:\n"))
+@pytest.mark.parametrize("typo", ["morpho-blue", "Morpho_Blue"])
+def test_unknown_venue_is_an_error_with_did_you_mean(tmp_path: Path, typo: str) -> None:
+    # Before issue 12 an unknown venue was accepted, and every position at it silently dropped.
+    path = write(tmp_path, "registry.yaml", REGISTRY.read_text().replace("  morpho_blue:\n", f"  {typo}:\n"))
     with pytest.raises(SpecError) as info:
         load_registry(path)
-    assert info.value.field_path == "venues.morpho-blue"
-    assert "unknown venue 'morpho-blue'" in info.value.message
+    assert info.value.field_path == f"venues.{typo}"
+    assert f"unknown venue '{typo}'" in info.value.message
     assert "did you mean 'morpho_blue'?" in info.value.message
     assert "expected one of: aave_v3, morpho_blue" in info.value.message
 
