@@ -204,7 +204,7 @@ def _audit(
         record=bundle,
         replay=load_bundle(replay),
     )
-    signing_key = _signing_key(key) if html_out else None
+    signing = _signing_key(key) if html_out else None
     result = run_audit(AuditRequest(spec, registry, options))
     findings = result.document
     findings["inputs"] = {"spec": str(Path(spec_path).resolve()), "registry": str(Path(registry_path).resolve())}
@@ -222,20 +222,22 @@ def _audit(
             click.echo(f"no report written to {html_out}: an incomplete audit is not signed", err=True)
         _fail(f"the audit is incomplete: {len(result.gaps)} read(s) failed (listed above); re-run when the node "
               "answers", EXIT_CHECK_FAILED)
-    if html_out:
+    if html_out and signing is not None:
         from auditor.report.publish import write_report
 
+        signing_key, source = signing
         signature = write_report(findings, Path(html_out), signing_key,
                                  findings.get("evidence", {}).get("digest"))
-        click.echo(f"report written to {html_out} ({'signed by ' + signature.signer if signature else 'UNSIGNED'})")
+        assert signature is not None  # a key was given
+        click.echo(f"report written to {html_out} (signed by {signature.signer} with {source})")
 
 
-def _signing_key(keystore: str | None) -> bytes | None:
-    """--key keystore (password from AUDITOR_KEY_PASSWORD or a prompt) or AUDITOR_PRIVATE_KEY; never echoed."""
-    from auditor.report.sign import load_key
+def _signing_key(keystore: str | None) -> tuple[bytes, str]:
+    """--key keystore, else AUDITOR_PRIVATE_KEY, else this machine's key (every report is signed); never echoed."""
+    from auditor.report.sign import resolve_signing_key
 
     prompt = (lambda text: str(click.prompt(text, hide_input=True))) if sys.stdin.isatty() else None
-    return load_key(keystore, prompt)
+    return resolve_signing_key(keystore, prompt)
 
 
 @main.command()
@@ -465,10 +467,12 @@ def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | 
     """
 
     def action() -> None:
+        from auditor.chain.evidence import Bundle
         from auditor.report.verify import verify_report
 
         rerun = _rerun(rpc, replay, spec_override, registry_override) if (rpc or replay) else None
-        verdict = verify_report(Path(report), expected_signer=signer, rerun=rerun)
+        replay_digest = Bundle.read(Path(replay))[1] if replay else None
+        verdict = verify_report(Path(report), expected_signer=signer, rerun=rerun, replay_digest=replay_digest)
         for line in verdict.checks:
             click.echo(f"ok      {line}")
         for line in verdict.problems:
@@ -527,7 +531,9 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
         from auditor.spec import load_registry, load_spec, spec_paths
 
         folder = Path(out)
-        signing_key = _signing_key(key)
+        signing_key, source = _signing_key(key)
+        if specs:
+            click.echo(f"signing with {source}")
         incomplete: list[str] = []
         if specs:
             registry = load_registry(registry_path)
@@ -542,8 +548,8 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
                 findings = result.document
                 findings["inputs"] = {"spec": str(path.resolve()), "registry": str(Path(registry_path).resolve())}
                 signature = write_report(findings, folder / f"{spec.id}.html", signing_key)
-                state = f"signed by {signature.signer}" if signature else "UNSIGNED"
-                click.echo(f"{folder / (spec.id + '.html')}: {state}")
+                assert signature is not None  # a key was given
+                click.echo(f"{folder / (spec.id + '.html')}: signed by {signature.signer}")
         click.echo(f"index written to {write_index(folder)}")
         if incomplete:
             _fail(f"{len(incomplete)} spec(s) not published, their audits are incomplete: {', '.join(incomplete)}",
@@ -558,7 +564,7 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
 @click.option("--params", "params_path", type=click.Path(dir_okay=False), default=None,
               help="Demo parameters (default: the shipped stream_elixir.yaml, every number with its source).")
 @click.option("--key", type=click.Path(dir_okay=False),
-              help="Keystore to sign the report (else AUDITOR_PRIVATE_KEY, else a key made for this machine).")
+              help="Keystore to sign the report (else AUDITOR_PRIVATE_KEY, else this machine's own key).")
 def demo(out: str, params_path: str | None, key: str | None) -> None:
     """Rebuild the Stream/Elixir collapse on two local chains and audit it.
 

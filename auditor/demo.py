@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditRequest, run_audit, summary_lines
-from auditor.chain.cache import cache_dir
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ConfigError
 from auditor.lab import LabError, project_root, reconstruction
 from auditor.output import write_json
 from auditor.report.publish import write_index, write_report
-from auditor.report.sign import demo_key, normalise
+from auditor.report.sign import normalise, resolve_signing_key
 from auditor.spec import load_registry, load_spec
 
 REPORT_NAME = "stream-xusd-reconstruction"
@@ -45,7 +44,7 @@ METHOD_NOTES = [
 
 
 def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_FILE,
-             key: bytes | None = None) -> dict[str, Any]:
+             signing: tuple[bytes, str] | None = None) -> dict[str, Any]:
     """Build, audit, trace, write `out_dir/stream-xusd-reconstruction.json`; nodes are always stopped."""
     params = reconstruction.load_params(params_path)
     say(f"starting two local chains (parameters: {params_path})")
@@ -89,11 +88,10 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
     path = out_dir / f"{REPORT_NAME}.json"
     write_json(path, document)
     html = out_dir / f"{REPORT_NAME}.html"
-    signer_key = key if key is not None else demo_key(cache_dir() / "keys")
+    signer_key, source = signing if signing is not None else resolve_signing_key(None)
     signature = write_report(document, html, signer_key)
-    assert signature is not None
-    whose = "" if key is not None else ", a key made for this machine; sign as you with --key or AUDITOR_PRIVATE_KEY"
-    say(f"report written to {path} and {html} (signed by {signature.signer}{whose})")
+    assert signature is not None  # a key was given
+    say(f"report written to {path} and {html} (signed by {signature.signer} with {source})")
     say(f"index written to {write_index(out_dir)}")
     return document
 

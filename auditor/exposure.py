@@ -28,7 +28,7 @@ from auditor.addresses import check_address, to_checksum
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.model import token_key
-from auditor.numbers import exact
+from auditor.numbers import context, exact
 from auditor.spec import Registry, Venue
 
 MORPHO = "morpho_blue"
@@ -651,10 +651,11 @@ def _ratio(part: int, whole: int) -> Decimal | None:
 
 def _usd_sum(values: Any) -> str | None:
     total = Decimal(0)
-    for value in values:
-        if value is None:
-            return None
-        total += Decimal(value)
+    with decimal.localcontext(context()):  # full precision: the default context keeps only 28 digits
+        for value in values:
+            if value is None:
+                return None
+            total += Decimal(value)
     return exact(total)
 
 

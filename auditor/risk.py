@@ -94,7 +94,7 @@ class CircularDependency(Detector):
             propped = usd(f.verifiable_backing_usd + f.cycle_gap_usd)
             message = (
                 f"{issuer} is on the cycle {' -> '.join(cycle.issuers)}: verifiable backing "
-                f"{usd(f.verifiable_backing_usd)}, {propped} USD if its cycle's tokens were worth par"
+                f"{usd(f.verifiable_backing_usd)}, {propped} if its cycle's tokens were worth par"
             )
             if circular:
                 message += f"; {usd(f.circular_backing_usd)} exists only if the cycle is taken at its word"

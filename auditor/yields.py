@@ -166,13 +166,17 @@ class YieldBreakdown:
         """Claimed minus explained APY (None when either is undefined)."""
         if self.claimed_apy is None or self.explained_apy is None:
             return None
-        return self.claimed_apy - self.explained_apy
+        with decimal.localcontext(_context()):
+            return self.claimed_apy - self.explained_apy
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe: every figure in its exact spelling (auditor.numbers.exact)."""
 
         def minus(a: Decimal | None, b: Decimal | None) -> str | None:
-            return None if a is None or b is None else exact(a - b)
+            if a is None or b is None:
+                return None
+            with decimal.localcontext(_context()):  # the JSON keeps every digit, not the default 28
+                return exact(a - b)
 
         return {
             "issuer": self.issuer,

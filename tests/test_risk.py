@@ -87,7 +87,7 @@ def test_circular_dependency_fires_on_a_mutual_pair_and_on_the_xusd_loop() -> No
         ("A", Decimal("320.00")), ("B", Decimal("150.00"))]
     assert round(xusd[0].evidence["cycle_total_gap_usd"], 2) == Decimal("470.00")
     assert xusd[0].evidence["backing_at_par_usd"] == Decimal("570")
-    assert "$570.00 USD if its cycle's tokens were worth par" in xusd[0].message
+    assert "$570.00 if its cycle's tokens were worth par" in xusd[0].message
 
 
 def test_circular_dependency_quiet_when_the_cycle_is_fully_backed() -> None:

@@ -151,7 +151,8 @@ def test_the_signer_is_compared_on_its_checksummed_address(report: Path, account
 def test_a_carriage_return_in_a_symbol_round_trips(tmp_path: Path, account: Any) -> None:
     path = tmp_path / "crlf.html"
     write_report(findings(symbol="EV\r\nIL\r"), path, bytes(account.key))
-    assert b"EV\r\nIL\r" in path.read_bytes()
+    # Shown inert (spelled \x0d\x0a), never as raw line breaks that could forge lines on the page.
+    assert b"EV\\x0d\\x0aIL\\x0d" in path.read_bytes() and b"EV\r" not in path.read_bytes()
     code, output = cli_verify(str(path))
     assert code == 0, output
 

@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from auditor.text import inert
+
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 # No fetches of any kind (fonts, images, frames, scripts); inline <style> only. A report is read by people
@@ -35,9 +37,6 @@ _LT_ESCAPE = "\\u003c"
 # A JSON backslash pair is matched first, so the text `\\u003c` (an escaped backslash, then "u003c") is
 # never mistaken for the escape this module writes.
 _JSON_ESCAPES = re.compile(r"\\(\\|u003c)")
-# Bidirectional-text controls in a token name could reorder the figures shown after it ("7.6x" read
-# as "x6.7"); they are shown as visible code points instead.
-_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SAFE_HREF = re.compile(r"[A-Za-z0-9._~%+-]+(?:/[A-Za-z0-9._~%+-]+)*(?:#[A-Za-z0-9._~%+-]*)?")
 
 # Picture colours (SVG attributes rather than CSS classes, so a copied or printed SVG keeps them).
@@ -230,7 +229,7 @@ def text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         # str(): a plain str, so a markupsafe.Markup inside a document cannot bypass escaping.
-        return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(value))
+        return inert(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -613,14 +612,14 @@ def _position_view(issuer_anchor: str, index: int, position: Any) -> dict[str, A
 _CLAIM_ROWS: tuple[tuple[str, str, str], ...] = (
     ("Supply", "supply_usd", "usd"),
     ("Claimed assets (the issuer's statement)", "claimed_assets_usd", "usd"),
-    ("Backing if tokens in a cycle were worth par", "claimed_backing_usd", "usd"),
+    ("Backing as claimed (every cycle taken at its word)", "claimed_backing_usd", "usd"),
     ("Verifiable backing", "verifiable_backing_usd", "usd"),
     ("Circular backing", "circular_backing_usd", "usd"),
     ("Cycle gap", "cycle_gap_usd", "usd"),
     ("Gross assets", "gross_assets_usd", "usd"),
     ("Debt", "debt_usd", "usd"),
     ("Backing ratio", "backing_ratio", "percent"),
-    ("Ratio if cycles were worth par", "claimed_ratio", "percent"),
+    ("Ratio as claimed (every cycle taken at its word)", "claimed_ratio", "percent"),
     ("Expansion ratio", "expansion_ratio", "expansion"),
     ("Leverage", "leverage", "ratio"),
     ("Claimed APY", "claimed_apy", "percent"),
@@ -861,28 +860,16 @@ def _provenance_view(provenance: Mapping[str, Any], uid: str) -> dict[str, Any]:
     }
 
 
-_SIGNATURE_KEYS = ("signer", "signature", "digest", "evidence_digest", "note")
-
-
 def _signature_view(signature: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Only the signed fields of the block are shown (anything else in it fails `auditor verify`)."""
     if signature is None:
         return None
     if not isinstance(signature, Mapping):
         raise TypeError("signature must be a mapping or None")
-    view: dict[str, Any] = {}
     for key in ("signer", "signature", "digest"):
-        value = signature.get(key)
-        if not isinstance(value, str) or not value:
+        if not isinstance(signature.get(key), str) or not signature.get(key):
             raise ValueError(f"signature[{key!r}] must be a non-empty string")
-        view[key] = str(value)
-    for key, value in _items(signature):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"signature[{key!r}] must be a string or None")
-    view["evidence_digest"] = text(signature.get("evidence_digest"))
-    view["note"] = text(signature.get("note"))
-    # Whatever else the signer recorded (e.g. the scheme) is shown too: nothing embedded goes unseen.
-    view["extra"] = [(key, text(value)) for key, value in _items(signature) if key not in _SIGNATURE_KEYS and value]
-    return view
+    return {key: text(signature.get(key)) for key in ("signer", "signature", "digest", "evidence_digest", "scheme")}
 
 
 def _index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
