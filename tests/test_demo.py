@@ -33,7 +33,7 @@ def quiet(_line: str) -> None:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    run_demo(out, quiet, key=TEST_KEY)
+    run_demo(out, quiet, signing=(TEST_KEY, "a fixed test key"))
     return out
 
 
@@ -167,7 +167,7 @@ def test_after_loss_frozen_oracle_and_unexplained_yield(report: dict[str, Any]) 
 def again(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second demo run; a module fixture, so it shares the compile cache with the first (see TEST_KEY)."""
     out = tmp_path_factory.mktemp("demo-again")
-    run_demo(out, quiet, key=TEST_KEY)
+    run_demo(out, quiet, signing=(TEST_KEY, "a fixed test key"))
     return out
 
 
