@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
-from types import SimpleNamespace
 import re
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from auditor.cli import main
 from auditor.findings import AuditResult, Finding, Gap, Severity, Skipped
 from auditor.gate import FORMATS, evaluate, load_policy, render
+from auditor.lab.deploy import Contract
+from auditor.lab.morpho import oracle_price
 from auditor.model import Market
 from auditor.policy import Policy
 from auditor.risk import OracleReading
-from auditor.lab.deploy import Contract
-from auditor.lab.morpho import oracle_price
 from tests.conftest import Lab
 from tests.support import same_block
 

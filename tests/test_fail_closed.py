@@ -1,0 +1,80 @@
+"""Issue 12 end to end: a provider fault ends in the same figures or a fail-closed exit, never exit 0 with others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import main
+from tests.faultproxy import FaultProxy, ItemFault
+from tests.test_gate import policy, world  # noqa: F401 (the fixture: alpha 60% backed, a market lending on it)
+
+BALANCE_OF = "70a08231"
+PRICE = "a035b1fe"  # price(), the Morpho oracle getter
+
+
+def run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, args, env={"AUDITOR_RPC_RETRIES": "2"})
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, result.output
+
+
+def audit(world: dict[str, Any], url: str, out: Path) -> tuple[int, str]:  # noqa: F811
+    folder = world["folder"]
+    return run(["audit", str(folder / "alpha.yaml"), "--registry", str(folder / "registry.yaml"),
+                "--rpc", f"ethereum={url}", "--block", f"ethereum={world['block']}", "--json", str(out),
+                "--html", str(out.with_suffix(".html")), "--no-cache"])
+
+
+def check(world: dict[str, Any], url: str, policy_path: Path) -> tuple[int, str]:  # noqa: F811
+    folder = world["folder"]
+    return run(["check", str(folder / "alpha.yaml"), "--policy", str(policy_path), "--registry",
+                str(folder / "registry.yaml"), "--rpc", f"ethereum={url}", "--block", f"ethereum={world['block']}"])
+
+
+def test_a_provider_error_on_balances_is_an_incomplete_audit_not_a_zero(world: dict[str, Any],  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    code, clean_output = audit(world, world["url"], tmp_path / "clean.json")
+    assert code == 0, clean_output
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    assert clean["complete"] is True and clean["gaps"] == []
+    with FaultProxy(world["url"], item_faults=[ItemFault("error", contains=BALANCE_OF)]) as proxy:
+        code, output = audit(world, proxy.url, tmp_path / "faulted.json")
+    assert code == 1, output
+    assert "INCOMPLETE" in output and "header not found" in output
+    faulted = json.loads((tmp_path / "faulted.json").read_text())
+    assert faulted["complete"] is False and faulted["gaps"]
+    assert all(figures["complete"] is False for figures in faulted["backing"]["issuers"].values())
+    assert not (tmp_path / "faulted.html").exists()  # an incomplete audit is never signed
+
+
+def test_a_transient_error_gives_the_same_figures(world: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    code, _ = audit(world, world["url"], tmp_path / "clean.json")
+    assert code == 0
+    with FaultProxy(world["url"], item_faults=[ItemFault("error", contains=BALANCE_OF, count=1)]) as proxy:
+        code, output = audit(world, proxy.url, tmp_path / "faulted.json")
+    assert code == 0, output
+    clean, faulted = (json.loads((tmp_path / name).read_text()) for name in ("clean.json", "faulted.json"))
+    assert faulted["backing"] == clean["backing"] and faulted["flags"] == clean["flags"]
+
+
+@pytest.mark.parametrize("fault", [
+    ItemFault("error", contains=PRICE),  # every oracle read fails
+    ItemFault("result", contains=PRICE, result="0x"),  # a malformed answer
+    ItemFault("block", contains=BALANCE_OF),  # answers at the wrong block
+])
+def test_the_gate_never_passes_on_a_fault(world: dict[str, Any], tmp_path: Path,  # noqa: F811
+                                          fault: ItemFault) -> None:
+    gate = policy(tmp_path, "fail_on_flags: [oracle-overvalues]\nmax_oracle_deviation: 0.05\n"
+                            "min_backing_ratio: 0.10\n")
+    clean_code, clean_output = check(world, world["url"], gate)
+    assert clean_code == 1, clean_output  # the oracle prices alpha at 1.26 against 0.6 of look-through
+    with FaultProxy(world["url"], item_faults=[fault]) as proxy:
+        code, output = check(world, proxy.url, gate)
+    assert code in (1, 2) and code != 0, output
+    if code == 1:  # a decided breach must be the same verdict as the clean run's
+        assert output == clean_output
