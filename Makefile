@@ -39,8 +39,10 @@ demo: setup
 	$(BIN)/auditor validate
 	$(BIN)/auditor demo --out reports
 
+# Long runs stay out of `make test`: the chain reader and tracer benchmarks, and 10,000 fuzzed inputs.
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/fuzz_inputs.py --cases 10000 --out benchmarks/fuzz_inputs.md
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
