@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from auditor.chain.reader import ChainClient, Read, ReorgError, _next_span
 from auditor.chain.rpc import ChainError, ConfigError, HttpTransport, RetryPolicy, Stats
 from auditor.cli import main
 from auditor.lab.deploy import Contract
-from auditor.lab.node import rpc, start_anvil
+from auditor.lab.node import Anvil, rpc, start_anvil
 from tests.conftest import Lab
 from tests.faultproxy import FaultProxy
 
@@ -221,12 +222,20 @@ def test_pin_at_a_time_finds_the_last_block_at_or_before_it(chain: Lab) -> None:
         client.pin(at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
 
 
-def test_no_multicall_at_the_pin_uses_a_state_override_then_plain_calls(lab: Lab) -> None:
+@contextmanager
+def node_without_multicall(lab: Lab) -> Iterator[tuple[Anvil, Contract, list[Read]]]:
+    """A fresh anvil with no Multicall3, one token holding 77 for HOLDERS[0], and three balance reads."""
     node = start_anvil(1)
     try:
         token = Contract.deploy(node.url, lab.lab_contracts["LabToken"], "T", "T", 6)
         token.transact("mint", HOLDERS[0], 77)
-        reads = [Read(token.address, "balanceOf(address)", (h,)) for h in HOLDERS[:3]]
+        yield node, token, [Read(token.address, "balanceOf(address)", (h,)) for h in HOLDERS[:3]]
+    finally:
+        node.stop()
+
+
+def test_no_multicall_at_the_pin_uses_a_state_override_then_plain_calls(lab: Lab) -> None:
+    with node_without_multicall(lab) as (node, _token, reads):
         client = client_for(node.url)
         assert [r.one for r in client.read(reads)] == [77, 0, 0]
         assert client.mode == "override"
@@ -234,8 +243,6 @@ def test_no_multicall_at_the_pin_uses_a_state_override_then_plain_calls(lab: Lab
             direct = client_for(proxy.url)
             assert [r.one for r in direct.read(reads)] == [77, 0, 0]
             assert direct.mode == "direct"
-    finally:
-        node.stop()
 
 
 def test_log_scan_splits_refused_ranges_and_streams_in_order(chain: Lab) -> None:

@@ -23,12 +23,11 @@ from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle
 from auditor.chain.reader import ChainClient, ConnectOptions, Pin, Read, ReadResult, WrongBlockError, connect
 from auditor.chain.rpc import ChainError, ConfigError, HttpTransport, Stats
-from auditor.lab.deploy import Contract
-from auditor.lab.node import rpc, start_anvil
+from auditor.lab.node import rpc
 from auditor.spec import Chain
 from tests.conftest import Lab
 from tests.faultproxy import FaultProxy, ItemFault
-from tests.test_chain import HOLDERS, TRANSFER, balance_reads, fast_policy, holders, values
+from tests.test_chain import HOLDERS, TRANSFER, balance_reads, fast_policy, holders, node_without_multicall, values
 
 __all__ = ["holders"]  # the module fixture of test_chain, shared: its 40 funded holders
 
@@ -58,12 +57,23 @@ def audit_like(url: str, block: int, reads: list[Read], lab: Lab, *, cache: Sqli
     return Run(client, pin, results, logs)
 
 
+Clean = tuple[Lab, list[Read], Run]
+
+
 @pytest.fixture
 def moved(holders: Lab, chain: Lab) -> tuple[Lab, int]:
     """The funded lab with one more block after the pin that changes a balance: answers at `latest` differ."""
     pinned = int(rpc(chain.url, "eth_blockNumber"), 16)
     chain.usdc.transact("mint", HOLDERS[0], 5)
     return chain, pinned
+
+
+@pytest.fixture
+def clean(moved: tuple[Lab, int]) -> Clean:
+    """The matrix's reads and their answers at the pin straight from the node."""
+    lab, block = moved
+    reads = balance_reads(lab, READS)
+    return lab, reads, audit_like(lab.url, block, reads, lab)
 
 
 def _aggregate_rewrite(change: Callable[[list[tuple[bool, bytes]]], list[tuple[bool, bytes]]]) -> Callable[[str], str]:
@@ -136,25 +146,22 @@ def assert_never_silently_wrong(run: Run, clean: Run) -> None:
 
 
 @pytest.mark.parametrize("fault", MATRIX)
-def test_fault_matrix_transient_faults_give_identical_results(moved: tuple[Lab, int], fault: str) -> None:
-    lab, block = moved
-    reads = balance_reads(lab, READS)
-    clean = audit_like(lab.url, block, reads, lab)
+def test_fault_matrix_transient_faults_give_identical_results(clean: Clean, fault: str) -> None:
+    lab, reads, baseline = clean
     with FaultProxy(lab.url) as proxy:
         install(proxy, fault, 2)
-        run = audit_like(proxy.url, block, reads, lab)
+        run = audit_like(proxy.url, baseline.pin.number, reads, lab)
         assert sum(proxy.state.faults_injected.values()) == 2, proxy.state.faults_injected
-    assert values(run.results) == values(clean.results)
-    assert run.logs == clean.logs and run.pin == clean.pin
+    assert values(run.results) == values(baseline.results)
+    assert run.logs == baseline.logs and run.pin == baseline.pin
     assert run.client.unread == [] and run.client.block_proof == "multicall"
     assert not any(r.unavailable for r in run.results)
 
 
 @pytest.mark.parametrize("fault", MATRIX)
-def test_fault_matrix_persistent_faults_never_give_another_value(moved: tuple[Lab, int], fault: str) -> None:
-    lab, block = moved
-    reads = balance_reads(lab, READS)
-    clean = audit_like(lab.url, block, reads, lab)
+def test_fault_matrix_persistent_faults_never_give_another_value(clean: Clean, fault: str) -> None:
+    lab, reads, baseline = clean
+    block = baseline.pin.number
     with FaultProxy(lab.url) as proxy:
         expected = install(proxy, fault, None)
         try:
@@ -165,7 +172,7 @@ def test_fault_matrix_persistent_faults_never_give_another_value(moved: tuple[La
             assert str(exc).startswith("ethereum: ")
             return
     assert expected == "unavailable", fault
-    assert_never_silently_wrong(run, clean)
+    assert_never_silently_wrong(run, baseline)
     assert all(r.unavailable and not r.ok for r in run.results)
     assert [u.call for u in run.client.unread] == [r.describe() for r in reads]
     assert {(u.chain, u.block) for u in run.client.unread} == {("ethereum", block)}
@@ -203,10 +210,9 @@ def test_a_revert_is_an_answer_and_is_never_retried(holders: Lab) -> None:
     assert client.unread == [] and client.stats.retries == retries
 
 
-def test_wrong_block_answers_are_refused_and_never_cached(moved: tuple[Lab, int], tmp_path: Path) -> None:
-    lab, block = moved
-    reads = balance_reads(lab, READS)
-    clean = audit_like(lab.url, block, reads, lab)
+def test_wrong_block_answers_are_refused_and_never_cached(clean: Clean, tmp_path: Path) -> None:
+    lab, reads, baseline = clean
+    block = baseline.pin.number
     cache = SqliteCache(tmp_path / "cache.sqlite3")
     with (FaultProxy(lab.url, item_faults=[ItemFault("block", block="latest")]) as proxy,
           pytest.raises(WrongBlockError) as info):
@@ -217,20 +223,16 @@ def test_wrong_block_answers_are_refused_and_never_cached(moved: tuple[Lab, int]
     with FaultProxy(lab.url) as proxy:
         again = audit_like(proxy.url, block, reads, lab, cache=cache)
         assert proxy.state.methods["eth_call"] == 3
-    assert values(again.results) == values(clean.results)
+    assert values(again.results) == values(baseline.results)
     # What is cached now is what was proven: a third client reads it all from disk.
     with FaultProxy(lab.url, item_faults=[ItemFault("error")]) as proxy:
         third = audit_like(proxy.url, block, reads, lab, cache=cache)
         assert proxy.state.methods["eth_call"] == 0
-    assert values(third.results) == values(clean.results)
+    assert values(third.results) == values(baseline.results)
 
 
 def test_a_node_without_multicall_errs_instead_of_dropping_the_proof(lab: Lab) -> None:
-    node = start_anvil(1)
-    try:
-        token = Contract.deploy(node.url, lab.lab_contracts["LabToken"], "T", "T", 6)
-        token.transact("mint", HOLDERS[0], 77)
-        reads = [Read(token.address, "balanceOf(address)", (h,)) for h in HOLDERS[:3]]
+    with node_without_multicall(lab) as (node, token, reads):
         head = int(rpc(node.url, "eth_blockNumber"), 16)
         for fault in (ItemFault("error"), ItemFault("result", result="0x"), ItemFault("error", method="eth_getCode")):
             with FaultProxy(node.url, item_faults=[fault]) as proxy:
@@ -253,8 +255,6 @@ def test_a_node_without_multicall_errs_instead_of_dropping_the_proof(lab: Lab) -
                                                 returns=("bool",))])[0]
         assert down.unavailable and [u.call for u in direct.client.unread] == [down.read.describe()]
         assert not reverted.ok and not reverted.unavailable
-    finally:
-        node.stop()
 
 
 def _http_date(seconds_ahead: int) -> str:
