@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import decode, encode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle
+from auditor.chain.multicall import decode_aggregate3
 from auditor.chain.reader import ChainClient, ConnectOptions, Pin, Read, ReadResult, WrongBlockError, connect
 from auditor.chain.rpc import ChainError, ConfigError, HttpTransport, Stats
 from auditor.lab.node import rpc
@@ -333,3 +336,32 @@ def test_an_old_bundle_without_pins_replays_with_a_block(holders: Lab, tmp_path:
     replayed = connect(chains, ConnectOptions(replay=loaded, blocks={"ethereum": old.pinned.number}))["ethereum"]
     assert values(replayed.read(reads)) == old_values
     assert replayed.block_proof == "none"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=400),
+    st.lists(st.tuples(st.booleans(), st.binary(max_size=80)), max_size=5).map(
+        lambda items: encode(["(bool,bytes)[]"], [items])),
+).flatmap(lambda data: st.tuples(st.just(data), st.integers(0, max(0, len(data) - 1)), st.integers(0, 255))))
+def test_aggregate3_decoder_agrees_with_eth_abi_or_refuses(case: tuple[bytes, int, int]) -> None:
+    """On any bytes (valid encodings with one byte changed included) the fast decoder gives eth-abi's answer
+    or ValueError: a malformed answer is never read as some other results."""
+    data, position, value = case
+    if data:
+        data = data[:position] + bytes([value]) + data[position + 1 :]
+    try:
+        (expected,) = decode(["(bool,bytes)[]"], data)
+    except Exception:
+        expected = None
+    try:
+        got = decode_aggregate3(data)
+    except ValueError:
+        return
+    assert expected is not None and got == [(bool(ok), bytes(raw)) for ok, raw in expected]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=100)), max_size=6))
+def test_aggregate3_decoder_reads_every_solidity_encoding(items: list[tuple[bool, bytes]]) -> None:
+    assert decode_aggregate3(encode(["(bool,bytes)[]"], [items])) == items

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_abi.abi import decode, encode
+from eth_abi.abi import encode
 
 __all__ = [
     "AGGREGATE3_SELECTOR",
@@ -20,7 +20,6 @@ MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 AGGREGATE3_SELECTOR = bytes.fromhex("82ad56cb")
 
 _CALLS_TYPE = "(address,bool,bytes)[]"
-_RESULTS_TYPE = "(bool,bytes)[]"
 
 
 def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
@@ -30,6 +29,39 @@ def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
 
 
 def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
-    """Decode aggregate3's return data into (success, returnData) pairs, in call order."""
-    (results,) = decode([_RESULTS_TYPE], bytes(data))
-    return [(bool(success), bytes(returned)) for success, returned in results]
+    """Decode aggregate3's return data into (success, returnData) pairs, in call order.
+
+    Walks the ABI layout by hand: eth-abi takes ~35 ms for 1000 results, more than the node needs to
+    answer them. Anything out of bounds or not a bool raises ValueError (tests compare with eth-abi).
+    """
+    data = bytes(data)
+
+    def word(at: int) -> int:
+        if at < 0 or at + 32 > len(data):
+            raise ValueError(f"aggregate3 result: read past the end ({at + 32} > {len(data)} bytes)")
+        return int.from_bytes(data[at : at + 32], "big")
+
+    # Solidity's layout only: the array right after its offset word, each tuple's bytes right after its
+    # two head words, zero padding. Anything else is refused, which is stricter than eth-abi, never looser.
+    if word(0) != 32:
+        raise ValueError("aggregate3 result: the array does not follow its offset")
+    count = word(32)
+    heads = 64
+    if count > (len(data) - heads) // 32:
+        raise ValueError(f"aggregate3 result: {count} results cannot fit in {len(data)} bytes")
+    out: list[tuple[bool, bytes]] = []
+    for index in range(count):
+        offset = word(heads + 32 * index)
+        if offset < 32 * count:
+            raise ValueError(f"aggregate3 result {index}: offset {offset} points into the heads")
+        item = heads + offset
+        success = word(item)
+        if success > 1 or word(item + 32) != 64:
+            raise ValueError(f"aggregate3 result {index}: not a (bool, bytes) tuple")
+        size = word(item + 64)
+        end = item + 96 + size
+        padded = end + (-size) % 32
+        if padded > len(data) or any(data[end:padded]):
+            raise ValueError(f"aggregate3 result {index}: {size} bytes run past the end or are badly padded")
+        out.append((bool(success), data[item + 96 : end]))
+    return out
