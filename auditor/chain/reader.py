@@ -179,6 +179,7 @@ class ChainClient:
         if isinstance(wire, HttpTransport):
             wire.check = self._check_answer  # below the cache: only proven answers are ever stored
         self.unread: list[Unread] = []
+        self._unread_seen: set[tuple[int, str]] = set()
         self._cached: Layer = wire
         self.layer: Layer = RecordingLayer(_Forward(self), record, chain) if record is not None else _Forward(self)
         self.multicall = multicall
@@ -366,13 +367,13 @@ class ChainClient:
         # Answers at a pin never change, so a read several stages ask for (decimals, symbol, a market's
         # state) goes to the node once per audit.
         missing = list({_answer_key(r): r for r in reads if _answer_key(r) not in self._answers}.values())
+        fresh: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
         if missing:
             results: list[ReadResult | None] = [None] * len(missing)
             if self.mode == "direct":
                 self._read_direct(missing, results)
             else:
                 self._read_multicall(missing, results, progress)
-            fresh: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
             for read, result in zip(missing, results, strict=True):
                 assert result is not None
                 fresh[_answer_key(read)] = result
@@ -380,12 +381,13 @@ class ChainClient:
                     self._note_unread(result)
                 else:
                     self._answers[_answer_key(read)] = result  # a later read of an unavailable one asks again
-        answers = [self._answers.get(_answer_key(r)) or fresh[_answer_key(r)] for r in reads]
+        answers = [fresh.get(_answer_key(r)) or self._answers[_answer_key(r)] for r in reads]
         return [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
 
     def _note_unread(self, result: ReadResult) -> None:
         unread = Unread(self.chain, self.pinned.number, result.read.describe(), result.error)
-        if all((u.block, u.call) != (unread.block, unread.call) for u in self.unread):
+        if (unread.block, unread.call) not in self._unread_seen:
+            self._unread_seen.add((unread.block, unread.call))
             self.unread.append(unread)
 
     def _read_multicall(
