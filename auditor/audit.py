@@ -106,8 +106,9 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "oracle_samples": {"window_blocks": ORACLE_WINDOW_BLOCKS, "samples": ORACLE_SAMPLES,
                            "markets": len(watches)},
         "notes": notes,
-        "requests": {name: client.stats.as_dict() for name, client in sorted(clients.items())},
     }
+    # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.
+    result.requests = {name: client.stats.as_dict() for name, client in sorted(clients.items())}
     result.document = plain(result.document)
     return result
 
@@ -308,7 +309,7 @@ def summary_lines(result: AuditResult) -> list[str]:
                      "audit's result:")
         lines += [f"    - {inert(gap.line())}" for gap in result.gaps]
     for name, pin in document["pins"].items():
-        stats = document["requests"][name]
+        stats = result.requests.get(name, {"reads": 0, "http_requests": 0, "cache_hits": 0})
         lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats['reads']} reads in "
                      f"{stats['http_requests']} HTTP requests, {stats['cache_hits']} answers from cache")
     for issuer, figures in sorted(result.backing.issuers.items()):

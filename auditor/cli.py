@@ -207,7 +207,8 @@ def _audit(
     signing = _signing_key(key) if html_out else None
     result = run_audit(AuditRequest(spec, registry, options))
     findings = result.document
-    findings["inputs"] = {"spec": str(Path(spec_path).resolve()), "registry": str(Path(registry_path).resolve())}
+    # Paths as given, never resolved: a machine's own paths in the signed findings would change the digest.
+    findings["inputs"] = {"spec": str(Path(spec_path)), "registry": str(Path(registry_path))}
     if bundle is not None and record:
         findings["evidence"] = {"digest": bundle.write(Path(record)), "file": Path(record).name}
     elif replay:
@@ -215,7 +216,7 @@ def _audit(
     for line in summary_lines(result):
         click.echo(line)
     if json_out:
-        write_json(Path(json_out), findings)
+        write_json(Path(json_out), {**findings, "requests": result.requests})
         click.echo(f"findings written to {json_out}" + ("" if result.complete else " (marked incomplete)"))
     if not result.complete:
         if html_out:
@@ -546,7 +547,7 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
                     incomplete.append(spec.id)
                     continue
                 findings = result.document
-                findings["inputs"] = {"spec": str(path.resolve()), "registry": str(Path(registry_path).resolve())}
+                findings["inputs"] = {"spec": str(path), "registry": str(Path(registry_path))}
                 signature = write_report(findings, folder / f"{spec.id}.html", signing_key)
                 assert signature is not None  # a key was given
                 click.echo(f"{folder / (spec.id + '.html')}: signed by {signature.signer}")

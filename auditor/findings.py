@@ -87,6 +87,7 @@ class AuditResult:
     exposure: dict[str, Any] = field(default_factory=dict)  # chain -> exposure map (data), who lends against it
     oracles: list[Any] = field(default_factory=list)  # auditor.risk.OracleReading per market on an issued token
     document: dict[str, Any] = field(default_factory=dict)
+    requests: dict[str, Any] = field(default_factory=dict)  # per chain: what went over the wire (run metadata)
 
     @property
     def complete(self) -> bool:

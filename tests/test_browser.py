@@ -43,7 +43,7 @@ def visible_text(dom: str) -> str:
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("site")
-    run_demo(folder, lambda _line: None, key=bytes(range(1, 33)))
+    run_demo(folder, lambda _line: None, signing=(bytes(range(1, 33)), "a test key"))
     return folder
 
 

@@ -31,8 +31,7 @@ def audits(draw: st.DrawFn) -> AuditResult:
     ids = draw(st.lists(st.sampled_from(flag_ids()), unique=True, max_size=5))
     flags = [Finding(flag_id, draw(st.sampled_from(list(Severity))), "alpha", draw(texts),
                      {"value": draw(ratios)}) for flag_id in ids]
-    document = {"pins": {"ethereum": {"number": 1, "time": "2025-10-28T00:00:00Z"}},
-                "requests": {"ethereum": {"reads": 1, "http_requests": 1, "cache_hits": 0}}}
+    document = {"pins": {"ethereum": {"number": 1, "time": "2025-10-28T00:00:00Z"}}}
     return AuditResult(spec="alpha", token=figures.symbol, backing=SimpleNamespace(issuers={"alpha": figures}),
                        flags=flags, document=document)
 
