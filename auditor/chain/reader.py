@@ -475,7 +475,8 @@ class ChainClient:
             call = Call("eth_getLogs", (window,))
             answer = self.layer.send([call])[0]
             if is_error(answer):
-                smaller = _next_span(error_text(answer), start, end) if not is_transient(answer) else None
+                # Still "timed out" after the transport's retries: providers say that of too wide a window.
+                smaller = _next_span(error_text(answer), start, end)
                 if smaller is None:
                     raise ChainError(self.chain, "eth_getLogs", call.block, error_text(answer))
                 span = smaller
