@@ -28,7 +28,7 @@ from auditor.addresses import check_address, to_checksum
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.model import token_key
-from auditor.numbers import context, exact
+from auditor.numbers import context, exact, percent, usd
 from auditor.spec import Registry, Venue
 
 MORPHO = "morpho_blue"
@@ -161,17 +161,17 @@ def summary_lines(exposure: Mapping[str, Any]) -> list[str]:
     if through:
         lines.append("  held inside: " + ", ".join(c["address"] for c in through))
     lines.append(f"  Morpho Blue: {totals['markets']} markets of {exposure['morpho_blue']['markets_scanned']} "
-                 f"created; supplied {_usd(totals['supplied_usd'])}, borrowed {_usd(totals['borrowed_usd'])}, "
+                 f"created; supplied {usd(totals['supplied_usd'])}, borrowed {usd(totals['borrowed_usd'])}, "
                  f"{totals['suppliers']} suppliers")
     for market in exposure["markets"]:
         loan, collateral = _text(market["loan_symbol"]), _text(market["collateral_symbol"])
         relation = "" if market["relation"] == "direct" else " [look-through]"
         lines.append(
-            f"    {market['id'][:10]}… {loan} against {collateral}{relation}, LLTV {_percent(market['lltv'])}: "
+            f"    {market['id'][:10]}… {loan} against {collateral}{relation}, LLTV {percent(market['lltv'])}: "
             f"supplied {market['total_supplied'] or market['total_supplied_raw']} {loan}, borrowed "
             f"{market['total_borrowed'] or market['total_borrowed_raw']} {loan}, collateral "
             f"{market['collateral_posted'] or market['collateral_posted_raw']} {collateral}"
-            + (f", bad debt at look-through {_usd(market['bad_debt_usd'])}"
+            + (f", bad debt at look-through {usd(market['bad_debt_usd'])}"
                if market["bad_debt_usd"] and Decimal(market["bad_debt_usd"]) > 0 else "")
         )
     if exposure["suppliers"]:
@@ -183,7 +183,7 @@ def summary_lines(exposure: Mapping[str, Any]) -> list[str]:
         roles = [f"{role} {supplier[role]}" for role in ("curator", "owner") if supplier[role]]
         if roles:
             who += f" ({', '.join(roles)})"
-        amounts = (f"at risk {_usd(supplier['at_risk_usd'])} of {_usd(supplier['supplied_usd'])} supplied"
+        amounts = (f"at risk {usd(supplier['at_risk_usd'])} of {usd(supplier['supplied_usd'])} supplied"
                    if supplier["supplied_usd"] is not None else
                    "; ".join(f"at risk {t['at_risk'] or t['at_risk_raw']} of {t['supplied'] or t['supplied_raw']} "
                              f"{_text(t['symbol'])}" for t in supplier["by_loan_token"]))
@@ -667,9 +667,3 @@ def _text(value: Any) -> str:
     return cleaned if len(cleaned) <= MAX_TEXT else cleaned[: MAX_TEXT - 1] + "…"
 
 
-def _usd(text: str | None) -> str:
-    return "n/a" if text is None else f"${Decimal(text):,.2f}"
-
-
-def _percent(ratio: str | None) -> str:
-    return "n/a" if ratio is None else f"{(Decimal(ratio) * 100).normalize():f}%"

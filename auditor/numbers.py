@@ -18,15 +18,30 @@ def context() -> decimal.Context:
     return decimal.Context(prec=PRECISION, rounding=ROUND_HALF_EVEN)
 
 
+# Numbers whose exponent is beyond this are not figures (formatting "1e999999999" would print a billion digits).
+MAX_EXPONENT = 60
+
+
 def to_decimal(value: Any) -> Decimal | None:
-    """A figure from typed data (Decimal, int, exact string); None, '' and non-finite values are None."""
-    if value is None or isinstance(value, bool) or value == "":
+    """A figure from typed data (Decimal, int, float, exact text); None for anything else or absurd exponents."""
+    if value is None or isinstance(value, bool):
         return None
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (decimal.InvalidOperation, ValueError):
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return None
+    else:
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite() or (number and abs(number.adjusted()) > MAX_EXPONENT):
+        return None
+    return number
 
 
 @overload
@@ -71,46 +86,64 @@ def _grouped(number: Decimal, places: int) -> str:
 
 
 def usd(value: Any, *, missing: str = "n/a") -> str:
-    """USD for people: cents under a million ($1,896,365.28 stays exact to the cent), whole dollars above."""
+    """USD for people, to the cent with thousands separators: $1,896,382.37."""
     number = to_decimal(value)
     if number is None:
         return missing
-    places = 0 if abs(number) >= 1_000_000 else 2
-    sign = "-" if _rounded(number, places) < 0 else ""
-    return f"{sign}${_grouped(abs(number), places)}"
+    sign = "-" if _rounded(number, 2) < 0 else ""
+    return f"{sign}${_grouped(abs(number), 2)}"
 
 
-def usd_short(value: Any, *, missing: str = "n/a") -> str:
-    """Headline USD: $14.5M, $1.9M, $980K, $12.34."""
+def short(value: Any, *, missing: str = "n/a") -> str:
+    """Big figures for headlines, two or three significant figures: 14500000 -> 14.5M, 1896364.66 -> 1.9M."""
     number = to_decimal(value)
     if number is None:
         return missing
     sign = "-" if number < 0 else ""
     magnitude = abs(number)
-    for index, (scale, suffix) in enumerate(_SCALES):
-        if magnitude >= scale:
-            scaled = _rounded(magnitude / scale, 1 if magnitude / scale < 100 else 0)
-            if scaled >= 1000 and index > 0:  # 999,960 would read 1000.0K: say 1M
-                return f"{sign}$1{_SCALES[index - 1][1]}"
-            return f"{sign}${format(scaled.normalize(), 'f')}{suffix}"
-    return f"{sign}${_grouped(magnitude, 2)}"
+    if magnitude == 0:
+        return "0"
+    for index, (scale, suffix) in enumerate((*_SCALES, (Decimal(1), ""))):
+        if magnitude >= scale or scale == 1:
+            text = _significant(magnitude / scale)
+            if text == "1000" and index > 0:  # 999,960 rounds to 1000K: say 1M
+                return f"{sign}1{_SCALES[index - 1][1]}"
+            return f"{sign}{text}{suffix}"
+    raise AssertionError("unreachable: the last scale is 1")  # pragma: no cover
+
+
+def usd_short(value: Any, *, missing: str = "n/a") -> str:
+    """Headline USD: $14.5M, $1.9M."""
+    number = to_decimal(value)
+    return missing if number is None else ("-$" + short(-number) if number < 0 else "$" + short(number))
+
+
+def _significant(number: Decimal) -> str:
+    places = 0 if number >= 100 else (1 if number >= 1 else 2)
+    text = format(_rounded(number, places), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def multiple(value: Any, *, unbounded: str = "unbounded") -> str:
-    """An expansion ratio or leverage: 7.646209 -> 7.6x; None (division by zero backing) -> unbounded."""
+    """An expansion ratio or leverage: 7.646209 -> 7.6x (whole above 100); None (zero backing) -> unbounded."""
     number = to_decimal(value)
     if number is None:
         return unbounded
-    return f"{_grouped(number, 2 if abs(number) < 10 else 1)}x".replace(".00x", "x")
+    return f"{_grouped(number, 0 if abs(number) >= 100 else 1)}x"
 
 
 def percent(value: Any, *, missing: str = "n/a") -> str:
-    """A share or a rate: 0.131 -> 13.1%; small shares keep two decimals (0.00123 -> 0.12%)."""
+    """A share or a rate given as a fraction: 0.130784 -> 13.1%."""
     number = to_decimal(value)
     if number is None:
         return missing
-    scaled = number * 100
-    return f"{_grouped(scaled, 1 if abs(scaled) >= 10 else 2)}%"
+    return f"{format(_rounded(number * 100, 1), 'f')}%"
+
+
+def digits(value: Any, *, missing: str = "n/a") -> str:
+    """Every digit given, with thousands separators (raw amounts in evidence): 14500000.5 -> 14,500,000.5."""
+    number = to_decimal(value)
+    return missing if number is None else format(number, ",f")
 
 
 def apy(value: Any, *, missing: str = "n/a") -> str:

@@ -47,7 +47,9 @@ from auditor.flows import (
 )
 from auditor.ledger import chains_needed, issuers_in_audit
 from auditor.model import token_key
+from auditor.numbers import multiple, percent, tokens
 from auditor.spec import Registry, Spec
+from auditor.text import inert
 
 TRANSFER_EVENT = EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)")
 MORPHO_VENUE = "morpho_blue"
@@ -383,15 +385,6 @@ def run_trace(
     }
 
 
-def _percent(share: str | None) -> str:
-    return "n/a" if share is None else f"{Decimal(share) * 100:.1f}%"
-
-
-def _figure(units: str) -> str:
-    value = Decimal(units)
-    return f"{value:,.2f}" if value != value.to_integral_value() else f"{value:,.0f}"
-
-
 def summary_lines(findings: Mapping[str, Any], max_iterations: int = 12) -> list[str]:
     """A few lines for the terminal: what was scanned, where mints were paid from, and each loop."""
     logs = sum(c.get("transfer_logs", 0) + c.get("lending_logs", 0) for c in findings.get("scanned", {}).values())
@@ -404,10 +397,10 @@ def summary_lines(findings: Mapping[str, Any], max_iterations: int = 12) -> list
     if totals["mints"]:
         by_source = totals["by_source_units"]
         lines.append(
-            f"mints of {symbol}: {totals['mints']} mint(s), {_figure(totals['minted_units'])} minted: "
-            f"{_figure(by_source['borrowed'])} with borrowed money ({_percent(totals['borrowed_share'])}), "
-            f"{_figure(by_source['external'])} with outside deposits ({_percent(totals['external_share'])})"
-            + "".join(f", {_figure(by_source[b])} {b}" for b in ("prior", "recycled", "unpaid")
+            f"mints of {symbol}: {totals['mints']} mint(s), {tokens(totals['minted_units'])} minted: "
+            f"{tokens(by_source['borrowed'])} with borrowed money ({percent(totals['borrowed_share'])}), "
+            f"{tokens(by_source['external'])} with outside deposits ({percent(totals['external_share'])})"
+            + "".join(f", {tokens(by_source[b])} {b}" for b in ("prior", "recycled", "unpaid")
                       if Decimal(by_source[b]))
         )
     else:
@@ -416,27 +409,27 @@ def summary_lines(findings: Mapping[str, Any], max_iterations: int = 12) -> list
     if not loops:
         lines.append("recursive borrow loops: none found")
     for loop in loops:
-        leverage = f"{Decimal(loop['leverage']):.2f}x" if loop["leverage"] is not None else "unbounded (no money in)"
-        per_issuer = [f"{i['symbol']} {Decimal(i['leverage']):.2f}x" for i in loop["minted_by_issuer"]
+        leverage = multiple(loop["leverage"], unbounded="unbounded (no money in)")
+        per_issuer = [f"{i['symbol']} {multiple(i['leverage'])}" for i in loop["minted_by_issuer"]
                       if i["leverage"] is not None]
         if len(per_issuer) > 1 or (per_issuer and len(loop["minted_by_token"]) > 1):
             leverage += f" ({', '.join(per_issuer)})"
         lines.append(
             f"{loop['id']}: {loop['iteration_count']} iteration(s) through {', '.join(loop['issuers'])} on "
-            f"{', '.join(loop['chains'])} ({', '.join(loop['venues'])}): minted {_figure(loop['total_minted_units'])} "
-            f"from {_figure(loop['external_in_units'])} of outside money: leverage {leverage}"
+            f"{', '.join(loop['chains'])} ({', '.join(loop['venues'])}): minted {tokens(loop['total_minted_units'])} "
+            f"from {tokens(loop['external_in_units'])} of outside money: leverage {leverage}"
         )
         for number, cycle in enumerate(loop["cycles"][:3]):
             lines.append(f"  {'path' if number == 0 else 'also'}: " + " -> ".join(cycle) + " -> (again)")
         for iteration in loop["iterations"][:max_iterations]:
             borrowed = iteration["borrowed"]
-            minted = ", ".join(f"{_figure(m['units'])} {m['symbol']}" for m in iteration["minted"]) or "nothing"
-            posted = ", ".join(f"{_figure(c['units'])} {c['symbol']}" for c in iteration["collateral"]) or "earlier"
+            minted = ", ".join(f"{tokens(m['units'])} {m['symbol']}" for m in iteration["minted"]) or "nothing"
+            posted = ", ".join(f"{tokens(c['units'])} {c['symbol']}" for c in iteration["collateral"]) or "earlier"
             lines.append(f"  {iteration['index']}. {iteration['chain']} block {iteration['block']} "
-                         f"tx {iteration['tx'][:12]}: borrowed {_figure(borrowed['units'])} {borrowed['symbol']} "
+                         f"tx {iteration['tx'][:12]}: borrowed {tokens(borrowed['units'])} {borrowed['symbol']} "
                          f"against {posted} collateral, minted {minted}")
         hidden = len(loop["iterations"]) - max_iterations
         if hidden > 0:
             lines.append(f"  ... {hidden} more iteration(s) in the JSON output")
     lines += [f"note: {note}" for note in findings.get("notes", [])]
-    return lines
+    return [inert(line) for line in lines]  # symbols come from the chain: nothing reaches a terminal raw

@@ -82,7 +82,7 @@ def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Pa
     assert near(alpha["expansion_ratio"], "4") and near(beta["expansion_ratio"], "5")
     assert Decimal(alpha["debt_usd"]) == 500 and near(alpha["gross_assets_usd"], "750")
     assert alpha["complete"] is True and json.loads(out.read_text())["complete"] is True
-    assert "aUSD: supply $1,000.00, verifiable backing $250.00 (25.0%), expansion 4x" in result.output
+    assert "aUSD: supply $1,000.00, verifiable backing $250.00 (25.0%), expansion 4.0x" in result.output
 
 
 def test_oracle_overvalues_with_exact_hidden_bad_debt(chain: Lab, tmp_path: Path) -> None:

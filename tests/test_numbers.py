@@ -21,21 +21,20 @@ def test_exact_spelling_keeps_every_digit_and_one_form_per_value() -> None:
 
 
 def test_display_formats() -> None:
-    assert numbers.usd(Decimal("1896365.283412")) == "$1,896,365"
-    assert numbers.usd(Decimal("980123.456")) == "$980,123.46"
-    assert numbers.usd(Decimal("-0.001")) == "$0.00"
-    assert numbers.usd(None) == "n/a"
-    assert numbers.usd_short(Decimal("14500000")) == "$14.5M"
-    assert numbers.usd_short(Decimal("999960")) == "$1M"
-    assert numbers.multiple(Decimal("7.646209")) == "7.65x"
-    assert numbers.multiple(Decimal("12.34")) == "12.3x"
-    assert numbers.multiple(Decimal(1)) == "1x"
+    assert numbers.usd(Decimal("1896365.283412")) == "$1,896,365.28"
+    assert numbers.usd(Decimal("14500000")) == "$14,500,000.00"
+    assert numbers.usd(Decimal("-0.001")) == "$0.00" and numbers.usd("-1.5") == "-$1.50"
+    assert numbers.usd(None) == "n/a" and numbers.usd("1e999999") == "n/a"
+    assert numbers.short(Decimal("14500000")) == "14.5M" and numbers.short(Decimal("1896364.66")) == "1.9M"
+    assert numbers.usd_short(Decimal("14500000")) == "$14.5M" and numbers.usd_short(Decimal("999960")) == "$1M"
+    assert numbers.multiple(Decimal("7.646209")) == "7.6x"
+    assert numbers.multiple(Decimal("123.4")) == "123x"
     assert numbers.multiple(None) == "unbounded"
-    assert numbers.percent(Decimal("0.131")) == "13.1%"
-    assert numbers.percent(Decimal("0.00123")) == "0.12%"
+    assert numbers.percent(Decimal("0.130784")) == "13.1%"
     assert numbers.apy(Decimal("0.18")) == "18.00% APY"
     assert numbers.tokens(Decimal("1234.5678"), "xUSD") == "1,234.57 xUSD"
     assert numbers.tokens(Decimal("0.000001"), "WETH") == "0.000001 WETH"
+    assert numbers.digits("14500000.5") == "14,500,000.5"
     assert numbers.raw_amount(1_500_000, 6) == Decimal("1.5")
 
 

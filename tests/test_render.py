@@ -495,7 +495,7 @@ def test_human_and_exact_number_formats() -> None:
     assert human("999960") == "1M" and human(999.96) == "1K" and human("123600000") == "124M"
     assert human("0.00") == "0" and human("-2500") == "-2.5K" and human(12) == "12" and human("0.234") == "0.23"
     assert human(None) == "—" and human("1e999999999") == "1e999999999" and human("abc") == "abc"
-    assert usd("14500000.00") == "$14,500,000.00" and usd("-1.5") == "-$1.5" and usd(None) == "—"
+    assert usd("14500000.00") == "$14,500,000.00" and usd("-1.5") == "-$1.50" and usd(None) == "—"
     assert ratio("7.646209") == "7.6x" and ratio("123.5") == "124x" and percent("0.130784") == "13.1%"
 
 

@@ -201,7 +201,7 @@ def test_single_issuer_loop_of_k_iterations(chain: Lab, tmp_path: Path, k: int) 
     assert findings["events"]["by_kind"]["borrow"] == k
     assert findings["scanned"]["ethereum"]["lending_logs"] == 2 * k  # SupplyCollateral + Borrow per turn
     text = "\n".join(summary_lines(findings))
-    assert "loop-1: 3 iteration(s) through alpha" in text and "leverage 2.95x" in text
+    assert "loop-1: 3 iteration(s) through alpha" in text and "leverage 3.0x" in text
 
 
 # ------------------------------------------------------------------ (c) a loop through two issuers
@@ -336,7 +336,7 @@ def test_loop_across_two_chains_through_lock_and_mint_bridges(
     assert any("bridge escrow" in stage for stage in loop["path"])
     assert [(m["issuer"], m["units"], m["leverage"]) for m in loop["minted_by_issuer"]] == [
         ("alpha", "1640", "1.64"), ("beta", "800", "0.8")]
-    assert "leverage 2.44x (ALPHA 1.64x, BETA 0.80x)" in "\n".join(summary_lines(findings))
+    assert "leverage 2.4x (ALPHA 1.6x, BETA 0.8x)" in "\n".join(summary_lines(findings))
     assert findings["events"]["by_kind"]["bridge_lock"] == 2 and findings["events"]["by_kind"]["bridge_mint"] == 2
     assert [m["shares"]["borrowed"] for m in findings["provenance"]["mints"]] == ["0", "1"]
 

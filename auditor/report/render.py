@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from auditor import numbers
+from auditor.numbers import to_decimal
 from auditor.text import inert
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -29,9 +31,6 @@ NO_FLAGS = "none"
 # Generic dumps of data whose schema this module does not know stop here, so a hostile or broken
 # document cannot make rendering recurse without bound.
 MAX_DEPTH = 12
-# Numbers whose exponent is beyond this are shown as the text they came as: formatting "1e999999999"
-# exactly would produce a billion digits.
-MAX_EXPONENT = 60
 
 _LT_ESCAPE = "\\u003c"
 # A JSON backslash pair is matched first, so the text `\\u003c` (an escaped backslash, then "u003c") is
@@ -246,98 +245,21 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def to_decimal(value: Any) -> Decimal | None:
-    """A number from an int, float, Decimal or numeric text; None for anything else (or absurd exponents)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-    else:
-        return None
-    if not number.is_finite() or (number and abs(number.adjusted()) > MAX_EXPONENT):
-        return None
-    return number
-
-
 def _missing(value: Any) -> str:
     return "—" if value is None or value == "" else text(value)
 
 
-def exact(value: Any) -> str:
-    """All the digits given, with thousands separators: 14500000.00 -> 14,500,000.00."""
-    number = to_decimal(value)
-    return _missing(value) if number is None else format(number, ",f")
+def _shown(formatter: Callable[..., str]) -> Callable[[Any], str]:
+    """A numbers formatter for the page: a value that is not a number is shown as its text, a missing one as —."""
+    def show(value: Any) -> str:
+        number = to_decimal(value)
+        return _missing(value) if number is None else formatter(number)
+    show.__doc__ = formatter.__doc__
+    return show
 
 
-def usd(value: Any) -> str:
-    """Exact USD for tables: $14,500,000.00."""
-    number = to_decimal(value)
-    if number is None:
-        return _missing(value)
-    return ("-" if number < 0 else "") + "$" + format(abs(number), ",f")
-
-
-_SCALES = ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 3, "K"),
-           (Decimal(1), ""))
-
-
-def _short(number: Decimal) -> str:
-    """Two or three significant figures, round half even, no trailing zeros."""
-    if number >= 100:
-        quantum = Decimal(1)
-    elif number >= 1:
-        quantum = Decimal("0.1")
-    else:
-        quantum = Decimal("0.01")
-    rounded = number.quantize(quantum, rounding=ROUND_HALF_EVEN)
-    out = format(rounded, "f")
-    if "." in out:
-        out = out.rstrip("0").rstrip(".")
-    return out
-
-
-def human(value: Any) -> str:
-    """Big figures for headlines: 14500000 -> 14.5M, 1896364.66 -> 1.9M."""
-    number = to_decimal(value)
-    if number is None:
-        return _missing(value)
-    sign = "-" if number < 0 else ""
-    magnitude = abs(number)
-    if magnitude == 0:
-        return "0"
-    for index, (scale, suffix) in enumerate(_SCALES):
-        if magnitude >= scale or scale == 1:
-            short = _short(magnitude / scale)
-            if short == "1000" and index > 0:  # 999,960 rounds to 1000K: say 1M
-                return f"{sign}1{_SCALES[index - 1][1]}"
-            return f"{sign}{short}{suffix}"
-    raise AssertionError("unreachable: the last scale is 1")  # pragma: no cover
-
-
-def ratio(value: Any) -> str:
-    """An expansion ratio or leverage: 7.646209 -> 7.6x."""
-    number = to_decimal(value)
-    if number is None:
-        return _missing(value)
-    quantum = Decimal(1) if abs(number) >= 100 else Decimal("0.1")
-    return format(number.quantize(quantum, rounding=ROUND_HALF_EVEN), ",f") + "x"
-
-
-def percent(value: Any) -> str:
-    """A share given as a fraction: 0.130784 -> 13.1%."""
-    number = to_decimal(value)
-    if number is None:
-        return _missing(value)
-    return format((number * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN), "f") + "%"
+exact, usd, human, ratio, percent = (_shown(numbers.digits), _shown(numbers.usd), _shown(numbers.short),
+                                     _shown(numbers.multiple), _shown(numbers.percent))
 
 
 def expansion_text(expansion_ratio: Any, supply_usd: Any) -> str:
