@@ -94,7 +94,10 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "spec": root,
         "token": request.spec.token.symbol,
         **result.completeness(),
-        "pins": {name: client.pinned.as_dict() for name, client in sorted(clients.items())},
+        # How each chain's answers were tied to its pin: "multicall" (every batch proved the block it ran at)
+        # or "none" (the node's word only: direct calls, or a chain whose block.number is another chain's).
+        "pins": {name: {**client.pinned.as_dict(), "block_proof": client.block_proof}
+                 for name, client in sorted(clients.items())},
         "issuers": {issuer: sheet_dict(sheet) for issuer, sheet in sorted(universe.sheets.items())},
         "markets": {key: market_dict(m) for key, m in sorted(universe.markets.items())},
         "hard_assets": {k: {"symbol": a.symbol, "price_usd": a.price_usd, "source": a.price_source}
