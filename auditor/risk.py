@@ -98,6 +98,9 @@ class CircularDependency(Detector):
             )
             if circular:
                 message += f"; {usd(f.circular_backing_usd)} exists only if the cycle is taken at its word"
+            if not (circular or gap):
+                message += (f"; the cycle props up {usd(cycle.circular_backing_usd + cycle.cycle_gap_usd)} of its "
+                            "other members' backing")
             findings.append(
                 self.finding(
                     issuer,
@@ -285,7 +288,8 @@ class Concentration(Detector):
             for deployment in sheet.supply.deployments:
                 key = model.token_key(deployment.chain, deployment.address)
                 for holder, amount in universe.holders.get(key, []):
-                    if holder.lower() in ignored or amount <= 0:
+                    # An issuer's own tokens in its own accounts are self-issued collateral, flagged as such.
+                    if holder.lower() in ignored or amount <= 0 or account_owner.get(holder.lower()) == issuer:
                         continue
                     # The same address on several chains is taken as one holder (EOAs are).
                     per_chain = by_holder.setdefault(holder.lower(), {})

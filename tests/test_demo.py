@@ -106,6 +106,10 @@ def test_early_november_circular_dependency(report: dict[str, Any]) -> None:
     # Stream holds ~90% of deUSD
     held = Decimal(xusd["issued_holdings_tokens"]["elixir-deusd"])
     assert abs(held / Decimal(deusd["supply_tokens"]) - Decimal("0.9")) < Decimal("0.001")
+    # ... and the concentration flag says so from the positions read (an issuer's own tokens are not counted).
+    (concentrated,) = flags(report, "early-november", "concentration")
+    assert concentrated["issuer"] == "elixir-deusd" and concentrated["evidence"]["holder_issuer"] == "stream-xusd"
+    assert abs(Decimal(concentrated["evidence"]["share"]) - Decimal("0.9")) < Decimal("0.001")
 
 
 def test_after_loss_oracles_hide_bad_debt(report: dict[str, Any]) -> None:
