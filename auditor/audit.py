@@ -14,7 +14,7 @@ from auditor.chain.evidence import Bundle
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.findings import AuditResult, Skipped, plain
-from auditor.model import BalanceSheet, Gap, Market, Position
+from auditor.model import BalanceSheet, Gap, Market, Position, token_key
 from auditor.spec import Registry, Spec, load_spec, spec_ids_near
 
 Say = Callable[[str], None]
@@ -77,10 +77,13 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     watches, sampling_gap = oracle_watches(request, clients, universe, say)
     if sampling_gap:
         skipped.append(Skipped("oracle-frozen", sampling_gap))
-    flags = run_flags(universe, backing, oracle_watches=watches)
+    apys, apy_gap = vault_share_apys(request, clients, universe, say)
+    if apy_gap:
+        skipped.append(Skipped("unexplained-yield", apy_gap))
+    flags = run_flags(universe, backing, oracle_watches=watches, vault_apys=apys)
     from auditor.yields import yield_sources
 
-    yields = {issuer: yield_sources(universe, backing, issuer) for issuer in sorted(universe.sheets)}
+    yields = {issuer: yield_sources(universe, backing, issuer, vault_apys=apys) for issuer in sorted(universe.sheets)}
     for client in clients.values():
         client.check_pin()
     result = AuditResult(spec=root, token=request.spec.token.symbol, backing=backing, flags=flags,
@@ -132,6 +135,30 @@ ORACLE_WINDOW_BLOCKS = 50_400  # ~7 days of 12 s blocks: long enough for a froze
 ORACLE_SAMPLES = 6
 
 
+class _Sampler:
+    """Clients pinned at past blocks for the optional checks, sharing the audit's options; every one is kept so
+    that a read any of them could not make turns its check into "not evaluated", never into a figure."""
+
+    def __init__(self, request: AuditRequest, clients: Mapping[str, Any]) -> None:
+        from auditor.oracles import client_factory
+
+        options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
+                                 record=request.options.record, replay=request.options.replay,
+                                 retry=request.options.retry)
+        self.made: list[Any] = []
+        self.factories = {n: self._tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
+
+    def _tracked(self, make: Callable[[int], Any]) -> Callable[[int], Any]:
+        def make_client(block: int) -> Any:
+            self.made.append(make(block))
+            return self.made[-1]
+        return make_client
+
+    def failure(self) -> str:
+        unread = [u for client in self.made for u in client.unread]
+        return f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}" if unread else ""
+
+
 def oracle_watches(
     request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
 ) -> tuple[list[Any], str]:
@@ -140,33 +167,53 @@ def oracle_watches(
     Optional: old state is often pruned (non-archive nodes keep ~128 blocks), so a sampling failure returns
     no watches and the reason, and the check is reported as not evaluated.
     """
-    from auditor.oracles import client_factory, sample_blocks, watch_markets
+    from auditor.oracles import sample_blocks, watch_markets
 
     if not universe.markets:
         return [], ""
     if say:
         say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
-    options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
-                             record=request.options.record, replay=request.options.replay, retry=request.options.retry)
-    made: list[Any] = []
-
-    def tracked(make: Callable[[int], Any]) -> Callable[[int], Any]:
-        def make_client(block: int) -> Any:
-            made.append(make(block))
-            return made[-1]
-        return make_client
-
-    factories = {n: tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
+    sampler = _Sampler(request, clients)
     blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
               for n, c in clients.items()}
     try:
-        watches = list(watch_markets(universe, request.registry, factories, blocks))
+        watches = list(watch_markets(universe, request.registry, sampler.factories, blocks))
     except (ChainError, ConfigError) as exc:
         return [], f"oracle sampling failed: {exc}"
-    unread = [u for client in made for u in client.unread]
-    if unread:
-        return [], f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}"
-    return watches, ""
+    failure = sampler.failure()
+    return ([], failure) if failure else (watches, "")
+
+
+def vault_share_apys(
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
+) -> tuple[dict[str, Decimal], str]:
+    """Share-price APY of every ERC-4626 vault the issuers hold, over the oracle window before the pin.
+
+    Optional like the oracle samples: without the old state the yield check is not evaluated.
+    """
+    from auditor.model import VAULT_SHARE
+    from auditor.yields import sample_share_price, share_price_apy
+
+    vaults = sorted({(p.chain, p.details["vault_path"][0]) for sheet in universe.sheets.values()
+                     for p in sheet.positions if p.kind == VAULT_SHARE and p.details.get("vault_path")})
+    if not vaults:
+        return {}, ""
+    if say:
+        say(f"sampling the share price of {len(vaults)} vault(s) over the last {ORACLE_WINDOW_BLOCKS} blocks")
+    sampler = _Sampler(request, clients)
+    apys: dict[str, Decimal] = {}
+    try:
+        for chain, vault in vaults:
+            start = max(0, clients[chain].pinned.number - ORACLE_WINDOW_BLOCKS)
+            first, last = sample_share_price([sampler.factories[chain](start), clients[chain]], vault)
+            apy = share_price_apy(first, last)
+            if apy is None:
+                return {}, f"no share-price growth for vault {vault} on {chain}: {first.error or last.error}"
+            apys[token_key(chain, vault)] = apy
+    except (ChainError, ConfigError) as exc:
+        return {}, f"vault share-price sampling failed: {exc}"
+    failure = sampler.failure()
+    return ({}, failure) if failure else (apys, "")
 
 
 def market_from_exposure(market: Mapping[str, Any]) -> Market:

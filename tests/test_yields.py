@@ -31,6 +31,7 @@ from auditor.yields import (
     per_second_apy,
     ray_apy,
     sample_share_price,
+    share_price_apy,
     share_price_growth,
     share_price_point,
     utilization,
@@ -343,3 +344,45 @@ def test_share_price_rise_without_new_backing_is_paid_from_principal(
     # A plain ERC-20 has no price per share: the sample says so instead of inventing one.
     (plain,) = sample_share_price([clients[0]], lab.usdc.address)
     assert plain.assets_per_share is None and "neither" in plain.error
+
+
+def test_the_audit_measures_vault_share_growth_over_its_window(chain: Lab, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issuer's treasury holds shares of an ERC-4626 vault whose price rises 5% over the audit's window
+    (outside money donated to the vault): the audit samples the share price at the window's start and at the
+    pin and credits that growth to the vault position. Before the window the vault is not there: the check is
+    then not evaluated, never a zero."""
+    from auditor.audit import AuditRequest, run_audit
+    from auditor.chain.reader import ConnectOptions
+
+    window = 40  # the audit's window, shortened: mining its 50,400 blocks takes anvil over a minute
+    monkeypatch.setattr("auditor.audit.ORACLE_WINDOW_BLOCKS", window)
+    lab = chain
+    treasury, outsider, holder = lab.accounts[3], lab.accounts[4], lab.accounts[5]
+    vault = Contract.deploy(lab.url, lab.lab_contracts["LabVault"], lab.usdc.address, "Vault USD", "vUSD")
+    token = Contract.deploy(lab.url, lab.lab_contracts["LabToken"], "Hodl", "HODL", 6)
+    token.transact("mint", holder, 1_000 * USDC_UNIT)
+    lab.usdc.transact("mint", treasury, 1_000 * USDC_UNIT)
+    lab.usdc.transact("approve", vault.address, 1_000 * USDC_UNIT, sender=treasury)
+    vault.transact("deposit", 1_000 * USDC_UNIT, treasury, sender=treasury)
+    extra = f"holdings:\n  - {{chain: ethereum, address: \"{vault.address}\", label: vault}}\n"
+    registry, specs = world(tmp_path, lab, "hodl", token, [treasury], extra=extra, venues=False)
+    options = ConnectOptions(rpc={"ethereum": lab.url}, use_cache=False)
+
+    young = run_audit(AuditRequest(specs["hodl"], registry, options, specs=specs))
+    assert young.complete and [s.check for s in young.skipped] == ["unexplained-yield"]
+
+    start = int(rpc(lab.url, "eth_blockNumber"), 16) + 1
+    rpc(lab.url, "anvil_mine", [hex(window), hex(6 * 3600)])
+    lab.usdc.transact("mint", outsider, 50 * USDC_UNIT)
+    lab.usdc.transact("transfer", vault.address, 50 * USDC_UNIT, sender=outsider)
+    pin = int(rpc(lab.url, "eth_blockNumber"), 16)
+    assert pin - window >= start  # the window opens after the deposit
+
+    result = run_audit(AuditRequest(specs["hodl"], registry, options, specs=specs))
+    assert result.complete and result.skipped == []
+    clients = [pinned(lab.url, pin - window), pinned(lab.url, pin)]
+    expected = share_price_apy(*sample_share_price(clients, vault.address))
+    assert expected is not None and expected > 0
+    (source,) = [s for s in result.document["yields"]["hodl"]["sources"] if s["kind"] == "vault_share"]
+    assert Decimal(source["apy"]) == expected
