@@ -28,7 +28,9 @@ registry_option = click.option(
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    from auditor.text import inert
+
+    click.echo(f"error: {inert(message)}", err=True)  # messages quote paths, URLs and chain text: never raw
     sys.exit(code)
 
 
@@ -63,6 +65,7 @@ def validate(paths: tuple[str, ...], registry_path: str) -> None:
     FILE:LINE: FIELD: what was expected. Exit 2 if any file has an error.
     """
     from auditor.spec import SpecError, load_registry, load_spec, spec_ids_near, spec_paths
+    from auditor.text import inert
 
     try:
         registry = load_registry(registry_path)
@@ -70,7 +73,7 @@ def validate(paths: tuple[str, ...], registry_path: str) -> None:
         click.echo(f"error {exc}")
         _fail("the registry is invalid; specs were not checked")
     click.echo(
-        f"ok    {registry_path}  ({len(registry.chains)} chains, "
+        f"ok    {inert(registry_path)}  ({len(registry.chains)} chains, "
         f"{sum(len(a) for a in registry.assets.values())} hard assets, {len(registry.venues)} venues)"
     )
     files = spec_paths(paths)
@@ -87,7 +90,7 @@ def validate(paths: tuple[str, ...], registry_path: str) -> None:
             continue
         chains = sorted({d.chain for d in spec.token.deployments})
         click.echo(
-            f"ok    {path}  ({spec.token.symbol} on {', '.join(chains)}; "
+            f"ok    {inert(path)}  ({inert(spec.token.symbol)} on {', '.join(chains)}; "
             f"{len(spec.accounts)} account(s); depends on {', '.join(spec.depends_on) or 'nothing'})"
         )
     if errors:

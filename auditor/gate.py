@@ -15,7 +15,7 @@ from auditor import policy as policy_format
 from auditor.findings import AuditResult, plain
 from auditor.numbers import multiple, percent, to_decimal, usd
 from auditor.policy import Policy
-from auditor.text import inert
+from auditor.text import inert, inert_markup
 
 FORMATS = ("text", "json", "junit", "sarif", "github")
 INFO_URI = "https://github.com/reserve-auditor/reserve-auditor"
@@ -184,10 +184,10 @@ def _junit(checks: Sequence[Check]) -> str:
     cases = []
     for c in checks:
         # XML 1.0 cannot carry control characters at all, escaped or not: they are spelled out first.
-        body = "" if c.passed else (f"<failure message={quoteattr(inert(c.message))} type={quoteattr(c.id)}>"
-                                    f"{escape(inert(json.dumps(plain(c.evidence), sort_keys=True)))}</failure>")
-        cases.append(f'    <testcase classname={quoteattr("auditor." + inert(c.subject))} name={quoteattr(c.id)} '
-                     f'time="0">{body}</testcase>')
+        body = "" if c.passed else (f"<failure message={quoteattr(inert_markup(c.message))} type={quoteattr(c.id)}>"
+                                    f"{escape(inert_markup(json.dumps(plain(c.evidence), sort_keys=True)))}</failure>")
+        classname = quoteattr("auditor." + inert_markup(c.subject))
+        cases.append(f'    <testcase classname={classname} name={quoteattr(c.id)} time="0">{body}</testcase>')
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<testsuites name="auditor check" tests="{len(checks)}" failures="{failures}" errors="0">\n'
             f'  <testsuite name="auditor check" tests="{len(checks)}" failures="{failures}" errors="0" '

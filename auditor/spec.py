@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from auditor.addresses import check_address
+from auditor.text import inert
 
 REGISTRY_FILE = "registry.yaml"
 SPEC_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -31,27 +32,6 @@ SHOWN_CHARS = 120  # how much of an input value an error message quotes
 # The list lives here because `auditor validate` must not import the adapters (they pull in web3);
 # tests/test_spec.py checks that it equals the adapters registered by `auditor.adapters.load_all()`.
 VENUE_NAMES = ("aave_v3", "morpho_blue")
-
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-def inert(text: str, limit: int | None = None) -> str:
-    """Untrusted text made safe to print on one terminal line, under any locale or output encoding.
-
-    Everything but printable ASCII is escaped (\\x1b, \\u202e, \\ud800): control and C1 characters
-    cannot start escape sequences (ANSI colours, OSC 8 links), line and paragraph separators cannot
-    split the line, bidi overrides cannot reorder it, and lone surrogates cannot fail the encoder.
-    Idempotent, so a message may pass through it twice. `limit` cuts long values (before escaping).
-    """
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + "..."
-    return _UNSAFE.sub(_escape, text)
-
 
 def shown(value: object) -> str:
     """An input value quoted for an error message: its repr, cut to SHOWN_CHARS, made inert."""

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from auditor import numbers
 from auditor.numbers import to_decimal
-from auditor.text import inert
+from auditor.text import inert_markup as inert
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
