@@ -460,21 +460,29 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
 @click.option("--replay", type=click.Path(dir_okay=False), help="Re-run the audit from an evidence bundle.")
 @click.option("--spec", "spec_override", type=click.Path(dir_okay=False), help="Spec to re-run (default: recorded).")
 @click.option("--registry", "registry_override", type=click.Path(dir_okay=False), help="Registry for the re-run.")
+@click.option("--rebuild", is_flag=True,
+              help="For the demo's report: rebuild the reconstruction on fresh local chains and re-audit it.")
 def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | None,
-           spec_override: str | None, registry_override: str | None) -> None:
+           spec_override: str | None, registry_override: str | None, rebuild: bool) -> None:
     """Verify a signed report: digest, signature, signer, the page against its findings, and re-execution.
 
     Recomputes the digest of the embedded findings, recovers the signer from the EIP-191
     signature, re-renders the page from the findings and compares it byte for byte (so an
     edited figure on the page is caught), and with --rpc or --replay re-runs the audit at the
-    report's pinned blocks and compares every figure. Exit 0 only if everything matches.
+    report's pinned blocks and compares every figure. The demo's report is re-run with --rebuild:
+    its chains are rebuilt from the same parameters (fixed block times), so it re-runs to the
+    same digest. Exit 0 only if everything matches.
     """
 
     def action() -> None:
         from auditor.chain.evidence import Bundle
+        from auditor.chain.rpc import ConfigError
         from auditor.report.verify import verify_report
 
-        rerun = _rerun(rpc, replay, spec_override, registry_override) if (rpc or replay) else None
+        if rebuild and (rpc or replay):
+            raise ConfigError("--rebuild re-runs the demo on its own chains: give it without --rpc or --replay")
+        rerun = _rerun(rpc, replay, spec_override, registry_override) if (rpc or replay) else (
+            _rebuild_demo if rebuild else None)
         replay_digest = Bundle.read(Path(replay))[1] if replay else None
         verdict = verify_report(Path(report), expected_signer=signer, rerun=rerun, replay_digest=replay_digest)
         for line in verdict.checks:
@@ -488,6 +496,22 @@ def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | 
     _run_guarded(action)
 
 
+def _rebuild_demo(document: dict[str, Any]) -> dict[str, Any]:
+    """The demo's findings again, from a reconstruction rebuilt in a scratch folder (signed with a throwaway key:
+    only the findings are compared)."""
+    import secrets
+    import tempfile
+
+    from auditor.chain.rpc import ConfigError
+    from auditor.demo import run_demo
+
+    if "stages" not in document:
+        raise ConfigError("--rebuild re-runs the demo's report; re-run other reports with --rpc or --replay")
+    click.echo("rebuilding the reconstruction on fresh local chains", err=True)
+    with tempfile.TemporaryDirectory(prefix="auditor-verify-") as folder:
+        return run_demo(Path(folder), lambda _line: None, signing=(secrets.token_bytes(32), "a throwaway key"))
+
+
 def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
            registry_override: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def rerun(document: dict[str, Any]) -> dict[str, Any]:
@@ -497,7 +521,7 @@ def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
         from auditor.spec import load_registry, load_spec
 
         if "stages" in document:
-            raise ConfigError("this report holds several audits (a demo report); re-run them with `auditor demo`")
+            raise ConfigError("this report holds several audits (the demo's): re-run it with verify --rebuild")
         inputs = document.get("inputs", {})
         registry = load_registry(registry_override or inputs.get("registry") or DEFAULT_REGISTRY)
         spec = load_spec(spec_override or inputs.get("spec", ""), registry)

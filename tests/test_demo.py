@@ -267,3 +267,13 @@ def test_timeline_out_of_order_is_a_located_error(tmp_path: Path) -> None:
     naive.write_text(PARAMS_FILE.read_text().replace('"2025-10-27T00:00:00Z"', '"2025-10-27T00:00:00"'))
     with pytest.raises(SpecError, match=r"start_time.*zone"):
         load_params(naive)
+
+
+def test_verify_rebuild_re_runs_the_demo_to_its_digest(demo_out: Path, tmp_path: Path) -> None:
+    report = demo_out / f"{REPORT_NAME}.html"
+    result = CliRunner().invoke(main, ["verify", str(report), "--rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "re-running the audit at the report's pins gives the same figures" in result.output
+    # --rebuild is for the demo's report only, and never mixed with a node or a bundle.
+    mixed = CliRunner().invoke(main, ["verify", str(report), "--rebuild", "--rpc", "ethereum=http://127.0.0.1:9"])
+    assert mixed.exit_code == 2 and "--rebuild" in mixed.output
