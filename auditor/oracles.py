@@ -11,10 +11,10 @@ from typing import Any
 from auditor import model
 from auditor.chain.cache import SqliteCache
 from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
+from auditor.detector import HIGH, Detector, FlagContext
 from auditor.findings import Finding
 from auditor.model import HardAsset, Market, Universe
 from auditor.numbers import PRECISION, exact, percent, tokens
-from auditor.risk import HIGH, Detector, FlagContext
 from auditor.spec import Chain, Pool, Registry
 
 # Defaults of the check. FlagConfig (risk.py) does not carry them yet; FlagConfig fields of the same name

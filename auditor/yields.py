@@ -11,10 +11,10 @@ from typing import Any
 from auditor import model
 from auditor.backing import BackingResult
 from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.detector import DEFAULT_CONFIG, HIGH, Detector, FlagContext
 from auditor.findings import Finding
 from auditor.model import Evidence, Market, Position, Universe
 from auditor.numbers import PRECISION, apy, exact, usd
-from auditor.risk import DEFAULT_CONFIG, HIGH, Detector, FlagContext
 
 SECONDS_PER_YEAR = 365 * 86_400  # the year of Morpho's and Aave's rate maths (leap years ignored)
 WAD = Decimal(10) ** 18
