@@ -78,3 +78,23 @@ def test_the_gate_never_passes_on_a_fault(world: dict[str, Any], tmp_path: Path,
     assert code in (1, 2) and code != 0, output
     if code == 1:  # a decided breach must be the same verdict as the clean run's
         assert output == clean_output
+
+
+def test_pruned_old_state_leaves_the_figures_and_the_gate_says_not_evaluated(world: dict[str, Any],  # noqa: F811
+                                                                              tmp_path: Path) -> None:
+    """Oracle sampling reads state up to 50,400 blocks before the pin, which most nodes have pruned: the audit's
+    figures stand, the frozen-oracle check is listed as not evaluated, and a gate that needs it cannot pass."""
+    code, _ = audit(world, world["url"], tmp_path / "clean.json")
+    assert code == 0
+    pruned = ItemFault("error", contains='"0x0"', error={"code": -32000, "message": "missing trie node"})
+    with FaultProxy(world["url"], item_faults=[pruned]) as proxy:
+        code, output = audit(world, proxy.url, tmp_path / "pruned.json")
+        assert code == 0, output
+        assert "not evaluated: oracle-frozen" in output
+        gate = policy(tmp_path, "min_backing_ratio: 0.5\nfail_on_flags: [oracle-frozen]\n")
+        gate_code, gate_output = check(world, proxy.url, gate)
+    clean, faulted = (json.loads((tmp_path / name).read_text()) for name in ("clean.json", "pruned.json"))
+    assert faulted["complete"] is True and faulted["backing"] == clean["backing"]
+    assert [s["check"] for s in faulted["not_evaluated"]] == ["oracle-frozen"]
+    assert gate_code == 2 and "UNDECIDED  flag:oracle-frozen" in gate_output
+    assert "PASS  min-backing-ratio" in gate_output

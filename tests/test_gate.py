@@ -177,9 +177,8 @@ def test_cli_exit_codes(world: dict[str, Any], tmp_path: Path) -> None:
     assert result.exit_code == 2 and "connection failed" in result.output  # fail closed
 
 
-def test_vault_mode_checks_every_collateral(world: dict[str, Any], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(world["folder"].parent)  # specs are looked up in ./protocols
+def test_vault_mode_checks_every_collateral(world: dict[str, Any], tmp_path: Path) -> None:
+    # The specs come from the registry's folder (a tmp dir here), not from ./protocols of the checkout.
     lenient = policy(tmp_path, "min_backing_ratio: 0.5\n")
     code, output = run_check(world, lenient, "--vault", world["vault"], "--chain", "ethereum")
     assert code == 1, output
