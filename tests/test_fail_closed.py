@@ -98,3 +98,45 @@ def test_pruned_old_state_leaves_the_figures_and_the_gate_says_not_evaluated(wor
     assert [s["check"] for s in faulted["not_evaluated"]] == ["oracle-frozen"]
     assert gate_code == 2 and "UNDECIDED  flag:oracle-frozen" in gate_output
     assert "PASS  min-backing-ratio" in gate_output
+
+
+REQUEST_FAULTS = ("drop", "delay", "429", "500", "503", "truncate", "wrong_ids")
+ITEM_FAULTS = {
+    "header-not-found": ItemFault("error"),
+    "internal-error": ItemFault("error", error={"code": -32603, "message": "internal error"}),
+    "result-0x": ItemFault("result", result="0x"),
+    "result-null": ItemFault("result", result=None),
+    "result-garbage": ItemFault("result", result="0xZZ"),
+    "wrong-block": ItemFault("block"),
+}
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["some-calls", "all-calls"])
+@pytest.mark.parametrize("fault", [*REQUEST_FAULTS, *ITEM_FAULTS])
+def test_fault_matrix_end_to_end(world: dict[str, Any], tmp_path: Path, fault: str,  # noqa: F811
+                                 persistent: bool) -> None:
+    """Every fault, on some calls or on all of them, ends in the clean run's figures or a fail-closed exit;
+    never exit 0 with other figures, never a figure marked complete that the clean run does not have."""
+    code, _ = audit(world, world["url"], tmp_path / "clean.json")
+    assert code == 0
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    if fault in ITEM_FAULTS:
+        template = ITEM_FAULTS[fault]
+        item = ItemFault(template.kind, error=dict(template.error), result=template.result,
+                         count=None if persistent else 1)
+        options: dict[str, Any] = {"item_faults": [item]}
+    else:
+        options = {"faults": [fault] * (200 if persistent else 1), "delay_s": 0.2}
+    with FaultProxy(world["url"], **options) as proxy:
+        code, output = audit(world, proxy.url, tmp_path / "faulted.json")
+    if code == 0:
+        faulted = json.loads((tmp_path / "faulted.json").read_text())
+        assert faulted["complete"] is True
+        assert faulted["backing"] == clean["backing"] and faulted["flags"] == clean["flags"], output
+    else:
+        assert code in (1, 2), output
+        assert not (tmp_path / "faulted.html").exists()
+        if (tmp_path / "faulted.json").exists():
+            assert json.loads((tmp_path / "faulted.json").read_text())["complete"] is False
+    if not persistent and fault not in ("delay",):
+        assert code == 0, output  # a fault that goes away is retried through
