@@ -48,8 +48,9 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     not evaluated and never voids the figures.
     """
     from auditor.backing import solve
+    from auditor.flags import run_flags
+    from auditor.flags.oracle_overvalues import oracle_readings
     from auditor.ledger import build_universe, chains_needed, issuers_in_audit
-    from auditor.risk import oracle_readings, run_flags
 
     specs = request.specs or known_specs(request.spec, request.registry)
     root = request.spec.id

@@ -85,7 +85,7 @@ class AuditResult:
     gaps: list[Gap] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     exposure: dict[str, Any] = field(default_factory=dict)  # chain -> exposure map (data), who lends against it
-    oracles: list[Any] = field(default_factory=list)  # auditor.risk.OracleReading per market on an issued token
+    oracles: list[Any] = field(default_factory=list)  # flags.oracle_overvalues.OracleReading, per market
     document: dict[str, Any] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)  # per chain: what went over the wire (run metadata)
 

@@ -42,7 +42,7 @@ def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> lis
 
 def load_policy(path: str | Path) -> Policy:
     """A policy validated like a spec: unknown keys or flag ids, or a policy that checks nothing, exit 2."""
-    from auditor.risk import flag_ids
+    from auditor.flags import flag_ids
 
     return policy_format.load_policy(path, flag_ids())
 

@@ -11,10 +11,8 @@ from typing import Any
 from auditor import model
 from auditor.chain.cache import SqliteCache
 from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
-from auditor.detector import HIGH, Detector, FlagContext
-from auditor.findings import Finding
 from auditor.model import HardAsset, Market, Universe
-from auditor.numbers import PRECISION, exact, percent, tokens
+from auditor.numbers import PRECISION
 from auditor.spec import Chain, Pool, Registry
 
 # Defaults of the check. FlagConfig (risk.py) does not carry them yet; FlagConfig fields of the same name
@@ -319,80 +317,11 @@ def _series(series: Iterable[tuple[int, Any]]) -> list[list[Any]]:
     return [[block, None if value is None else str(value)] for block, value in series]
 
 
-def _setting(context: FlagContext, name: str, default: Decimal) -> Decimal:
-    value = getattr(context.config, name, None)
-    return value if isinstance(value, Decimal) else default
-
-
-class OracleFrozen(Detector):
-    ID = "oracle-frozen"
-    SEVERITY = HIGH
-    HELP = ("A lending market's oracle did not move across the sampled blocks while the collateral's market price "
-            "or look-through value did: its loans are not liquidated when they should be.")
-
-    def __init__(self, watches: Sequence[OracleWatch] | None = None) -> None:
-        # run_flags builds detectors without arguments: the samples then come attached to the context.
-        self.watches = watches
-
-    def detect(self, context: FlagContext) -> list[Finding]:
-        watches = self.watches if self.watches is not None else _attached_watches(context)
-        if not watches:
-            return []
-        threshold = _setting(context, "oracle_frozen_threshold", DEFAULT_FROZEN_THRESHOLD)
-        still = _setting(context, "oracle_still_tolerance", DEFAULT_STILL_TOLERANCE)
-        owners = {key: issuer for issuer, sheet in context.universe.sheets.items() for key in sheet.token_keys}
-        findings = []
-        for frozen in frozen_oracles(watches, threshold=threshold, still_tolerance=still):
-            watch, move = frozen.watch, frozen.truth_move
-            issuer = owners.get(watch.collateral)
-            symbol = context.universe.sheets[issuer].symbol if issuer else watch.collateral
-            held = exact(frozen.oracle.first)
-            if watch.oracle_to_usd is not None:
-                held = f"{tokens(frozen.oracle.first * watch.oracle_to_usd)} USD"
-            findings.append(self.finding(
-                issuer,
-                f"market {watch.market}: oracle {watch.oracle} held {symbol} at {held} across blocks "
-                f"{frozen.oracle.first_block}..{frozen.oracle.last_block} "
-                f"(moved {percent(frozen.oracle.relative)}) "
-                f"while its {frozen.truth} moved {percent(move.relative)} "
-                f"({tokens(move.first)} -> {tokens(move.last)})",
-                {
-                    "market": watch.market,
-                    "oracle": watch.oracle,
-                    "collateral": watch.collateral,
-                    "oracle_move": frozen.oracle.relative,
-                    "oracle_price_raw": str(int(frozen.oracle.first)),
-                    "oracle_price_usd": None if watch.oracle_to_usd is None
-                    else frozen.oracle.first * watch.oracle_to_usd,
-                    "truth": frozen.truth,
-                    "truth_move": move.relative,
-                    "market_price": _move_dict(frozen.market_price),
-                    "market_price_source": watch.market_price_source or None,
-                    "look_through": _move_dict(frozen.look_through),
-                    "threshold": threshold,
-                    "still_tolerance": still,
-                    "samples": {"oracle": _series(watch.oracle_prices), "market_price": _series(watch.market_prices),
-                                "look_through": _series(watch.look_through)},
-                },
-            ))
-        return findings
-
-
-def _attached_watches(context: FlagContext) -> Sequence[OracleWatch]:
-    """Watches the audit attached as `oracle_watches`: on the context first, else on the universe."""
-    for holder in (context, context.universe):
-        value = getattr(holder, "oracle_watches", None)
-        if value is not None:
-            return [w for w in value if isinstance(w, OracleWatch)]
-    return []
-
-
 __all__ = [
     "DEFAULT_FROZEN_THRESHOLD",
     "DEFAULT_STILL_TOLERANCE",
     "FrozenOracle",
     "Move",
-    "OracleFrozen",
     "OracleWatch",
     "address_key",
     "client_factory",

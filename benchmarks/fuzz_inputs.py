@@ -168,7 +168,7 @@ def shipped_registry() -> Registry:
 
 @cache
 def flag_ids() -> tuple[str, ...]:
-    from auditor.risk import all_detectors
+    from auditor.flags import all_detectors
 
     return tuple(detector.ID for detector in all_detectors())
 

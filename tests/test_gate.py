@@ -15,12 +15,12 @@ from click.testing import CliRunner
 
 from auditor.cli import main
 from auditor.findings import AuditResult, Finding, Gap, Severity, Skipped
+from auditor.flags.oracle_overvalues import OracleReading
 from auditor.gate import FORMATS, evaluate, load_policy, render
 from auditor.lab.deploy import Contract
 from auditor.lab.morpho import oracle_price
 from auditor.model import Market
 from auditor.policy import Policy
-from auditor.risk import OracleReading
 from tests.conftest import Lab
 from tests.support import same_block
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from auditor.audit import summary_lines
 from auditor.findings import AuditResult, Finding, Severity
+from auditor.flags import flag_ids
 from auditor.gate import FORMATS, evaluate, render
 from auditor.numbers import multiple, percent
 from auditor.policy import Policy
-from auditor.risk import flag_ids
 
 ratios = st.decimals(min_value=0, max_value=1, places=12, allow_nan=False, allow_infinity=False)
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)

@@ -13,12 +13,13 @@ from auditor import model
 from auditor.backing import solve
 from auditor.chain.reader import ChainClient, ConnectOptions
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
+from auditor.flags import OracleFrozen
+from auditor.flags.base import DEFAULT_CONFIG, FlagConfig, FlagContext
 from auditor.lab.deploy import Contract
 from auditor.lab.morpho import oracle_price
 from auditor.lab.node import rpc
 from auditor.ledger import build_universe
 from auditor.oracles import (
-    OracleFrozen,
     OracleWatch,
     address_key,
     client_factory,
@@ -30,7 +31,6 @@ from auditor.oracles import (
     watch_markets,
     watches_for_markets,
 )
-from auditor.risk import DEFAULT_CONFIG, FlagConfig, FlagContext
 from auditor.spec import load_registry, load_spec
 from tests.conftest import Lab
 from tests.test_backing import USDC, market, position, sheet, token_of, universe

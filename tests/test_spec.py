@@ -408,7 +408,7 @@ def test_inert_escapes_everything_a_terminal_would_act_on() -> None:
 
 @pytest.fixture(scope="module")
 def flag_ids() -> list[str]:
-    from auditor.risk import all_detectors
+    from auditor.flags import all_detectors
 
     return [detector.ID for detector in all_detectors()]
 

@@ -14,18 +14,18 @@ from auditor.backing import solve
 from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
 from auditor.findings import plain as json_data
+from auditor.flags import UnexplainedYield, run_flags
+from auditor.flags.base import DEFAULT_CONFIG, FlagConfig, FlagContext
 from auditor.lab.deploy import Contract
 from auditor.lab.morpho import MarketParams, oracle_price
 from auditor.lab.node import rpc
 from auditor.ledger import build_universe
 from auditor.model import COLLATERAL, DEBT, SUPPLY, VAULT_SHARE, Market, Universe
 from auditor.numbers import PRECISION, exact
-from auditor.risk import DEFAULT_CONFIG, FlagConfig, FlagContext, run_flags
 from auditor.spec import Registry, Spec, load_registry, load_spec
 from auditor.yields import (
     SECONDS_PER_YEAR,
     SharePricePoint,
-    UnexplainedYield,
     analyse_yield,
     market_supply_apy,
     per_second_apy,

@@ -1,4 +1,4 @@
-"""What every flag is made of: its thresholds, what it sees, and the detector base class (one module a flag)."""
+"""What every flag is made of: its thresholds, what it sees, and the Detector base class."""
 
 from __future__ import annotations
 
