@@ -135,6 +135,20 @@ def test_bad_spec_gives_one_located_line_and_exit_2(
     assert error_lines == [f"error {path}:{line}: {field_path + ': ' if field_path else ''}{error.message}"]
 
 
+def test_yaml_1_1_coercions_never_reach_the_typed_objects(tmp_path: Path, registry: Registry) -> None:
+    # Text is read as written and numbers must be numbers: a validator fed yaml.safe_load's values
+    # (as pydantic would be) turns `NO` into False, an unquoted address into an int, and `true` into 1.0.
+    address = "0xE2Fc85BfB48C4cF147921fBE110cf92Ef9f26F94"
+    with_other(tmp_path)
+    text = GOOD_SPEC.replace("symbol: GOOD", "symbol: NO").replace(f'"{address}"', address)
+    spec = load_spec(write(tmp_path, "good.yaml", text), registry)
+    assert (spec.token.symbol, spec.token.deployments[0].address) == ("NO", address)
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, "good.yaml", GOOD_SPEC.replace("apy: 0.18", "apy: true")), registry)
+    assert (info.value.line, info.value.field_path, info.value.message) == (15, "claims.apy",
+                                                                           "expected a number, got 'true'")
+
+
 def test_registry_errors_are_located(tmp_path: Path) -> None:
     text = REGISTRY.read_text().replace("USDC: {address", "USDC: {adress")
     path = write(tmp_path, "registry.yaml", text)
