@@ -8,17 +8,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from auditor import numbers
 from auditor.numbers import to_decimal
 from auditor.text import inert_markup as inert
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# Package data (auditor/report/templates), read through importlib.resources so an installed wheel renders too.
+TEMPLATES_DIR = files("auditor.report") / "templates"
 
 # No fetches of any kind (fonts, images, frames, scripts); inline <style> only. A report is read by people
 # who were sent it by someone they may not trust: the page must not be able to phone home or run code.
@@ -1037,7 +1038,7 @@ def _trusted(html: str) -> Markup:
 def _env() -> Environment:
     # autoescape=True for every template, whatever its name: nothing from a document is ever trusted.
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
+        loader=PackageLoader("auditor.report", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
