@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import decimal
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,9 +25,12 @@ from auditor.adapters.morpho_blue import (
     to_assets_up,
 )
 from auditor.addresses import check_address, to_checksum
+from auditor.chain.plan import Plan, logs, run_plan
+from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
-from auditor.model import token_key
+from auditor.ledger import chain_prices
+from auditor.model import HardAsset, token_key
 from auditor.numbers import context, exact, percent, usd
 from auditor.spec import Registry, Venue
 
@@ -99,30 +102,65 @@ def run_exposure(
     maps token_key -> addresses of other tokens that hold it, so markets taking those as collateral count too.
     """
     token, venue = _check_input(token, chain, registry, client)
+    finish = run_plan(client, exposure_reads(token, Scope(chain, client, registry, [], {}, venue=venue),
+                                             holders_of or {}))
+    return finish(look_through or {})
+
+
+Finish = Callable[[Mapping[str, Decimal]], dict[str, Any]]
+
+
+def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[str]]) -> Plan[Finish]:
+    """Every read the exposure map needs, as a plan; its result values them once the look-through is known.
+
+    `scope.venue` is the chain's Morpho Blue (checked by `_check_input`). The audit runs this plan in the same
+    rounds as the balance sheets, solves the backing, then calls the result with the look-through values.
+    """
+    venue, registry, chain, client = scope.venue, scope.registry, scope.chain, scope.client
+    assert venue is not None
     pool = registry.venues.get(AAVE, {}).get(chain)
-    scope = Scope(chain, client, registry, [], {}, venue=venue)
     notes: list[str] = []
 
-    created = _created_markets(scope, venue)
-    fee_recipient, aave_assets = _venue_reads(scope, venue, pool)
+    created = yield from _created_markets(scope, venue)
+    fee_recipient, aave_assets = yield from _venue_reads(scope, venue, pool)
     candidates = {c.params[1] for c in created.values()} | set(aave_assets)
-    collaterals = _look_through(scope, token, candidates, holders_of or {})
+    collaterals = yield from _look_through(scope, token, candidates, holders_of)
 
     chosen = sorted((c for c in created.values() if c.params[1].lower() in collaterals), key=lambda c: c.block)
     ids = [c.id for c in chosen]
-    readings = read_markets(scope, ids) if ids else {}
-    suppliers, borrowers = _participants(scope, venue, ids)
+    readings = (yield from read_markets(scope, ids)) if ids else {}
+    suppliers, borrowers = yield from _participants(scope, venue, ids)
     if int(fee_recipient, 16) != 0:
         # Morpho pays its fee in supply shares without a Supply event: the fee recipient can hold a
         # position that no log shows, so it is asked in every market.
         suppliers |= {(i, fee_recipient) for i in ids}
-    positions, profiles = _positions_and_profiles(scope, venue, sorted(suppliers | borrowers),
-                                                  sorted({a for _i, a in suppliers}))
+    positions, profiles = yield from _positions_and_profiles(scope, venue, sorted(suppliers | borrowers),
+                                                             sorted({a for _i, a in suppliers}))
 
     tokens = sorted({token, *(c.address for c in collaterals.values())}
                     | {r.loan_token for r in readings.values()} | {r.collateral_token for r in readings.values()})
-    metadata = {a: (m[0], _text(m[1])) for a, m in token_metadata(scope, tokens).items()}
-    prices = _prices(registry, client, chain, look_through or {}, notes)
+    metadata = {a: (m[0], _text(m[1])) for a, m in (yield from token_metadata(tokens)).items()}
+    hard, price_notes, _gaps = yield from chain_prices(chain, registry, client.pinned.timestamp, scope.block)
+    notes += price_notes
+    listed = [a for a in aave_assets if a.lower() in collaterals]
+    aave_reads = (yield from _aave_reads(scope, pool, listed)) if pool else ([], [])
+
+    def finish(look_through: Mapping[str, Decimal]) -> dict[str, Any]:
+        return _document(scope, token, venue, pool, created, fee_recipient, collaterals, ids, readings, positions,
+                         profiles, metadata, _prices(hard, look_through), listed, aave_reads, list(notes))
+
+    return finish
+
+
+def _document(
+    scope: Scope, token: str, venue: Venue, pool: Venue | None, created: Mapping[bytes, _Created],
+    fee_recipient: str, collaterals: Mapping[str, Collateral], ids: Sequence[bytes],
+    readings: Mapping[bytes, MarketReading], positions: Mapping[tuple[bytes, str], ReadResult],
+    profiles: Mapping[str, Mapping[str, ReadResult]], metadata: Mapping[str, tuple[int | None, str]],
+    prices: _Prices, listed: Sequence[str], aave_reads: tuple[list[ReadResult], list[ReadResult]], notes: list[str],
+) -> dict[str, Any]:
+    """The exposure map as plain data, from its reads and the prices (pure)."""
+    chain, client = scope.chain, scope.client
 
     by_market: dict[bytes, list[tuple[str, ReadResult]]] = {}
     for (market_id, account), result in sorted(positions.items()):
@@ -132,8 +170,8 @@ def run_exposure(
                      by_market.get(i, []), metadata, prices, notes)
         for i in ids
     ]
-    aave = _aave_section(scope, pool, [a for a in aave_assets if a.lower() in collaterals], collaterals, metadata,
-                         prices) if pool else {"pool": None, "reserves": []}
+    aave = _aave_section(scope, pool, listed, aave_reads, collaterals, metadata, prices) if pool else {
+        "pool": None, "reserves": []}
     supplier_list = _supplier_dicts(scope, markets, profiles)
     decimals, symbol = metadata[token]
     return {
@@ -218,10 +256,10 @@ def _check_input(token: str, chain: str, registry: Registry, client: ChainClient
     return address, morpho[chain]
 
 
-def _created_markets(scope: Scope, venue: Venue) -> dict[bytes, _Created]:
+def _created_markets(scope: Scope, venue: Venue) -> Plan[dict[bytes, _Created]]:
     """Every market ever created: CreateMarket carries the params, so markets no UI lists are found too."""
     out: dict[bytes, _Created] = {}
-    for log in scope.client.scan_logs([venue.address], [CREATE_MARKET_EVENT.topic], venue.from_block, scope.block):
+    for log in (yield from logs([venue.address], [CREATE_MARKET_EVENT.topic], venue.from_block)):
         event = CREATE_MARKET_EVENT.decode(log.topics, log.data)
         loan, collateral, oracle, irm, lltv = event["marketParams"]
         params = (to_checksum(loan), to_checksum(collateral), to_checksum(oracle), to_checksum(irm), int(lltv))
@@ -229,12 +267,12 @@ def _created_markets(scope: Scope, venue: Venue) -> dict[bytes, _Created]:
     return out
 
 
-def _venue_reads(scope: Scope, venue: Venue, pool: Venue | None) -> tuple[str, list[str]]:
+def _venue_reads(scope: Scope, venue: Venue, pool: Venue | None) -> Plan[tuple[str, list[str]]]:
     """Morpho's fee recipient and, where the chain has Aave v3, the pool's listed assets: one batch."""
     reads = [Read(venue.address, "feeRecipient()", returns=("address",))]
     if pool is not None:
         reads.append(Read(pool.address, "getReservesList()", returns=("address[]",)))
-    results = scope.read(reads)
+    results = yield from plan_reads(reads)
     for result in results:
         if not result.ok:
             raise ChainError(scope.chain, result.read.describe(), str(scope.block), result.error)
@@ -243,7 +281,7 @@ def _venue_reads(scope: Scope, venue: Venue, pool: Venue | None) -> tuple[str, l
 
 def _look_through(
     scope: Scope, token: str, candidates: set[str], holders_of: Mapping[str, Sequence[str]]
-) -> dict[str, Collateral]:
+) -> Plan[dict[str, Collateral]]:
     """The token and every candidate collateral that holds it, through ERC-4626 asset() or `holders_of`."""
     # Ask asset() of the candidates, then of what they wrap, so a wrapper of a wrapper that is not itself
     # a collateral anywhere still links the outer one to the token. A revert just means "not a wrapper".
@@ -253,7 +291,7 @@ def _look_through(
         ask = sorted(a for a in pending if a.lower() not in asset_of)
         if not ask:
             break
-        results = scope.read([Read(a, "asset()", returns=("address",)) for a in ask])
+        results = yield from plan_reads([Read(a, "asset()", returns=("address",)) for a in ask])
         pending = set()
         for address, result in zip(ask, results, strict=True):
             if result.ok and int(result.one, 16) != 0:
@@ -287,7 +325,7 @@ def _look_through(
 
 def _participants(
     scope: Scope, venue: Venue, ids: Sequence[bytes]
-) -> tuple[set[tuple[bytes, str]], set[tuple[bytes, str]]]:
+) -> Plan[tuple[set[tuple[bytes, str]], set[tuple[bytes, str]]]]:
     """(market, supplier) and (market, borrower) pairs from one log scan: all three events index the id first."""
     suppliers: set[tuple[bytes, str]] = set()
     borrowers: set[tuple[bytes, str]] = set()
@@ -295,7 +333,7 @@ def _participants(
         return suppliers, borrowers
     decoders = {d.topic: d for d in (SUPPLY_EVENT, BORROW_EVENT, SUPPLY_COLLATERAL_EVENT)}
     topics: list[Any] = [sorted(decoders), ["0x" + i.hex() for i in ids]]
-    for log in scope.client.scan_logs([venue.address], topics, venue.from_block, scope.block):
+    for log in (yield from logs([venue.address], topics, venue.from_block)):
         decoder = decoders[log.topics[0]]
         event = decoder.decode(log.topics, log.data)
         (suppliers if decoder is SUPPLY_EVENT else borrowers).add((event["id"], event["onBehalf"]))
@@ -314,13 +352,13 @@ PROFILE_GETTERS = (
 
 def _positions_and_profiles(
     scope: Scope, venue: Venue, pairs: Sequence[tuple[bytes, str]], suppliers: Sequence[str]
-) -> tuple[dict[tuple[bytes, str], ReadResult], dict[str, dict[str, ReadResult]]]:
+) -> Plan[tuple[dict[tuple[bytes, str], ReadResult], dict[str, dict[str, ReadResult]]]]:
     """Every (market, account) position, and each supplier's vault getters (reverts allowed): one batch."""
     reads = [Read(venue.address, "position(bytes32,address)", (market_id, account),
                   returns=("uint256", "uint128", "uint128")) for market_id, account in pairs]
     for supplier in suppliers:
         reads += [Read(supplier, signature, returns=(kind,)) for _field, signature, kind in PROFILE_GETTERS]
-    results = scope.read(reads)
+    results = yield from plan_reads(reads)
     positions: dict[tuple[bytes, str], ReadResult] = {}
     for pair, result in zip(pairs, results[: len(pairs)], strict=True):
         if not result.ok:
@@ -334,14 +372,8 @@ def _positions_and_profiles(
     return positions, profiles
 
 
-def _prices(
-    registry: Registry, client: ChainClient, chain: str, look_through: Mapping[str, Decimal], notes: list[str]
-) -> _Prices:
+def _prices(hard: Mapping[str, HardAsset], look_through: Mapping[str, Decimal]) -> _Prices:
     """Hard assets at their registry price (par or feed at the pin); other tokens at the given look-through value."""
-    from auditor.ledger import hard_asset_prices
-
-    hard, price_notes = hard_asset_prices(registry, {chain: client})
-    notes += price_notes
     usd: dict[str, Decimal] = {}
     source: dict[str, str] = {}
     for key, value in look_through.items():
@@ -560,14 +592,12 @@ def _totals(markets: Sequence[Mapping[str, Any]], suppliers: Sequence[Mapping[st
 # ------------------------------------------------------------------ Aave v3
 
 
-def _aave_section(
-    scope: Scope, pool: Venue, assets: Sequence[str], collaterals: Mapping[str, Collateral],
-    metadata: Mapping[str, tuple[int | None, str]], prices: _Prices,
-) -> dict[str, Any]:
-    """Reserves of the pool that list the token (or a token holding it): configuration and pool-wide totals."""
+def _aave_reads(scope: Scope, pool: Venue, assets: Sequence[str]) -> Plan[tuple[list[ReadResult], list[ReadResult]]]:
+    """Reserve data of the listed assets, then their aToken and debt-token supplies."""
     if not assets:
-        return {"pool": pool.address, "reserves": []}
-    data = scope.read([Read(pool.address, "getReserveData(address)", (a,), returns=RESERVE_DATA) for a in assets])
+        return [], []
+    data = yield from plan_reads([Read(pool.address, "getReserveData(address)", (a,), returns=RESERVE_DATA)
+                                  for a in assets])
     for result in data:
         if not result.ok:
             raise ChainError(scope.chain, result.read.describe(), str(scope.block),
@@ -578,7 +608,18 @@ def _aave_section(
         supply_reads += [Read(a_token, "totalSupply()"), Read(variable, "totalSupply()")]
         # aave-v3-origin 3.2+ has no stable debt: a zero token address would answer nothing.
         supply_reads.append(Read(stable if int(stable, 16) else variable, "totalSupply()"))
-    totals = scope.read(supply_reads)
+    totals = yield from plan_reads(supply_reads)
+    return data, totals
+
+
+def _aave_section(
+    scope: Scope, pool: Venue, assets: Sequence[str], reads: tuple[list[ReadResult], list[ReadResult]],
+    collaterals: Mapping[str, Collateral], metadata: Mapping[str, tuple[int | None, str]], prices: _Prices,
+) -> dict[str, Any]:
+    """Reserves of the pool that list the token (or a token holding it): configuration and pool-wide totals."""
+    if not assets:
+        return {"pool": pool.address, "reserves": []}
+    data, totals = reads
     reserves = []
     for index, (asset, result) in enumerate(zip(assets, data, strict=True)):
         configuration, a_token, stable, variable = result.value[0], result.value[8], result.value[9], result.value[10]

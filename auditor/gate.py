@@ -26,6 +26,7 @@ def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> lis
     from auditor.adapters import Scope
     from auditor.adapters.morpho_blue import SUPPLY_EVENT, read_markets
     from auditor.chain.abi import address_topic
+    from auditor.chain.plan import run_plan
     from auditor.chain.rpc import ConfigError
 
     venue = registry.venues.get("morpho_blue", {}).get(chain)
@@ -37,7 +38,7 @@ def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> lis
         client.pinned.number)})
     if not ids:
         raise ConfigError(f"{vault} never supplied to a Morpho Blue market on {chain}: nothing to check")
-    return sorted({m.collateral_token for m in read_markets(scope, ids).values()})
+    return sorted({m.collateral_token for m in run_plan(client, read_markets(scope, ids)).values()})
 
 
 def load_policy(path: str | Path) -> Policy:

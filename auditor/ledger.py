@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import TOKEN_ADAPTERS, Account, Collected, Scope, TokenInfo, load_all
+from auditor.adapters import (
+    TOKEN_ADAPTERS,
+    Account,
+    Collected,
+    Scope,
+    TokenInfo,
+    decode_metadata,
+    load_all,
+    metadata_reads,
+)
+from auditor.chain.plan import Plan, reads, run_plans
 from auditor.chain.reader import ChainClient, Read
+from auditor.chain.rpc import ChainError, ConfigError
 from auditor.model import (
     BALANCE,
     COLLATERAL,
     BalanceSheet,
     Deployment,
+    Evidence,
     Gap,
     HardAsset,
     MarketPrice,
@@ -22,7 +35,7 @@ from auditor.model import (
     Universe,
     token_key,
 )
-from auditor.spec import Registry, Spec
+from auditor.spec import Pool, Registry, Spec
 
 Progress = Callable[[str], None]
 
@@ -69,142 +82,163 @@ def tokens_on(chain: str, registry: Registry, specs: Mapping[str, Spec], issuers
     return tokens
 
 
-def collect_chain(
+def chain_plans(
     chain: str, client: ChainClient, registry: Registry, specs: Mapping[str, Spec], issuers: list[str]
-) -> Collected:
+) -> list[Plan[Collected]]:
+    """Every adapter's plan for one chain: the token adapters, then each venue the registry lists there."""
     adapters = load_all()
     accounts = [Account(issuer, a.address, a.label) for issuer in issuers for a in specs[issuer].accounts
                 if a.chain == chain]
     tokens = tokens_on(chain, registry, specs, issuers)
-    out = Collected()
-    for name in TOKEN_ADAPTERS:
-        out.extend(adapters[name](Scope(chain, client, registry, accounts, tokens)))
+    plans = [adapters[name](Scope(chain, client, registry, accounts, tokens)) for name in TOKEN_ADAPTERS]
     for venue_name, per_chain in sorted(registry.venues.items()):
         venue = per_chain.get(chain)
-        if venue is None:
-            continue
-        if venue_name not in adapters:
-            out.notes.append(f"{chain}: no adapter for venue {venue_name!r}; its positions are not read")
-            continue
-        out.extend(adapters[venue_name](Scope(chain, client, registry, accounts, tokens, venue=venue)))
-    return out
+        if venue is not None:  # every venue name is an adapter's: the registry's validation refuses others
+            plans.append(adapters[venue_name](Scope(chain, client, registry, accounts, tokens, venue=venue)))
+    return plans
 
 
-def read_supply(spec: Spec, clients: Mapping[str, ChainClient]) -> tuple[Supply, list[Gap]]:
-    """totalSupply per deployment, minus canonical tokens the escrows hold for bridged copies."""
-    deployments = []
+def deployment_supply(spec: Spec, index: int, pin: int) -> Plan[tuple[Deployment, list[Gap]]]:
+    """totalSupply of one deployment, and the canonical tokens its escrows hold for bridged copies."""
+    deployment = spec.token.deployments[index]
+    escrows = [] if deployment.bridged else [e for e in spec.token.escrow if e.chain == deployment.chain]
+    batch = [Read(deployment.address, "totalSupply()"), Read(deployment.address, "decimals()", returns=("uint8",)),
+             Read(deployment.address, "symbol()", returns=("string",))]
+    batch += [Read(deployment.address, "balanceOf(address)", (e.address,)) for e in escrows]
+    results = yield from reads(batch)
+    total, decimals, symbol = results[0], results[1], results[2]
+    if not (total.ok and decimals.ok):
+        failed = total if not total.ok else decimals
+        raise ChainError(deployment.chain, failed.read.describe(), str(pin),
+                         f"supply of {spec.id} could not be read: {failed.error}")
+    escrowed = sum(r.one for r in results[3:] if r.ok)
+    # An unread escrow would leave bridged copies counted twice: the supply is not a figure then.
+    gaps = [Gap(deployment.chain, pin, f"escrow balance {r.read.describe()}", r.error or "failed")
+            for r in results[3:] if not r.ok]
+    return Deployment(deployment.chain, deployment.address, decimals.one, total.one, escrowed, deployment.bridged,
+                      symbol.one if symbol.ok else ""), gaps
+
+
+def chain_prices(
+    chain: str, registry: Registry, timestamp: int, pin: int
+) -> Plan[tuple[dict[str, HardAsset], list[str], list[Gap]]]:
+    """Registry prices at the pin: par, or a Chainlink-style feed read at the pin with a staleness check.
+
+    A feed that could not be read is a gap; a feed that answered stale or non-positive is a price of 0 with a
+    note: the feed said so.
+    """
+    assets: dict[str, HardAsset] = {}
+    notes: list[str] = []
     gaps: list[Gap] = []
-    for deployment in spec.token.deployments:
-        client = clients[deployment.chain]
-        escrows = [] if deployment.bridged else [e for e in spec.token.escrow if e.chain == deployment.chain]
-        reads = [Read(deployment.address, "totalSupply()"), Read(deployment.address, "decimals()", returns=("uint8",)),
-                 Read(deployment.address, "symbol()", returns=("string",))]
-        reads += [Read(deployment.address, "balanceOf(address)", (e.address,)) for e in escrows]
-        results = client.read(reads)
-        total, decimals, symbol = results[0], results[1], results[2]
-        if not (total.ok and decimals.ok):
-            from auditor.chain.rpc import ChainError
-
-            failed = total if not total.ok else decimals
-            raise ChainError(deployment.chain, failed.read.describe(), str(client.pinned.number),
-                             f"supply of {spec.id} could not be read: {failed.error}")
-        escrowed = sum(r.one for r in results[3:] if r.ok)
-        # An unread escrow would leave bridged copies counted twice: the supply is not a figure then.
-        gaps += [Gap(deployment.chain, client.pinned.number, f"escrow balance {r.read.describe()}",
-                     r.error or "failed") for r in results[3:] if not r.ok]
-        deployments.append(Deployment(deployment.chain, deployment.address, decimals.one, total.one, escrowed,
-                                      deployment.bridged, symbol.one if symbol.ok else ""))
-    return Supply(tuple(deployments)), gaps
+    per_chain = registry.assets.get(chain, {})
+    fed = [(symbol, asset) for symbol, asset in per_chain.items() if asset.price.feed is not None]
+    round_types = ("uint80", "int256", "uint256", "uint256", "uint80")
+    results = yield from reads([read for _, asset in fed for read in (
+        Read(str(asset.price.feed), "latestRoundData()", returns=round_types),
+        Read(str(asset.price.feed), "decimals()", returns=("uint8",)))])
+    answers = {symbol: (results[2 * i], results[2 * i + 1]) for i, (symbol, _) in enumerate(fed)}
+    for symbol, asset in per_chain.items():
+        key = token_key(chain, asset.address)
+        if asset.price.feed is None:
+            assets[key] = HardAsset(key, symbol, asset.decimals, Decimal(1), "par")
+            continue
+        round_data, feed_decimals = answers[symbol]
+        unread = [r for r in (round_data, feed_decimals) if not r.ok]
+        gaps += [Gap(chain, pin, f"price feed of {symbol}: {r.read.describe()}", r.error or "failed")
+                 for r in unread]
+        if unread or round_data.value[1] <= 0:
+            reason = round_data.error or feed_decimals.error or f"non-positive answer {round_data.value[1]}"
+            notes.append(f"{chain}: price feed of {symbol} ({asset.price.feed}) unusable at block {pin}: {reason}; "
+                         f"{symbol} valued at 0")
+            assets[key] = HardAsset(key, symbol, asset.decimals, Decimal(0), f"feed unusable: {reason}")
+            continue
+        price = Decimal(round_data.value[1]) / Decimal(10) ** feed_decimals.one
+        age = timestamp - round_data.value[3]
+        source = f"feed {asset.price.feed} round {round_data.value[0]}, {age} s old"
+        if age > asset.price.heartbeat_s:
+            notes.append(f"{chain}: price feed of {symbol} is stale ({age} s > heartbeat "
+                         f"{asset.price.heartbeat_s} s); {symbol} valued at 0")
+            price, source = Decimal(0), f"stale: {source}"
+        assets[key] = HardAsset(key, symbol, asset.decimals, price, source)
+    return assets, notes, gaps
 
 
 def hard_asset_prices(
     registry: Registry, clients: Mapping[str, ChainClient], gaps: list[Gap] | None = None
 ) -> tuple[dict[str, HardAsset], list[str]]:
-    """Registry prices at the pins: par, or a Chainlink-style feed read at the pin with a staleness check.
-
-    A feed that could not be read is a gap (appended to `gaps`); a feed that answered stale or non-positive is
-    a price of 0 with a note: the feed said so.
-    """
+    """Registry prices of every connected chain at its pin (one round); unread feeds are appended to `gaps`."""
+    found = run_plans({chain: (client, chain_prices(chain, registry, client.pinned.timestamp, client.pinned.number))
+                       for chain, client in clients.items() if chain in registry.assets})
     assets: dict[str, HardAsset] = {}
     notes: list[str] = []
-    for chain, per_chain in registry.assets.items():
-        if chain not in clients:
-            continue
-        client = clients[chain]
-        for symbol, asset in per_chain.items():
-            key = token_key(chain, asset.address)
-            if asset.price.feed is None:
-                assets[key] = HardAsset(key, symbol, asset.decimals, Decimal(1), "par")
-                continue
-            round_types = ("uint80", "int256", "uint256", "uint256", "uint80")
-            round_data, feed_decimals = client.read([
-                Read(asset.price.feed, "latestRoundData()", returns=round_types),
-                Read(asset.price.feed, "decimals()", returns=("uint8",)),
-            ])
-            unread = [r for r in (round_data, feed_decimals) if not r.ok]
-            if unread and gaps is not None:
-                gaps += [Gap(chain, client.pinned.number, f"price feed of {symbol}: {r.read.describe()}",
-                             r.error or "failed") for r in unread]
-            if unread or round_data.value[1] <= 0:
-                reason = round_data.error or feed_decimals.error or f"non-positive answer {round_data.value[1]}"
-                notes.append(f"{chain}: price feed of {symbol} ({asset.price.feed}) unusable at block "
-                             f"{client.pinned.number}: {reason}; {symbol} valued at 0")
-                assets[key] = HardAsset(key, symbol, asset.decimals, Decimal(0), f"feed unusable: {reason}")
-                continue
-            price = Decimal(round_data.value[1]) / Decimal(10) ** feed_decimals.one
-            age = client.pinned.timestamp - round_data.value[3]
-            source = f"feed {asset.price.feed} round {round_data.value[0]}, {age} s old"
-            if age > asset.price.heartbeat_s:
-                notes.append(f"{chain}: price feed of {symbol} is stale ({age} s > heartbeat "
-                             f"{asset.price.heartbeat_s} s); {symbol} valued at 0")
-                price, source = Decimal(0), f"stale: {source}"
-            assets[key] = HardAsset(key, symbol, asset.decimals, price, source)
+    for chain in sorted(found):
+        chain_assets, chain_notes, chain_gaps = found[chain]
+        assets.update(chain_assets)
+        notes += chain_notes
+        if gaps is not None:
+            gaps += chain_gaps
     return assets, notes
 
 
+@dataclass(frozen=True)
+class PoolQuote:
+    pool: Pool
+    in_quote: Decimal  # whole quote tokens per whole base token
+    evidence: tuple[Evidence, ...]
+
+
+def chain_pool_quotes(scope: Scope, pools: Sequence[Pool]) -> Plan[tuple[list[PoolQuote], list[str]]]:
+    """Each registry pool's price of its base token in its quote token, at the pin (one round)."""
+    batch: list[Read] = []
+    for pool in pools:
+        if pool.kind == "constant_price":
+            batch += [Read(pool.address, "price()"), Read(pool.address, "price()")]  # same shape as reserves
+        else:
+            batch += [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
+                      Read(pool.address, "token0()", returns=("address",))]
+    tokens = sorted({t for pool in pools for t in (pool.base, pool.quote)})
+    answers = yield from reads(batch + metadata_reads(tokens))
+    meta = decode_metadata(tokens, answers[len(batch):])
+    quotes: list[PoolQuote] = []
+    notes: list[str] = []
+    for index, pool in enumerate(pools):
+        results = answers[2 * index : 2 * index + 2]
+        base_decimals, quote_decimals = meta[pool.base][0], meta[pool.quote][0]
+        if not all(r.ok for r in results) or base_decimals is None or quote_decimals is None:
+            notes.append(f"{scope.chain}: pool {pool.name} could not be read at block {scope.block}")
+            continue
+        if pool.kind == "constant_price":
+            in_quote = Decimal(results[0].one) / Decimal(10**18)
+            results = results[:1]
+        else:
+            reserve0, reserve1, _ = results[0].value
+            base_is_0 = results[1].one.lower() == pool.base.lower()
+            base_reserve, quote_reserve = (reserve0, reserve1) if base_is_0 else (reserve1, reserve0)
+            if base_reserve == 0:
+                notes.append(f"{scope.chain}: pool {pool.name} is empty")
+                continue
+            in_quote = (Decimal(quote_reserve) / Decimal(10) ** quote_decimals) / (
+                Decimal(base_reserve) / Decimal(10) ** base_decimals)
+        quotes.append(PoolQuote(pool, in_quote, tuple(scope.evidence(r) for r in results)))
+    return quotes, notes
+
+
 def pool_prices(
-    registry: Registry, clients: Mapping[str, ChainClient], hard: Mapping[str, HardAsset]
+    quotes: Mapping[str, Sequence[PoolQuote]], hard: Mapping[str, HardAsset]
 ) -> tuple[dict[str, MarketPrice], list[str]]:
     """Market prices of tokens on the registry's pools, in USD through the pool's quote asset."""
-    from auditor.adapters import Scope, token_metadata
-
     prices: dict[str, MarketPrice] = {}
     notes: list[str] = []
-    for chain, pools in sorted(registry.pools.items()):
-        if chain not in clients:
-            continue
-        client = clients[chain]
-        scope = Scope(chain, client, registry, [], {})
-        for pool in pools.values():
-            quote = hard.get(token_key(chain, pool.quote))
-            if quote is None:
+    for chain, chain_quotes in sorted(quotes.items()):
+        for quote in chain_quotes:
+            pool = quote.pool
+            quote_asset = hard.get(token_key(chain, pool.quote))
+            if quote_asset is None:
                 notes.append(f"{chain}: pool {pool.name} quotes in {pool.quote}, not a hard asset: ignored")
                 continue
-            if pool.kind == "constant_price":
-                reads = [Read(pool.address, "price()")]
-            else:
-                reads = [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
-                         Read(pool.address, "token0()", returns=("address",))]
-            results = client.read(reads)
-            meta = token_metadata(scope, [pool.base, pool.quote])
-            base_decimals, quote_decimals = meta[pool.base][0], meta[pool.quote][0]
-            if not all(r.ok for r in results) or base_decimals is None or quote_decimals is None:
-                notes.append(f"{chain}: pool {pool.name} could not be read at block {client.pinned.number}")
-                continue
-            if pool.kind == "constant_price":
-                in_quote = Decimal(results[0].one) / Decimal(10**18)
-            else:
-                reserve0, reserve1, _ = results[0].value
-                base_is_0 = results[1].one.lower() == pool.base.lower()
-                base_reserve, quote_reserve = (reserve0, reserve1) if base_is_0 else (reserve1, reserve0)
-                if base_reserve == 0:
-                    notes.append(f"{chain}: pool {pool.name} is empty")
-                    continue
-                in_quote = (Decimal(quote_reserve) / Decimal(10) ** quote_decimals) / (
-                    Decimal(base_reserve) / Decimal(10) ** base_decimals)
             key = token_key(chain, pool.base)
-            prices[key] = MarketPrice(key, in_quote * quote.price_usd, f"{pool.kind} pool {pool.name} ({pool.address})",
-                                      tuple(scope.evidence(r) for r in results))
+            prices[key] = MarketPrice(key, quote.in_quote * quote_asset.price_usd,
+                                      f"{pool.kind} pool {pool.name} ({pool.address})", quote.evidence)
     return prices, notes
 
 
@@ -215,42 +249,77 @@ def build_universe(
     clients: Mapping[str, ChainClient],
     progress: Progress | None = None,
 ) -> tuple[Universe, list[str]]:
-    """Balance sheets of the audited issuer and every issuer it reaches; returns the universe and notes."""
+    """Balance sheets of the audited issuer and every issuer it reaches; returns the universe and notes.
+
+    Every read of every chain goes out in rounds (auditor.chain.plan): the adapters, the supplies, the feeds
+    and the pools of all chains advance together, one batched call per chain per round.
+    """
     issuers = issuers_in_audit(root, specs)
     owner = {token_key(d.chain, d.address): s.id for s in specs.values() for d in s.token.deployments}
-    # Tokens of specs outside depends_on that turn up in the balance sheets join the audit too.
-    while True:
+    plans: dict[tuple[str, ...], tuple[ChainClient, Plan[Any]]] = {}
+    for chain, client in sorted(clients.items()):
+        plans[("prices", chain)] = (client, chain_prices(chain, registry, client.pinned.timestamp,
+                                                         client.pinned.number))
+        pools = sorted(registry.pools.get(chain, {}).values(), key=lambda pool: pool.name)
+        if pools:
+            plans[("pools", chain)] = (client, chain_pool_quotes(Scope(chain, client, registry, [], {}), pools))
+    collected = Collected()
+    supplies: dict[str, list[tuple[Deployment, list[Gap]]]] = {}
+    hard_assets: dict[str, HardAsset] = {}
+    quotes: dict[str, list[PoolQuote]] = {}
+    gaps: list[Gap] = []
+    notes: list[str] = []
+    # Tokens of specs outside depends_on that turn up in the balance sheets join the audit too: a second pass
+    # reads their supply (positions already read at the pin are answered from the client's memory).
+    pending = list(issuers)
+    while pending:
         missing = [c for c in chains_needed(specs, issuers) if c not in clients]
         if missing:
-            from auditor.chain.rpc import ConfigError
-
             raise ConfigError(f"the audit needs chains {missing}, which were not connected")
+        if progress:
+            progress(f"reading positions on {', '.join(sorted(clients))}")
+        for chain, client in sorted(clients.items()):
+            for index, plan in enumerate(chain_plans(chain, client, registry, specs, issuers)):
+                plans[("positions", chain, str(index))] = (client, plan)
+        for issuer in pending:
+            for index, deployment in enumerate(specs[issuer].token.deployments):
+                client = clients[deployment.chain]
+                plans[("supply", issuer, str(index))] = (client, deployment_supply(specs[issuer], index,
+                                                                                   client.pinned.number))
+        results = run_plans(plans)
+        plans = {}
         collected = Collected()
-        for chain in sorted(clients):
-            if progress:
-                progress(f"reading positions on {chain}")
-            collected.extend(collect_chain(chain, clients[chain], registry, specs, issuers))
-        keys = {p.token_key for p in collected.positions}
-        keys |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
-        new = sorted({owner[k] for k in keys if k in owner} - set(issuers))
-        if not new:
-            break
-        issuers = sorted(set(issuers) | set(new))
-    gaps = list(collected.gaps)
-    hard_assets, notes = hard_asset_prices(registry, clients, gaps)
-    market_prices, pool_notes = pool_prices(registry, clients, hard_assets)
-    notes += pool_notes + collected.notes
+        for key in sorted(results):
+            kind, value = key[0], results[key]
+            if kind == "positions":
+                collected.extend(value)
+            elif kind == "supply":
+                supplies.setdefault(key[1], []).append(value)
+            elif kind == "prices":
+                hard_assets.update(value[0])
+                notes += value[1]
+                gaps += value[2]
+            elif kind == "pools":
+                quotes[key[1]] = value[0]
+                notes += value[1]
+        held = {p.token_key for p in collected.positions}
+        held |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
+        pending = sorted({owner[k] for k in held if k in owner} - set(issuers))
+        issuers = sorted(set(issuers) | set(pending))
+    gaps = collected.gaps + gaps
+    market_prices, price_notes = pool_prices(quotes, hard_assets)
+    notes += price_notes + collected.notes
     sheets: dict[str, BalanceSheet] = {}
     for issuer in issuers:
         spec = specs[issuer]
-        supply, supply_gaps = read_supply(spec, clients)
-        gaps += supply_gaps
+        deployments = supplies[issuer]
+        gaps += [gap for _, deployment_gaps in deployments for gap in deployment_gaps]
         sheets[issuer] = BalanceSheet(
             issuer=issuer,
             symbol=spec.token.symbol,
             par_usd=Decimal(str(spec.token.par_usd)),
             token_keys=frozenset(token_key(d.chain, d.address) for d in spec.token.deployments),
-            supply=supply,
+            supply=Supply(tuple(deployment for deployment, _ in deployments)),
             positions=[p for p in collected.positions if p.details.get("issuer") == issuer],
             offchain=[OffchainClaim(o.label, Decimal(str(o.usd))) for o in spec.offchain],
             claimed_assets_usd=_decimal(spec.claims.assets_usd),

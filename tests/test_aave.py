@@ -10,7 +10,7 @@ from eth_utils.address import to_checksum_address
 
 from auditor.adapters import ADAPTERS, Account, Collected, Scope, load_all
 from auditor.adapters.aave_v3 import collect
-from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import ChainError, HttpTransport, Stats
 from auditor.lab import LabError
 from auditor.lab.aave import AaveLab, aave_artifact, deploy_aave
@@ -83,19 +83,22 @@ def lend_and_borrow(chain: Lab, aave: AaveLab) -> Scenario:
     return Scenario(int(supplied["blockNumber"], 16), int(borrowed["blockNumber"], 16))
 
 
-class CountingScope(Scope):
-    """A Scope that counts its batches: the adapter promises one scope.read per round."""
-
-    rounds: int = 0
-
-    def read(self, reads: Sequence[Read]) -> list[ReadResult]:
-        self.rounds += 1
-        return super().read(reads)
+def run(scope: Scope) -> tuple[Collected, int]:
+    """The adapter's plan driven to its end; returns what it collected and how many rounds of reads it asked for
+    (the adapter promises one batch per round)."""
+    plan, rounds, answer = collect(scope), 0, None
+    while True:
+        try:
+            request = plan.send(answer)
+        except StopIteration as stop:
+            return stop.value, rounds
+        rounds += 1
+        answer = scope.client.read(request.reads)
 
 
 def make_scope(
     lab: Lab, pool: str, block: int | None = None, accounts: Sequence[Account] | None = None
-) -> CountingScope:
+) -> Scope:
     stats = Stats()
     client = ChainClient("ethereum", lab.chain_id, HttpTransport("ethereum", lab.url, stats), stats)
     client.check_chain_id()
@@ -106,7 +109,7 @@ def make_scope(
             Account(issuer="stream", address=lab.borrower, label="borrower"),
             Account(issuer="stream", address=lab.accounts[3], label="idle"),
         ]
-    return CountingScope(
+    return Scope(
         chain="ethereum",
         client=client,
         registry=Registry(path="<test>", chains={}, assets={}, venues={}),
@@ -164,8 +167,8 @@ def test_adapter_is_registered() -> None:
 def test_collect_exact_positions_at_the_borrow_block(chain: Lab, aave: AaveLab) -> None:
     scenario = lend_and_borrow(chain, aave)
     scope = make_scope(chain, aave.pool.address, scenario.borrow_block)
-    out = collect(scope)
-    assert scope.rounds == 3  # reserve list; reserve data + symbols; balances + account data
+    out, rounds = run(scope)
+    assert rounds == 3  # reserve list; reserve data + symbols; balances + account data
     usdc, weth = aave.reserve(chain.usdc), aave.reserve(chain.weth)
     # Indexes are still 1 ray in the borrow block (no rate before it), so amounts equal what was moved.
     assert {(p.account, p.kind, p.token, p.amount) for p in out.positions} == {
@@ -212,7 +215,7 @@ def test_collect_exact_positions_at_the_borrow_block(chain: Lab, aave: AaveLab) 
 
 def test_collect_pinned_before_the_borrow(chain: Lab, aave: AaveLab) -> None:
     scenario = lend_and_borrow(chain, aave)
-    out = collect(make_scope(chain, aave.pool.address, scenario.supply_block))
+    out, _ = run(make_scope(chain, aave.pool.address, scenario.supply_block))
     assert [(p.account, p.kind, p.amount) for p in out.positions] == [(chain.lender, SUPPLY, USDC_SUPPLIED)]
 
 
@@ -222,7 +225,7 @@ def test_collect_accrues_interest_to_the_pin(chain: Lab, aave: AaveLab) -> None:
     rpc(chain.url, "evm_mine")
     scope = make_scope(chain, aave.pool.address)
     pin = scope.client.pinned
-    out = collect(scope)
+    out, _ = run(scope)
 
     # Expected from the stored indexes and rates, as AToken/VariableDebtToken.balanceOf compute it.
     usdc = aave.reserve(chain.usdc)
@@ -249,7 +252,7 @@ def test_collect_accrues_interest_to_the_pin(chain: Lab, aave: AaveLab) -> None:
 def test_collect_reports_collateral_switched_off(chain: Lab, aave: AaveLab) -> None:
     lend_and_borrow(chain, aave)
     aave.set_collateral(chain.usdc, False, chain.lender)
-    out = collect(make_scope(chain, aave.pool.address))
+    out, _ = run(make_scope(chain, aave.pool.address))
     lent = only(out.positions, chain.lender, SUPPLY, chain.usdc.address)
     assert lent.details["used_as_collateral"] is False
     assert lent.details["total_collateral_base"] == 0
@@ -257,13 +260,13 @@ def test_collect_reports_collateral_switched_off(chain: Lab, aave: AaveLab) -> N
 
 def test_collect_needs_a_venue_and_accounts(chain: Lab, aave: AaveLab) -> None:
     scope = make_scope(chain, aave.pool.address, accounts=[])
-    assert collect(scope).positions == []
-    assert scope.rounds == 0
+    out, rounds = run(scope)
+    assert out.positions == [] and rounds == 0
     scope = make_scope(chain, aave.pool.address)
     scope.venue = None
-    assert collect(scope) == Collected()
+    assert run(scope)[0] == Collected()
 
 
 def test_collect_fails_loudly_when_the_venue_is_not_a_pool(chain: Lab, aave: AaveLab) -> None:
     with pytest.raises(ChainError, match="reserve list"):
-        collect(make_scope(chain, chain.usdc.address))
+        run(make_scope(chain, chain.usdc.address))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.adapters.morpho_blue import MarketState, market_key
+from auditor.chain.plan import run_plan
 from auditor.chain.reader import ChainClient, ConnectOptions, connect
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
 from auditor.lab.deploy import Contract
@@ -88,7 +89,7 @@ def test_erc20_balances_and_nested_vaults(chain: Lab, tmp_path: Path) -> None:
     scope = Scope("ethereum", pinned_client(chain.url), registry, [Account("alpha", treasury, "t")],
                   tokens_on("ethereum", registry, specs, ["alpha"]), vault_depth=1)
     start = Position("ethereum", treasury, "erc20", BALANCE, vault2.address, 200 * USDC, 6)
-    (partial,), depth_notes = unwrap_vaults(scope, [start])
+    (partial,), depth_notes = run_plan(scope.client, unwrap_vaults(scope, [start]))
     assert partial.token == vault.address and partial.amount == 200 * USDC
     assert "deeper than 1" in depth_notes[0]
 
@@ -161,7 +162,8 @@ def test_interest_accrual_matches_morpho_exactly(chain: Lab, tmp_path: Path) -> 
     from auditor.adapters.morpho_blue import read_markets
 
     venue = load_registry_venue(chain, tmp_path)
-    reading = read_markets(Scope("ethereum", client, venue[0], [], {}, venue=venue[1]), [weth_market.id])[
+    reading = run_plan(client, read_markets(Scope("ethereum", client, venue[0], [], {}, venue=venue[1]),
+                                            [weth_market.id]))[
         weth_market.id]
     assert reading.borrow_rate > 0
     later = client.pinned.timestamp + 7

@@ -45,11 +45,16 @@ def test_a_provider_error_on_balances_is_an_incomplete_audit_not_a_zero(world: d
     with FaultProxy(world["url"], item_faults=[ItemFault("error", contains=BALANCE_OF)]) as proxy:
         code, output = audit(world, proxy.url, tmp_path / "faulted.json")
     assert code == 1, output
-    assert "INCOMPLETE" in output and "header not found" in output
-    faulted = json.loads((tmp_path / "faulted.json").read_text())
-    assert faulted["complete"] is False and faulted["gaps"]
-    assert all(figures["complete"] is False for figures in faulted["backing"]["issuers"].values())
+    assert "header not found" in output
     assert not (tmp_path / "faulted.html").exists()  # an incomplete audit is never signed
+    # The balances go out in one batch with the supply: either the audit lists what it could not read, or, when
+    # the supply itself is among the failed reads, it writes no figures at all.
+    if (tmp_path / "faulted.json").exists():
+        faulted = json.loads((tmp_path / "faulted.json").read_text())
+        assert "INCOMPLETE" in output and faulted["complete"] is False and faulted["gaps"]
+        assert all(figures["complete"] is False for figures in faulted["backing"]["issuers"].values())
+    else:
+        assert "no figures were written" in output
 
 
 def test_a_transient_error_gives_the_same_figures(world: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811

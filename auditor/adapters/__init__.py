@@ -1,9 +1,9 @@
 """Position adapters: one module per venue or standard, each describing reads and decoding them into positions.
 
-An adapter is a function `collect(scope) -> Collected`, registered by name with `@adapter("name")`.
-It never talks to a node itself: it hands batches of `Read`s (and log filters) to `scope.client`,
-the chain layer, which batches, caches and records them. Adding a venue means adding one file here
-and importing it in `load_all()`.
+An adapter is a plan `collect(scope) -> Plan[Collected]` (auditor.chain.plan), registered by name with
+`@adapter("name")`. It never talks to a node: it yields the reads and log scans it needs, and the audit runs
+every adapter of every chain together, one batched call per chain per round. Adding a venue means adding
+one file here and importing it in `load_all()`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.model import Evidence, Gap, Market, Position, token_key
 from auditor.spec import Registry, Venue
@@ -58,9 +59,6 @@ class Scope:
     def block(self) -> int:
         return self.client.pinned.number
 
-    def read(self, reads: Sequence[Read]) -> list[ReadResult]:
-        return self.client.read(reads)
-
     def gap(self, result: ReadResult, what: str) -> Gap:
         """A read the balance sheet needed that failed: the audit is incomplete, the amount is not taken as 0."""
         return Gap(self.chain, self.block, f"{what}: {result.read.describe()}", result.error or "failed")
@@ -93,24 +91,28 @@ class Collected:
         self.gaps += other.gaps
 
 
-def token_metadata(scope: Scope, tokens: list[str]) -> dict[str, tuple[int | None, str, list[ReadResult]]]:
-    """decimals() and symbol() of each token address; a token without decimals() is not an ERC-20."""
-    reads: list[Read] = []
-    for address in tokens:
-        reads += [Read(address, "decimals()", returns=("uint8",)), Read(address, "symbol()", returns=("string",))]
-    results = scope.read(reads)
+def metadata_reads(tokens: Sequence[str]) -> list[Read]:
+    """decimals() and symbol() of each token address, to send in any round."""
+    return [Read(address, signature, returns=(kind,)) for address in tokens
+            for signature, kind in (("decimals()", "uint8"), ("symbol()", "string"))]
+
+
+def decode_metadata(tokens: Sequence[str], results: Sequence[ReadResult]
+                    ) -> dict[str, tuple[int | None, str, list[ReadResult]]]:
+    """(decimals or None, symbol or '', the two results) per token; a token without decimals() is not an ERC-20."""
     out: dict[str, tuple[int | None, str, list[ReadResult]]] = {}
     for index, address in enumerate(tokens):
         decimals, symbol = results[2 * index], results[2 * index + 1]
-        out[address] = (
-            decimals.one if decimals.ok else None,
-            symbol.one if symbol.ok else "",
-            [decimals, symbol],
-        )
+        out[address] = (decimals.one if decimals.ok else None, symbol.one if symbol.ok else "", [decimals, symbol])
     return out
 
 
-CollectFn = Callable[[Scope], Collected]
+def token_metadata(tokens: list[str]) -> Plan[dict[str, tuple[int | None, str, list[ReadResult]]]]:
+    results = yield from reads(metadata_reads(tokens))
+    return decode_metadata(tokens, results)
+
+
+CollectFn = Callable[[Scope], Plan[Collected]]
 ADAPTERS: dict[str, CollectFn] = {}
 TOKEN_ADAPTERS = ("erc20",)  # run on every chain; venue adapters run where the registry lists the venue
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.adapters import Collected, Scope, adapter
+from auditor.chain.plan import Plan
+from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
 from auditor.model import DEBT, SUPPLY, Evidence, Position
@@ -59,9 +61,9 @@ def _unreadable(scope: Scope, result: ReadResult, what: str) -> ChainError:
                       f"Aave v3 pool {what} could not be read: {result.error}")
 
 
-def read_reserves(scope: Scope, pool: str) -> list[Reserve]:
+def read_reserves(scope: Scope, pool: str) -> Plan[list[Reserve]]:
     """Every reserve of `pool`: the list in one read, then reserve data and symbols in one batch."""
-    (listed,) = scope.read([Read(pool, "getReservesList()", returns=("address[]",))])
+    (listed,) = yield from plan_reads([Read(pool, "getReservesList()", returns=("address[]",))])
     if not listed.ok:
         raise _unreadable(scope, listed, "reserve list")
     assets: list[str] = list(listed.one)
@@ -71,7 +73,7 @@ def read_reserves(scope: Scope, pool: str) -> list[Reserve]:
             Read(pool, "getReserveData(address)", (asset,), returns=RESERVE_DATA),
             Read(asset, "symbol()", returns=("string",)),
         ]
-    results = scope.read(reads)
+    results = yield from plan_reads(reads)
     reserves: list[Reserve] = []
     for index, asset in enumerate(assets):
         data, symbol = results[2 * index], results[2 * index + 1]
@@ -98,12 +100,12 @@ def read_reserves(scope: Scope, pool: str) -> list[Reserve]:
 
 
 @adapter(VENUE)
-def collect(scope: Scope) -> Collected:
+def collect(scope: Scope) -> Plan[Collected]:
     out = Collected()
     if scope.venue is None or not scope.accounts:
         return out
     pool = scope.venue.address
-    reserves = read_reserves(scope, pool)
+    reserves = yield from read_reserves(scope, pool)
     if not reserves:
         return out
 
@@ -124,7 +126,7 @@ def collect(scope: Scope) -> Collected:
         tags.append(("health", a_index, -1))
         reads.append(Read(pool, "getUserConfiguration(address)", (account.address,)))
         tags.append(("config", a_index, -1))
-    results = scope.read(reads)
+    results = yield from plan_reads(reads)
     health: dict[int, ReadResult] = {}
     config: dict[int, ReadResult] = {}
     balances: list[tuple[str, int, int, ReadResult]] = []

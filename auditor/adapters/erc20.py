@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from auditor.adapters import Collected, Scope, TokenInfo, adapter, token_metadata
+from auditor.adapters import Collected, Scope, TokenInfo, adapter, decode_metadata, metadata_reads
 from auditor.adapters.erc4626 import unwrap_vaults
+from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read
 from auditor.model import BALANCE, Position
 
 
 @adapter("erc20")
-def collect(scope: Scope) -> Collected:
+def collect(scope: Scope) -> Plan[Collected]:
     out = Collected()
     tokens: list[TokenInfo] = sorted(scope.tokens.values(), key=lambda t: t.key)
     if not tokens or not scope.accounts:
         return out
-    metadata = token_metadata(scope, [t.address for t in tokens])
-    reads = [Read(t.address, "balanceOf(address)", (a.address,)) for a in scope.accounts for t in tokens]
-    results = scope.read(reads)
+    # Metadata and balances are independent: one round for both.
+    balances = [Read(t.address, "balanceOf(address)", (a.address,)) for a in scope.accounts for t in tokens]
+    addresses = [t.address for t in tokens]
+    answers = yield from reads(balances + metadata_reads(addresses))
+    results, metadata = answers[: len(balances)], decode_metadata(addresses, answers[len(balances):])
     for index, result in enumerate(results):
         account = scope.accounts[index // len(tokens)]
         token = tokens[index % len(tokens)]
@@ -50,7 +53,7 @@ def collect(scope: Scope) -> Collected:
     unknown = [p for p in out.positions if scope.tokens[p.token_key].role == "holding"]
     if unknown:
         known = [p for p in out.positions if p not in unknown]
-        unwrapped, notes = unwrap_vaults(scope, unknown)
+        unwrapped, notes = yield from unwrap_vaults(scope, unknown)
         out.positions = known + unwrapped
         out.notes += notes
     return out

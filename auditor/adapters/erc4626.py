@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from auditor.adapters import Scope, token_metadata
+from auditor.chain.plan import Plan
+from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read
 from auditor.model import VAULT_SHARE, Position, token_key
 
 
-def unwrap_vaults(scope: Scope, positions: list[Position]) -> tuple[list[Position], list[str]]:
+def unwrap_vaults(scope: Scope, positions: list[Position]) -> Plan[tuple[list[Position], list[str]]]:
     """Replace balances of vault shares by their underlying; positions that are not vaults pass unchanged.
 
     Unwrapping stops at a token the audit knows (hard asset or issued token: valued directly) or at
@@ -31,10 +33,10 @@ def unwrap_vaults(scope: Scope, positions: list[Position]) -> tuple[list[Positio
         for position in current:
             reads += [Read(position.token, "asset()", returns=("address",)),
                       Read(position.token, "convertToAssets(uint256)", (position.amount,))]
-        results = scope.read(reads)
+        results = yield from plan_reads(reads)
         underlying_tokens = sorted({results[2 * i].one for i in range(len(current))
                                     if results[2 * i].ok and results[2 * i + 1].ok})
-        metadata = token_metadata(scope, underlying_tokens) if underlying_tokens else {}
+        metadata = (yield from token_metadata(underlying_tokens)) if underlying_tokens else {}
         next_round: list[Position] = []
         for index, position in enumerate(current):
             asset, assets = results[2 * index], results[2 * index + 1]

@@ -14,6 +14,8 @@ from typing import Any
 
 from auditor.adapters import Collected, Scope, adapter, token_metadata
 from auditor.chain.abi import EventDecoder, address_topic
+from auditor.chain.plan import Plan, logs
+from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position
 
@@ -115,34 +117,36 @@ class MarketState:
 # ------------------------------------------------------------------ discovery
 
 
-def _ids_from_logs(scope: Scope, topics: Sequence[Any], field: str, decoder: EventDecoder) -> set[tuple[bytes, str]]:
+def _ids_from_logs(scope: Scope, topics: Sequence[Any], field: str, decoder: EventDecoder
+                   ) -> Plan[set[tuple[bytes, str]]]:
     assert scope.venue is not None
     found: set[tuple[bytes, str]] = set()
-    for log in scope.client.scan_logs([scope.venue.address], topics, scope.venue.from_block, scope.block):
+    for log in (yield from logs([scope.venue.address], topics, scope.venue.from_block)):
         event = decoder.decode(log.topics, log.data)
         found.add((event["id"], event[field]))
     return found
 
 
-def discover_positions(scope: Scope, accounts: Iterable[str]) -> set[tuple[bytes, str]]:
+def discover_positions(scope: Scope, accounts: Iterable[str]) -> Plan[set[tuple[bytes, str]]]:
     """(market id, account) pairs where the accounts ever supplied, posted collateral or borrowed."""
     on_behalf = [address_topic(a) for a in accounts]
     if not on_behalf:
         return set()
     pairs = set()
     for decoder in (SUPPLY_EVENT, SUPPLY_COLLATERAL_EVENT):  # onBehalf is the third indexed topic
-        pairs |= _ids_from_logs(scope, [decoder.topic, None, None, on_behalf], "onBehalf", decoder)
-    pairs |= _ids_from_logs(scope, [BORROW_EVENT.topic, None, on_behalf], "onBehalf", BORROW_EVENT)
+        pairs |= yield from _ids_from_logs(scope, [decoder.topic, None, None, on_behalf], "onBehalf", decoder)
+    pairs |= yield from _ids_from_logs(scope, [BORROW_EVENT.topic, None, on_behalf], "onBehalf", BORROW_EVENT)
     return pairs
 
 
-def discover_borrowers(scope: Scope, market_ids: Iterable[bytes]) -> set[tuple[bytes, str]]:
+def discover_borrowers(scope: Scope, market_ids: Iterable[bytes]) -> Plan[set[tuple[bytes, str]]]:
     """Every account that ever borrowed or posted collateral in the markets."""
     ids = ["0x" + i.hex() for i in market_ids]
     if not ids:
         return set()
-    pairs = _ids_from_logs(scope, [BORROW_EVENT.topic, ids], "onBehalf", BORROW_EVENT)
-    pairs |= _ids_from_logs(scope, [SUPPLY_COLLATERAL_EVENT.topic, ids], "onBehalf", SUPPLY_COLLATERAL_EVENT)
+    pairs = yield from _ids_from_logs(scope, [BORROW_EVENT.topic, ids], "onBehalf", BORROW_EVENT)
+    pairs |= yield from _ids_from_logs(scope, [SUPPLY_COLLATERAL_EVENT.topic, ids], "onBehalf",
+                                       SUPPLY_COLLATERAL_EVENT)
     return pairs
 
 
@@ -164,7 +168,7 @@ class MarketReading:
     evidence: list[Evidence]
 
 
-def read_markets(scope: Scope, market_ids: Sequence[bytes]) -> dict[bytes, MarketReading]:
+def read_markets(scope: Scope, market_ids: Sequence[bytes]) -> Plan[dict[bytes, MarketReading]]:
     assert scope.venue is not None
     morpho = scope.venue.address
     reads: list[Read] = []
@@ -174,7 +178,7 @@ def read_markets(scope: Scope, market_ids: Sequence[bytes]) -> dict[bytes, Marke
                  returns=("address", "address", "address", "address", "uint256")),
             Read(morpho, "market(bytes32)", (market_id,), returns=("uint128",) * 6),
         ]
-    results = scope.read(reads)
+    results = yield from plan_reads(reads)
     params: list[tuple[Any, ...]] = []
     states: list[MarketState] = []
     for index, market_id in enumerate(market_ids):
@@ -193,7 +197,7 @@ def read_markets(scope: Scope, market_ids: Sequence[bytes]) -> dict[bytes, Marke
                                                                         market_tuple)),
             Read(oracle, "price()"),
         ]
-    rates = scope.read(second)
+    rates = yield from plan_reads(second)
     out: dict[bytes, MarketReading] = {}
     timestamp = scope.client.pinned.timestamp
     for index, market_id in enumerate(market_ids):
@@ -220,12 +224,12 @@ def raise_unreadable(scope: Scope, result: ReadResult, market_id: bytes) -> None
                      f"Morpho market 0x{market_id.hex()} could not be read: {result.error}")
 
 
-def read_positions(scope: Scope, pairs: Sequence[tuple[bytes, str]]) -> dict[tuple[bytes, str], ReadResult]:
+def read_positions(scope: Scope, pairs: Sequence[tuple[bytes, str]]) -> Plan[dict[tuple[bytes, str], ReadResult]]:
     assert scope.venue is not None
     reads = [Read(scope.venue.address, "position(bytes32,address)", (market_id, account),
                   returns=("uint256", "uint128", "uint128")) for market_id, account in pairs]
     out = {}
-    for pair, result in zip(pairs, scope.read(reads), strict=True):
+    for pair, result in zip(pairs, (yield from plan_reads(reads)), strict=True):
         if not result.ok:
             raise_unreadable(scope, result, pair[0])
         out[pair] = result
@@ -237,21 +241,21 @@ def market_key(chain: str, market_id: bytes) -> str:
 
 
 @adapter("morpho_blue")
-def collect(scope: Scope) -> Collected:
+def collect(scope: Scope) -> Plan[Collected]:
     out = Collected()
     if scope.venue is None or not scope.accounts:
         return out
     issuer_of = {a.address.lower(): a for a in scope.accounts}
-    own_pairs = {(i, a) for i, a in discover_positions(scope, issuer_of) if a.lower() in issuer_of}
+    own_pairs = {(i, a) for i, a in (yield from discover_positions(scope, issuer_of)) if a.lower() in issuer_of}
     if not own_pairs:
         return out
     market_ids = sorted({market_id for market_id, _ in own_pairs})
-    markets = read_markets(scope, market_ids)
-    borrower_pairs = discover_borrowers(scope, market_ids)
+    markets = yield from read_markets(scope, market_ids)
+    borrower_pairs = yield from discover_borrowers(scope, market_ids)
     all_pairs = sorted(own_pairs | borrower_pairs)
-    positions = read_positions(scope, all_pairs)
+    positions = yield from read_positions(scope, all_pairs)
     tokens = sorted({m.loan_token for m in markets.values()} | {m.collateral_token for m in markets.values()})
-    metadata = token_metadata(scope, tokens)
+    metadata = yield from token_metadata(tokens)
 
     for market_id, reading in markets.items():
         loan_decimals = metadata[reading.loan_token][0] or 0
