@@ -61,24 +61,27 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     if say:
         say(f"connecting to {', '.join(names)} and pinning blocks")
     clients = connect({n: request.registry.chains[n] for n in names}, request.options)
-    universe, notes = build_universe(root, specs, request.registry, clients, progress=say)
+    # The exposure map's reads go out in the same rounds as the balance sheets; it is valued after the solve.
+    exposure_reads: dict[tuple[str, ...], Any] = {}
+    universe, notes = build_universe(root, specs, request.registry, clients, progress=say,
+                                     also=exposure_plans(request.spec, request.registry, clients),
+                                     also_results=exposure_reads)
     if say:
         say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
     backing = solve(universe)
     skipped: list[Skipped] = []
-    try:
-        exposure = exposure_section(request.spec, request.registry, clients, universe, backing, say)
-    except ChainError as exc:
-        exposure = {}
-        skipped.append(Skipped("exposure", str(exc)))
+    exposure, exposure_error = exposure_section(request.spec, exposure_reads, backing)
+    if exposure_error:
+        skipped.append(Skipped("exposure", exposure_error))
     # Markets that lend against the token without the issuer in them still need their oracles checked.
     for per_chain in exposure.values():
         for market in per_chain.get("markets", []):
             universe.markets.setdefault(market["key"], market_from_exposure(market))
-    watches, sampling_gap = oracle_watches(request, clients, universe, say)
+    sampled: list[Any] = []  # clients pinned at past blocks for the optional checks: their requests count too
+    watches, sampling_gap = oracle_watches(request, clients, universe, say, sampled)
     if sampling_gap:
         skipped.append(Skipped("oracle-frozen", sampling_gap))
-    apys, apy_gap = vault_share_apys(request, clients, universe, say)
+    apys, apy_gap = vault_share_apys(request, clients, universe, say, sampled)
     if apy_gap:
         skipped.append(Skipped("unexplained-yield", apy_gap))
     flags = run_flags(universe, backing, oracle_watches=watches, vault_apys=apys)
@@ -115,7 +118,8 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "notes": notes,
     }
     # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.
-    result.requests = {name: client.stats.as_dict() for name, client in sorted(clients.items())}
+    result.requests = {name: {**client.stats.as_dict(), "sample_http_requests": sum(
+        c.stats.http_requests for c in sampled if c.chain == name)} for name, client in sorted(clients.items())}
     result.document = plain(result.document)
     return result
 
@@ -140,13 +144,13 @@ class _Sampler:
     """Clients pinned at past blocks for the optional checks, sharing the audit's options; every one is kept so
     that a read any of them could not make turns its check into "not evaluated", never into a figure."""
 
-    def __init__(self, request: AuditRequest, clients: Mapping[str, Any]) -> None:
+    def __init__(self, request: AuditRequest, clients: Mapping[str, Any], made: list[Any]) -> None:
         from auditor.oracles import client_factory
 
         options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
                                  record=request.options.record, replay=request.options.replay,
                                  retry=request.options.retry)
-        self.made: list[Any] = []
+        self.made, self.first = made, len(made)
         self.factories = {n: self._tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
 
     def _tracked(self, make: Callable[[int], Any]) -> Callable[[int], Any]:
@@ -156,12 +160,12 @@ class _Sampler:
         return make_client
 
     def failure(self) -> str:
-        unread = [u for client in self.made for u in client.unread]
+        unread = [u for client in self.made[self.first:] for u in client.unread]
         return f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}" if unread else ""
 
 
 def oracle_watches(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampled: list[Any]
 ) -> tuple[list[Any], str]:
     """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag.
 
@@ -174,7 +178,7 @@ def oracle_watches(
         return [], ""
     if say:
         say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
-    sampler = _Sampler(request, clients)
+    sampler = _Sampler(request, clients, sampled)
     blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
               for n, c in clients.items()}
     try:
@@ -186,7 +190,7 @@ def oracle_watches(
 
 
 def vault_share_apys(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampled: list[Any]
 ) -> tuple[dict[str, Decimal], str]:
     """Share-price APY of every ERC-4626 vault the issuers hold, over the oracle window before the pin.
 
@@ -201,7 +205,7 @@ def vault_share_apys(
         return {}, ""
     if say:
         say(f"sampling the share price of {len(vaults)} vault(s) over the last {ORACLE_WINDOW_BLOCKS} blocks")
-    sampler = _Sampler(request, clients)
+    sampler = _Sampler(request, clients, sampled)
     apys: dict[str, Decimal] = {}
     try:
         for chain, vault in vaults:
@@ -235,25 +239,39 @@ def market_from_exposure(market: Mapping[str, Any]) -> Market:
     )
 
 
-def exposure_section(spec: Spec, registry: Registry, clients: Mapping[str, Any], universe: Any, backing: Any,
-                     say: Say | None = None) -> dict[str, Any]:
-    """Who lends against the audited token, per chain where it has supply and a Morpho Blue venue."""
-    from auditor.exposure import run_exposure
+def exposure_plans(spec: Spec, registry: Registry, clients: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+    """The exposure map's reads on every chain where the token has supply and a Morpho Blue venue, as plans.
+
+    Optional: a chain error inside one is its result (the map is then listed as not evaluated), never the end
+    of the audit."""
+    from auditor.adapters import Scope
+    from auditor.chain.plan import optional
+    from auditor.exposure import exposure_reads
+
+    plans: dict[tuple[str, ...], Any] = {}
+    for deployment in spec.token.deployments:
+        chain = deployment.chain
+        venue = registry.venues.get("morpho_blue", {}).get(chain)
+        if chain not in clients or venue is None:
+            continue
+        scope = Scope(chain, clients[chain], registry, [], {}, venue=venue)
+        plans[("exposure", chain)] = (clients[chain], optional(exposure_reads(deployment.address, scope, {})))
+    return plans
+
+
+def exposure_section(spec: Spec, reads: Mapping[tuple[str, ...], Any], backing: Any) -> tuple[dict[str, Any], str]:
+    """Who lends against the audited token, per chain, valued at its look-through value (pure); or why not."""
     from auditor.model import token_key
 
     figures = backing.issuers.get(spec.id)
     value = None if figures is None or figures.backing_ratio is None else figures.backing_ratio * figures.par_usd
     out: dict[str, Any] = {}
-    for deployment in spec.token.deployments:
-        chain = deployment.chain
-        if chain not in clients or chain not in registry.venues.get("morpho_blue", {}):
-            continue
-        if say:
-            say(f"mapping who lends against {spec.token.symbol} on {chain}")
-        key = token_key(chain, deployment.address)
-        out[chain] = run_exposure(deployment.address, chain, registry, clients[chain],
-                                  look_through={key: value} if value is not None else None)
-    return out
+    for (_kind, chain), (finish, error) in sorted(reads.items()):
+        if error is not None:
+            return {}, str(error)
+        deployment = next(d for d in spec.token.deployments if d.chain == chain)
+        out[chain] = finish({token_key(chain, deployment.address): value} if value is not None else {})
+    return out, ""
 
 
 def position_dict(position: Position) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from auditor.adapters.morpho_blue import (
     to_assets_up,
 )
 from auditor.addresses import check_address, to_checksum
-from auditor.chain.plan import Plan, logs, run_plan
+from auditor.chain.plan import Plan, gather, logs, run_plan
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
@@ -121,29 +121,27 @@ def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[s
     pool = registry.venues.get(AAVE, {}).get(chain)
     notes: list[str] = []
 
-    created = yield from _created_markets(scope, venue)
-    fee_recipient, aave_assets = yield from _venue_reads(scope, venue, pool)
+    created, (fee_recipient, aave_assets) = yield from gather(_created_markets(scope, venue),
+                                                              _venue_reads(scope, venue, pool))
     candidates = {c.params[1] for c in created.values()} | set(aave_assets)
     collaterals = yield from _look_through(scope, token, candidates, holders_of)
 
     chosen = sorted((c for c in created.values() if c.params[1].lower() in collaterals), key=lambda c: c.block)
     ids = [c.id for c in chosen]
-    readings = (yield from read_markets(scope, ids)) if ids else {}
-    suppliers, borrowers = yield from _participants(scope, venue, ids)
+    readings, (suppliers, borrowers) = yield from gather(read_markets(scope, ids), _participants(scope, venue, ids))
     if int(fee_recipient, 16) != 0:
         # Morpho pays its fee in supply shares without a Supply event: the fee recipient can hold a
         # position that no log shows, so it is asked in every market.
         suppliers |= {(i, fee_recipient) for i in ids}
-    positions, profiles = yield from _positions_and_profiles(scope, venue, sorted(suppliers | borrowers),
-                                                             sorted({a for _i, a in suppliers}))
-
     tokens = sorted({token, *(c.address for c in collaterals.values())}
                     | {r.loan_token for r in readings.values()} | {r.collateral_token for r in readings.values()})
-    metadata = {a: (m[0], _text(m[1])) for a, m in (yield from token_metadata(tokens)).items()}
-    hard, price_notes, _gaps = yield from chain_prices(chain, registry, client.pinned.timestamp, scope.block)
+    listed = [a for a in aave_assets if a.lower() in collaterals] if pool else []
+    (positions, profiles), raw_metadata, (hard, price_notes, _gaps), aave_reads = yield from gather(
+        _positions_and_profiles(scope, venue, sorted(suppliers | borrowers), sorted({a for _i, a in suppliers})),
+        token_metadata(tokens), chain_prices(chain, registry, client.pinned.timestamp, scope.block),
+        _aave_reads(scope, pool, listed) if pool else _aave_reads(scope, venue, []))
+    metadata = {a: (m[0], _text(m[1])) for a, m in raw_metadata.items()}
     notes += price_notes
-    listed = [a for a in aave_assets if a.lower() in collaterals]
-    aave_reads = (yield from _aave_reads(scope, pool, listed)) if pool else ([], [])
 
     def finish(look_through: Mapping[str, Decimal]) -> dict[str, Any]:
         return _document(scope, token, venue, pool, created, fee_recipient, collaterals, ids, readings, positions,

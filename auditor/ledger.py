@@ -248,15 +248,19 @@ def build_universe(
     registry: Registry,
     clients: Mapping[str, ChainClient],
     progress: Progress | None = None,
+    *,
+    also: Mapping[tuple[str, ...], tuple[ChainClient, Plan[Any]]] | None = None,
+    also_results: dict[tuple[str, ...], Any] | None = None,
 ) -> tuple[Universe, list[str]]:
     """Balance sheets of the audited issuer and every issuer it reaches; returns the universe and notes.
 
     Every read of every chain goes out in rounds (auditor.chain.plan): the adapters, the supplies, the feeds
-    and the pools of all chains advance together, one batched call per chain per round.
+    and the pools of all chains advance together, one batched call per chain per round. `also` are other
+    plans of the audit to run in the same rounds; their results go to `also_results` by key.
     """
     issuers = issuers_in_audit(root, specs)
     owner = {token_key(d.chain, d.address): s.id for s in specs.values() for d in s.token.deployments}
-    plans: dict[tuple[str, ...], tuple[ChainClient, Plan[Any]]] = {}
+    plans: dict[tuple[str, ...], tuple[ChainClient, Plan[Any]]] = dict(also or {})
     for chain, client in sorted(clients.items()):
         plans[("prices", chain)] = (client, chain_prices(chain, registry, client.pinned.timestamp,
                                                          client.pinned.number))
@@ -302,6 +306,8 @@ def build_universe(
             elif kind == "pools":
                 quotes[key[1]] = value[0]
                 notes += value[1]
+            elif also_results is not None:
+                also_results[key] = value
         held = {p.token_key for p in collected.positions}
         held |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
         pending = sorted({owner[k] for k in held if k in owner} - set(issuers))

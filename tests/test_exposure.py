@@ -145,10 +145,11 @@ def test_exposure_map_exact(chain: Lab, tmp_path: Path) -> None:
         look_through={xusd_key: Decimal("0.23"), wxusd_key: Decimal("0.23")},
         holders_of={xusd_key: [world.sxusd.address]},
     )
-    # Batched: 2 log scans (CreateMarket; Supply/Borrow/SupplyCollateral together) and 6 aggregate3 rounds
-    # (fee recipient, asset() look-through, market params+state, rates+oracles, positions+vault getters, tokens).
+    # Planned in rounds: 2 log scans (CreateMarket; Supply/Borrow/SupplyCollateral together) and 5 aggregate3
+    # rounds (fee recipient; asset() look-through; market params+state; rates+oracles; positions, vault getters,
+    # token metadata and feeds together).
     calls = client.stats.calls - before
-    assert (calls["eth_getLogs"], calls["eth_call"]) == (2, 6)
+    assert (calls["eth_getLogs"], calls["eth_call"]) == (2, 5)
     assert exposure["token"]["symbol"] == "xUSD" and exposure["pin"]["number"] == world.block
     markets = {m["key"]: m for m in exposure["markets"]}
     # The vault's WETH and wstETH markets do not take xUSD: they are not part of the map.

@@ -14,7 +14,7 @@ from typing import Any
 
 from auditor.adapters import Collected, Scope, adapter, token_metadata
 from auditor.chain.abi import EventDecoder, address_topic
-from auditor.chain.plan import Plan, logs
+from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position
@@ -132,11 +132,13 @@ def discover_positions(scope: Scope, accounts: Iterable[str]) -> Plan[set[tuple[
     on_behalf = [address_topic(a) for a in accounts]
     if not on_behalf:
         return set()
-    pairs = set()
-    for decoder in (SUPPLY_EVENT, SUPPLY_COLLATERAL_EVENT):  # onBehalf is the third indexed topic
-        pairs |= yield from _ids_from_logs(scope, [decoder.topic, None, None, on_behalf], "onBehalf", decoder)
-    pairs |= yield from _ids_from_logs(scope, [BORROW_EVENT.topic, None, on_behalf], "onBehalf", BORROW_EVENT)
-    return pairs
+    # onBehalf is the third indexed topic of Supply and SupplyCollateral, the second of Borrow: three scans,
+    # side by side in one round.
+    scans = [_ids_from_logs(scope, [decoder.topic, None, None, on_behalf], "onBehalf", decoder)
+             for decoder in (SUPPLY_EVENT, SUPPLY_COLLATERAL_EVENT)]
+    scans.append(_ids_from_logs(scope, [BORROW_EVENT.topic, None, on_behalf], "onBehalf", BORROW_EVENT))
+    found: list[set[tuple[bytes, str]]] = yield from gather(*scans)
+    return set().union(*found)
 
 
 def discover_borrowers(scope: Scope, market_ids: Iterable[bytes]) -> Plan[set[tuple[bytes, str]]]:
@@ -144,10 +146,10 @@ def discover_borrowers(scope: Scope, market_ids: Iterable[bytes]) -> Plan[set[tu
     ids = ["0x" + i.hex() for i in market_ids]
     if not ids:
         return set()
-    pairs = yield from _ids_from_logs(scope, [BORROW_EVENT.topic, ids], "onBehalf", BORROW_EVENT)
-    pairs |= yield from _ids_from_logs(scope, [SUPPLY_COLLATERAL_EVENT.topic, ids], "onBehalf",
-                                       SUPPLY_COLLATERAL_EVENT)
-    return pairs
+    found: list[set[tuple[bytes, str]]] = yield from gather(
+        _ids_from_logs(scope, [BORROW_EVENT.topic, ids], "onBehalf", BORROW_EVENT),
+        _ids_from_logs(scope, [SUPPLY_COLLATERAL_EVENT.topic, ids], "onBehalf", SUPPLY_COLLATERAL_EVENT))
+    return set().union(*found)
 
 
 # ------------------------------------------------------------------ reading markets
@@ -250,12 +252,10 @@ def collect(scope: Scope) -> Plan[Collected]:
     if not own_pairs:
         return out
     market_ids = sorted({market_id for market_id, _ in own_pairs})
-    markets = yield from read_markets(scope, market_ids)
-    borrower_pairs = yield from discover_borrowers(scope, market_ids)
+    markets, borrower_pairs = yield from gather(read_markets(scope, market_ids), discover_borrowers(scope, market_ids))
     all_pairs = sorted(own_pairs | borrower_pairs)
-    positions = yield from read_positions(scope, all_pairs)
     tokens = sorted({m.loan_token for m in markets.values()} | {m.collateral_token for m in markets.values()})
-    metadata = yield from token_metadata(tokens)
+    positions, metadata = yield from gather(read_positions(scope, all_pairs), token_metadata(tokens))
 
     for market_id, reading in markets.items():
         loan_decimals = metadata[reading.loan_token][0] or 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from auditor.chain.reader import ChainClient, Log, Read, ReadResult
+from auditor.chain.rpc import ChainError
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -36,7 +37,14 @@ class Logs:
     to_block: int | None = None
 
 
-Request = Reads | Logs
+@dataclass(frozen=True)
+class Batch:
+    """Several requests answered in the same round, as a list in the same order (see `gather`)."""
+
+    requests: tuple[Reads | Logs | Batch, ...]
+
+
+Request = Reads | Logs | Batch
 Plan = Generator[Request, Any, T]
 
 
@@ -54,10 +62,35 @@ def logs(addresses: Sequence[str] | None, topics: Sequence[Any], from_block: int
     return found
 
 
-def done(value: T) -> Plan[T]:
-    """A plan that needs no reads (for branches that know their answer already)."""
-    return value
-    yield  # pragma: no cover - makes this function a generator
+def optional(plan: Plan[T]) -> Plan[tuple[T | None, ChainError | None]]:
+    """Run `plan`; a chain error inside it (a refused log scan, a read it could not make) is its result, not the
+    audit's end: for checks that are reported as not evaluated when they cannot run."""
+    try:
+        return (yield from plan), None
+    except ChainError as exc:
+        return None, exc
+
+
+def gather(*plans: Plan[Any]) -> Plan[list[Any]]:
+    """Run independent sub-plans side by side: each round carries every one's next request; their results."""
+    results: list[Any] = [None] * len(plans)
+    waiting: dict[int, Request] = {}
+
+    def advance(index: int, answer: Any) -> None:
+        try:
+            waiting[index] = plans[index].send(answer)
+        except StopIteration as stop:
+            results[index] = stop.value
+
+    for index in range(len(plans)):
+        advance(index, None)
+    while waiting:
+        order = sorted(waiting)
+        requests = tuple(waiting.pop(index) for index in order)
+        answers = yield Batch(requests)
+        for index, answer in zip(order, answers, strict=True):
+            advance(index, answer)
+    return results
 
 
 def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
@@ -65,9 +98,9 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
     results: dict[K, Any] = {}
     waiting: dict[K, tuple[ChainClient, Plan[Any], Request]] = {}
 
-    def advance(key: K, client: ChainClient, plan: Plan[Any], answer: Any) -> None:
+    def advance(key: K, client: ChainClient, plan: Plan[Any], answer: Any, error: ChainError | None = None) -> None:
         try:
-            request = plan.send(answer)
+            request = plan.throw(error) if error is not None else plan.send(answer)
         except StopIteration as stop:
             results[key] = stop.value
             return
@@ -76,36 +109,47 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
     for key, (client, plan) in plans.items():
         advance(key, client, plan, None)
     while waiting:
-        current, answers = dict(waiting), dict[K, Any]()
+        current = dict(waiting)
         waiting.clear()
-        by_client: dict[int, list[K]] = {}
-        for key, (client, _plan, request) in current.items():
-            if isinstance(request, Reads):
-                by_client.setdefault(id(client), []).append(key)
-            else:  # a log scan is its own sequence of windows
-                answers[key] = list(client.scan_logs(request.addresses, request.topics, request.from_block,
-                                                     client.pinned.number if request.to_block is None
-                                                     else request.to_block))
-        for keys in by_client.values():
-            client = current[keys[0]][0]
-            batch = [read for key in keys for read in _reads(current[key][2])]
-            flat = client.read(batch) if batch else []
-            start = 0
-            for key in keys:
-                count = len(_reads(current[key][2]))
-                answers[key] = flat[start : start + count]
-                start += count
-        for key, (client, plan, _request) in current.items():
-            advance(key, client, plan, answers[key])
+        for client in {id(c): c for c, _p, _r in current.values()}.values():
+            client.stats.rounds += 1
+        # Every read of the round, per client, goes out as one batched call; log scans run window by window.
+        pending: dict[int, tuple[ChainClient, list[Read]]] = {}
+        for client, _plan, request in current.values():
+            for reads_request in _flat(request, Reads):
+                pending.setdefault(id(client), (client, []))[1].extend(reads_request.reads)
+        answered: dict[int, list[ReadResult]] = {
+            key: client.read(batch) if batch else [] for key, (client, batch) in pending.items()}
+        cursor = {key: 0 for key in answered}
+        for key, (client, plan, request) in current.items():
+            try:
+                answer = _answer(client, request, answered.get(id(client), []), cursor)
+            except ChainError as exc:  # a log scan the node refused: the plan may catch it (an optional part)
+                advance(key, client, plan, None, exc)
+            else:
+                advance(key, client, plan, answer)
     return results
+
+
+def _flat(request: Request, kind: type[Reads]) -> list[Reads]:
+    if isinstance(request, Batch):
+        return [inner for member in request.requests for inner in _flat(member, kind)]
+    return [request] if isinstance(request, kind) else []
+
+
+def _answer(client: ChainClient, request: Request, answered: list[ReadResult], cursor: dict[int, int]) -> Any:
+    """The answer to one request, taking its reads' results in the order they were batched."""
+    if isinstance(request, Batch):
+        return [_answer(client, member, answered, cursor) for member in request.requests]
+    if isinstance(request, Logs):
+        return list(client.scan_logs(request.addresses, request.topics, request.from_block,
+                                     client.pinned.number if request.to_block is None else request.to_block))
+    start = cursor[id(client)]
+    cursor[id(client)] = start + len(request.reads)
+    return answered[start : start + len(request.reads)]
 
 
 def run_plan(client: ChainClient, plan: Plan[T]) -> T:
     """One plan on its own (callers that have not joined an audit's rounds)."""
     result: T = run_plans({0: (client, plan)})[0]
     return result
-
-
-def _reads(request: Request) -> tuple[Read, ...]:
-    assert isinstance(request, Reads)
-    return request.reads

@@ -189,6 +189,7 @@ class ChainClient:
         self.mode: str | None = None
         self._answers: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
         self._pin: Pin | None = None
+        self._code_at_pin: str | None = None  # Multicall3's code at the pin, when `open` asked for it
 
     # -------------------------------------------------------------- connection and pin
 
@@ -198,7 +199,9 @@ class ChainClient:
         return "multicall" if self.prove_block and self.mode in ("multicall", "override") else "none"
 
     def _one(self, call: Call) -> Any:
-        answer = self.layer.send([call])[0]
+        return self._result(call, self.layer.send([call])[0])
+
+    def _result(self, call: Call, answer: Response) -> Any:
         if is_error(answer):
             raise ChainError(self.chain, call.method, call.block, error_text(answer))
         # Checked here too: a replayed bundle never went through the transport's checks.
@@ -207,8 +210,27 @@ class ChainClient:
             raise ChainError(self.chain, call.method, call.block, problem)
         return answer["result"]
 
-    def check_chain_id(self) -> None:
-        result = self._one(Call("eth_chainId"))
+    def open(self, block: str | int | None = None, at: dt.datetime | None = None) -> Pin:
+        """Check the chain id and pin the block; when the block is a number, one batched request also asks
+        whether Multicall3 is there, so the first round of reads needs no request of its own."""
+        if at is not None or isinstance(block, str):
+            self.check_chain_id()
+            return self.pin(block, at)
+        tag = "latest" if block is None else _hex(block)
+        calls = [Call("eth_chainId"), Call("eth_getBlockByNumber", (tag, False))]
+        if block is not None:
+            calls.append(Call("eth_getCode", (self.multicall, tag)))
+        answers = self.layer.send(calls)
+        self.check_chain_id(self._result(calls[0], answers[0]))
+        header = self._result(calls[1], answers[1])
+        pin = self.pin(block, header=header if isinstance(header, dict) else None)
+        if block is not None:
+            self._code_at_pin = self._result(calls[2], answers[2])
+        return pin
+
+    def check_chain_id(self, result: Any = None) -> None:
+        if result is None:
+            result = self._one(Call("eth_chainId"))
         actual = int(result, 16)
         if actual != self.expected_chain_id:
             raise ConfigError(
@@ -220,8 +242,11 @@ class ChainClient:
         block = self._one(Call("eth_getBlockByNumber", (tag, False)))
         return block if isinstance(block, dict) else None
 
-    def pin(self, block: str | int | None = None, at: dt.datetime | None = None) -> Pin:
-        """Fix the block every read of this audit happens at: a number, a tag, or the last block at a time."""
+    def pin(self, block: str | int | None = None, at: dt.datetime | None = None,
+            header: dict[str, Any] | None = None) -> Pin:
+        """Fix the block every read of this audit happens at: a number, a tag, or the last block at a time.
+
+        `header` is the block's header when the caller already asked for it (see `open`)."""
         if at is not None:
             number = self._block_at(at)
             tag = _hex(number)
@@ -229,7 +254,9 @@ class ChainClient:
             tag = "latest" if block is None else _hex(block)
         else:
             tag = block
-        header = self._block(tag)
+        self._code_at_pin = None
+        if header is None:
+            header = self._block(tag)
         if header is None:
             head = self._block("latest")
             head_number = int(head["number"], 16) if head else "unknown"
@@ -294,7 +321,9 @@ class ChainClient:
     # -------------------------------------------------------------- contract reads
 
     def _detect_mode(self) -> str:
-        code = self._one(Call("eth_getCode", (self.multicall, self.pinned.tag)))
+        code = self._code_at_pin
+        if code is None:
+            code = self._one(Call("eth_getCode", (self.multicall, self.pinned.tag)))
         if code != "0x":
             return "multicall"
         # No Multicall3 at this block (new chain, or before its deployment): lend it the code for
@@ -644,8 +673,7 @@ def connect(
             # A bundle recorded before block proofs holds aggregate3 calls without them: replay those as is.
             prove_block=options.replay is None or recorded is not None,
         )
-        client.check_chain_id()
-        pin = client.pin(block, options.at)
+        pin = client.open(block, options.at)
         if recorded is not None and pin.number == int(recorded["number"]) and pin.hash != recorded["hash"]:
             raise ConfigError(f"{name}: the bundle's pin {pin.number} has hash {recorded['hash']}, "
                               f"its recorded header says {pin.hash}")

@@ -210,6 +210,7 @@ class Stats:
     calls: Counter[str] = field(default_factory=Counter)
     cache_hits: int = 0
     reads: int = 0
+    rounds: int = 0  # rounds of planned reads (auditor.chain.plan) this chain took part in
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +219,7 @@ class Stats:
             "calls": dict(sorted(self.calls.items())),
             "cache_hits": self.cache_hits,
             "reads": self.reads,
+            "rounds": self.rounds,
         }
 
 
