@@ -113,17 +113,19 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
         waiting.clear()
         for client in {id(c): c for c, _p, _r in current.values()}.values():
             client.stats.rounds += 1
-        # Every read of the round, per client, goes out as one batched call; log scans run window by window.
-        pending: dict[int, tuple[ChainClient, list[Read]]] = {}
+        # Every read and log scan of the round, per client, goes out together (ChainClient.round): one request
+        # when the scans fit one window.
+        pending: dict[int, tuple[ChainClient, list[Read], list[Logs]]] = {}
         for client, _plan, request in current.values():
-            for reads_request in _flat(request, Reads):
-                pending.setdefault(id(client), (client, []))[1].extend(reads_request.reads)
-        answered: dict[int, list[ReadResult]] = {
-            key: client.read(batch) if batch else [] for key, (client, batch) in pending.items()}
-        cursor = {key: 0 for key in answered}
+            _client, batch, scans = pending.setdefault(id(client), (client, [], []))
+            batch += [read for member in _flat(request, Reads) for read in member.reads]
+            scans += _flat(request, Logs)
+        answered = {key: Answers(*client.round(batch, [
+            (s.addresses, s.topics, s.from_block, client.pinned.number if s.to_block is None else s.to_block)
+            for s in scans])) for key, (client, batch, scans) in pending.items()}
         for key, (client, plan, request) in current.items():
             try:
-                answer = _answer(client, request, answered.get(id(client), []), cursor)
+                answer = answered[id(client)].answer(request)
             except ChainError as exc:  # a log scan the node refused: the plan may catch it (an optional part)
                 advance(key, client, plan, None, exc)
             else:
@@ -131,22 +133,34 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
     return results
 
 
-def _flat(request: Request, kind: type[Reads]) -> list[Reads]:
+R = TypeVar("R", Reads, Logs)
+
+
+def _flat(request: Request, kind: type[R]) -> list[R]:
     if isinstance(request, Batch):
         return [inner for member in request.requests for inner in _flat(member, kind)]
     return [request] if isinstance(request, kind) else []
 
 
-def _answer(client: ChainClient, request: Request, answered: list[ReadResult], cursor: dict[int, int]) -> Any:
-    """The answer to one request, taking its reads' results in the order they were batched."""
-    if isinstance(request, Batch):
-        return [_answer(client, member, answered, cursor) for member in request.requests]
-    if isinstance(request, Logs):
-        return list(client.scan_logs(request.addresses, request.topics, request.from_block,
-                                     client.pinned.number if request.to_block is None else request.to_block))
-    start = cursor[id(client)]
-    cursor[id(client)] = start + len(request.reads)
-    return answered[start : start + len(request.reads)]
+class Answers:
+    """One client's answers to a round, handed out to the requests in the order they were gathered."""
+
+    def __init__(self, reads: list[ReadResult], scans: list[list[Log] | ChainError]) -> None:
+        self.reads, self.scans = reads, scans
+        self.read_at = self.scan_at = 0
+
+    def answer(self, request: Request) -> Any:
+        if isinstance(request, Batch):
+            return [self.answer(member) for member in request.requests]
+        if isinstance(request, Logs):
+            found = self.scans[self.scan_at]
+            self.scan_at += 1
+            if isinstance(found, ChainError):
+                raise found
+            return found
+        start = self.read_at
+        self.read_at += len(request.reads)
+        return self.reads[start : self.read_at]
 
 
 def run_plan(client: ChainClient, plan: Plan[T]) -> T:

@@ -190,6 +190,9 @@ class ChainClient:
         self._answers: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
         self._pin: Pin | None = None
         self._code_at_pin: str | None = None  # Multicall3's code at the pin, when `open` asked for it
+        # Calls that ride along with the next batch of reads (a round's first log windows) and their answers.
+        self._riders: list[Call] = []
+        self._rider_answers: list[Response] = []
 
     # -------------------------------------------------------------- connection and pin
 
@@ -434,10 +437,13 @@ class ChainClient:
                 batch.append(item)
                 size += _chars(item[1])
             calls = [self._aggregate_call(chunk) for _, chunk in batch]
+            riders, self._riders = self._riders, []
             try:
-                answers = self.layer.send(calls)
+                answers = self.layer.send(calls + riders)
+                answers, self._rider_answers = answers[: len(calls)], answers[len(calls):]
             except PayloadTooLarge:
                 # Shrink the body budget for the rest of the audit; a single chunk is bisected below.
+                self._riders = riders
                 pending[:0] = batch
                 self.batch_chars = max(1, size // 2)
                 if len(batch) > 1:
@@ -489,44 +495,97 @@ class ChainClient:
         progress: ProgressFn | None = None,
     ) -> Iterator[Log]:
         """Stream matching logs in (block, index) order, splitting the range whenever the node refuses it."""
-        head = self.pinned.number
-        if from_block < 0 or to_block < from_block:
-            raise ConfigError(f"{self.chain}: empty block window {from_block}..{to_block}")
-        if to_block > head:
-            raise ConfigError(f"{self.chain}: window ends at {to_block}, beyond the pinned block {head}")
-        span = min(self.log_span, FIRST_LOG_SPAN)
-        start = from_block
-        while start <= to_block:
-            end = min(to_block, start + span - 1)
-            window: dict[str, Any] = {"fromBlock": _hex(start), "toBlock": _hex(end), "topics": list(topics)}
-            if addresses:
-                window["address"] = list(addresses)
-            call = Call("eth_getLogs", (window,))
-            answer = self.layer.send([call])[0]
-            if is_error(answer):
-                # Still "timed out" after the transport's retries: providers say that of too wide a window.
-                smaller = _next_span(error_text(answer), start, end)
-                if smaller is None:
-                    raise ChainError(self.chain, "eth_getLogs", call.block, error_text(answer))
-                span = smaller
-                continue
-            problem = malformed(call, answer["result"])  # null is no "no logs": a log scan must not skip a window
-            if problem is not None:
-                raise ChainError(self.chain, "eth_getLogs", call.block, problem)
-            items = answer["result"]
-            del answer  # only the current window's answer is ever held
-            count, window_blocks = len(items), end - start + 1
-            start = end + 1
-            for item in items:
-                yield _log(item)
-            del items
+        scan = _Scan(self, addresses, topics, from_block, to_block)
+        while not scan.done:
+            items = scan.take(self.layer.send([scan.call()])[0])
+            yield from (_log(item) for item in items)
+            del items  # only the current window's answer is ever held
             if progress is not None:
-                progress(start - from_block, to_block - from_block + 1)
-            # Steer the window towards TARGET_LOGS_PER_WINDOW from the density just seen.
-            if count > TARGET_LOGS_PER_WINDOW:
-                span = max(1, window_blocks * TARGET_LOGS_PER_WINDOW // count)
-            elif count < TARGET_LOGS_PER_WINDOW // 2:
-                span = min(self.log_span, span * 2)
+                progress(scan.start - from_block, to_block - from_block + 1)
+
+    def round(
+        self, reads: Sequence[Read], filters: Sequence[tuple[Sequence[str] | None, Sequence[Any], int, int]]
+    ) -> tuple[list[ReadResult], list[list[Log] | ChainError]]:
+        """One round of planned work in as few requests as the node allows: the reads' first batch carries every
+        scan's first window; later windows of all scans go out together. A scan the node refuses ends with its
+        error in its place; the others go on."""
+        scans = [_Scan(self, addresses, topics, start, end) for addresses, topics, start, end in filters]
+        first = [scan.call() for scan in scans]
+        self._riders, self._rider_answers = list(first), []
+        try:
+            results = self.read(reads) if reads else []
+            if self._riders:  # nothing went to the node for the reads (none, or all answered already)
+                self._rider_answers = self.layer.send(self._riders)
+            answers = self._rider_answers
+        finally:
+            self._riders, self._rider_answers = [], []
+        return results, self._scan(scans, answers)
+
+    def _scan(self, scans: Sequence[_Scan], answers: Sequence[Response]) -> list[list[Log] | ChainError]:
+        found: list[list[Log] | ChainError] = [[] for _ in scans]
+        active = list(range(len(scans)))
+        while active:
+            for index, answer in zip(active, answers, strict=True):
+                logs = found[index]
+                assert isinstance(logs, list)
+                try:
+                    logs += [_log(item) for item in scans[index].take(answer)]
+                except ChainError as exc:
+                    found[index] = exc
+            active = [index for index, scan in enumerate(scans)
+                      if not scan.done and not isinstance(found[index], ChainError)]
+            answers = self.layer.send([scans[index].call() for index in active]) if active else []
+        return found
+
+
+class _Scan:
+    """One log scan's progress: its next window, and what to do with the node's answer to it."""
+
+    def __init__(self, client: ChainClient, addresses: Sequence[str] | None, topics: Sequence[Any],
+                 from_block: int, to_block: int) -> None:
+        head = client.pinned.number
+        if from_block < 0 or to_block < from_block:
+            raise ConfigError(f"{client.chain}: empty block window {from_block}..{to_block}")
+        if to_block > head:
+            raise ConfigError(f"{client.chain}: window ends at {to_block}, beyond the pinned block {head}")
+        self.client, self.addresses, self.topics = client, addresses, list(topics)
+        self.start, self.to_block = from_block, to_block
+        self.span = min(client.log_span, FIRST_LOG_SPAN)
+        self.end = self.start
+
+    @property
+    def done(self) -> bool:
+        return self.start > self.to_block
+
+    def call(self) -> Call:
+        self.end = min(self.to_block, self.start + self.span - 1)
+        window: dict[str, Any] = {"fromBlock": _hex(self.start), "toBlock": _hex(self.end), "topics": self.topics}
+        if self.addresses:
+            window["address"] = list(self.addresses)
+        return Call("eth_getLogs", (window,))
+
+    def take(self, answer: Response) -> list[dict[str, Any]]:
+        """The window's log items, and the next window; a refused window is narrowed and asked again (no items)."""
+        call = Call("eth_getLogs", ({"fromBlock": _hex(self.start), "toBlock": _hex(self.end)},))
+        if is_error(answer):
+            # Still "timed out" after the transport's retries: providers say that of too wide a window.
+            smaller = _next_span(error_text(answer), self.start, self.end)
+            if smaller is None:
+                raise ChainError(self.client.chain, "eth_getLogs", call.block, error_text(answer))
+            self.span = smaller
+            return []
+        problem = malformed(call, answer["result"])  # null is no "no logs": a log scan must not skip a window
+        if problem is not None:
+            raise ChainError(self.client.chain, "eth_getLogs", call.block, problem)
+        items: list[dict[str, Any]] = answer["result"]
+        window_blocks = self.end - self.start + 1
+        self.start = self.end + 1
+        # Steer the window towards TARGET_LOGS_PER_WINDOW from the density just seen.
+        if len(items) > TARGET_LOGS_PER_WINDOW:
+            self.span = max(1, window_blocks * TARGET_LOGS_PER_WINDOW // len(items))
+        elif len(items) < TARGET_LOGS_PER_WINDOW // 2:
+            self.span = min(self.client.log_span, self.span * 2)
+        return items
 
 
 class _Forward:
