@@ -42,6 +42,7 @@ demo: setup
 # Long runs stay out of `make test`: the chain reader and tracer benchmarks, and 10,000 fuzzed inputs.
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/requests_bench.py --out benchmarks/requests.md
 	$(BIN)/python benchmarks/fuzz_inputs.py --cases 10000 --out benchmarks/fuzz_inputs.md
 
 clean:

@@ -336,7 +336,7 @@ def test_cli_errors_exit_cleanly(lab: Lab, tmp_path: Path) -> None:
     unreachable = runner.invoke(main, ["audit", str(spec), "--registry", str(registry), "--rpc",
                                        "ethereum=http://127.0.0.1:9"], env={"AUDITOR_RPC_RETRIES": "2"})
     assert unreachable.exit_code == 1
-    assert "ethereum: eth_chainId (+1 more in a batch) failed: connection failed" in unreachable.output
+    assert "ethereum: eth_chainId (+2 more in a batch) failed: connection failed" in unreachable.output
     assert "Traceback" not in unreachable.output
 
     no_url = runner.invoke(main, ["audit", str(spec), "--registry", str(registry)],

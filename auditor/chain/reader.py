@@ -220,15 +220,18 @@ class ChainClient:
             self.check_chain_id()
             return self.pin(block, at)
         tag = "latest" if block is None else _hex(block)
-        calls = [Call("eth_chainId"), Call("eth_getBlockByNumber", (tag, False))]
-        if block is not None:
-            calls.append(Call("eth_getCode", (self.multicall, tag)))
+        # At "latest" the code may be asked one block after the header: Multicall3 appearing in between is no
+        # risk, the block proof of every batch would refuse answers from a block without it.
+        calls = [Call("eth_chainId"), Call("eth_getBlockByNumber", (tag, False)),
+                 Call("eth_getCode", (self.multicall, tag))]
         answers = self.layer.send(calls)
         self.check_chain_id(self._result(calls[0], answers[0]))
         header = self._result(calls[1], answers[1])
         pin = self.pin(block, header=header if isinstance(header, dict) else None)
-        if block is not None:
-            self._code_at_pin = self._result(calls[2], answers[2])
+        self._code_at_pin = self._result(calls[2], answers[2])
+        if self.record is not None and block is None:
+            # A replay pins by number (the bundle's pin): keep the code under that request too.
+            self.record.add(self.chain, Call("eth_getCode", (self.multicall, pin.tag)), {"result": self._code_at_pin})
         return pin
 
     def check_chain_id(self, result: Any = None) -> None:
