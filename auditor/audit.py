@@ -74,9 +74,10 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     if exposure_error:
         skipped.append(Skipped("exposure", exposure_error))
     # Markets that lend against the token without the issuer in them still need their oracles checked.
-    for per_chain in exposure.values():
-        for market in per_chain.get("markets", []):
-            universe.markets.setdefault(market["key"], market_from_exposure(market))
+    for found, error in exposure_reads.values():
+        if error is None:
+            for key, market in found.markets.items():
+                universe.markets.setdefault(key, market)
     sampled: list[Any] = []  # clients pinned at past blocks for the optional checks: their requests count too
     watches, sampling_gap = oracle_watches(request, clients, universe, say, sampled)
     if sampling_gap:
@@ -221,24 +222,6 @@ def vault_share_apys(
     return ({}, failure) if failure else (apys, "")
 
 
-def market_from_exposure(market: Mapping[str, Any]) -> Market:
-    """The exposure map's view of a market, as the model the flags read (same reads, no second fetch)."""
-    from auditor.model import Borrower
-
-    return Market(
-        key=market["key"], chain=market["key"].split(":")[0], venue="morpho_blue",
-        loan_token=market["loan_token"], loan_decimals=int(market["loan_decimals"]),
-        collateral_token=market["collateral_token"], collateral_decimals=int(market["collateral_decimals"]),
-        total_supply_assets=int(market["total_supplied_raw"]), total_supply_shares=0,
-        total_borrow_assets=int(market["total_borrowed_raw"]),
-        borrowers=tuple(Borrower(b["address"], int(b["debt_raw"]), int(b["collateral_raw"]))
-                        for b in market.get("borrowers", [])),
-        lltv=int(market["lltv_raw"]), oracle=market["oracle"],
-        oracle_price=int(market["oracle_price_raw"]) if market.get("oracle_price_raw") is not None else None,
-        details={"id": market["id"], "source": "exposure map", "irm": market.get("irm"), "fee": market.get("fee")},
-    )
-
-
 def exposure_plans(spec: Spec, registry: Registry, clients: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
     """The exposure map's reads on every chain where the token has supply and a Morpho Blue venue, as plans.
 
@@ -266,11 +249,11 @@ def exposure_section(spec: Spec, reads: Mapping[tuple[str, ...], Any], backing: 
     figures = backing.issuers.get(spec.id)
     value = None if figures is None or figures.backing_ratio is None else figures.backing_ratio * figures.par_usd
     out: dict[str, Any] = {}
-    for (_kind, chain), (finish, error) in sorted(reads.items()):
+    for (_kind, chain), (found, error) in sorted(reads.items()):
         if error is not None:
             return {}, str(error)
         deployment = next(d for d in spec.token.deployments if d.chain == chain)
-        out[chain] = finish({token_key(chain, deployment.address): value} if value is not None else {})
+        out[chain] = found.document({token_key(chain, deployment.address): value} if value is not None else {})
     return out, ""
 
 

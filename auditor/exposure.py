@@ -19,6 +19,8 @@ from auditor.adapters.morpho_blue import (
     WAD,
     MarketReading,
     market_key,
+    market_models,
+    oracle_in_loan_tokens,
     raise_unreadable,
     read_markets,
     to_assets_down,
@@ -30,7 +32,7 @@ from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.ledger import chain_prices
-from auditor.model import HardAsset, token_key
+from auditor.model import HardAsset, Market, token_key
 from auditor.numbers import context, exact, percent, usd
 from auditor.spec import Registry, Venue
 
@@ -38,7 +40,6 @@ MORPHO = "morpho_blue"
 AAVE = "aave_v3"
 LOOK_THROUGH_DEPTH = 3  # wrapper of a wrapper of a wrapper: deeper nesting is not seen in practice
 MAX_TEXT = 64  # on-chain names and symbols are attacker-chosen: cap them before they reach a terminal
-ORACLE_PRICE_SCALE = 10**36
 BPS = Decimal(10_000)
 
 # ReserveConfiguration.sol bit layout (aave-v3-core 1.19): what decides whether the token backs loans.
@@ -102,15 +103,21 @@ def run_exposure(
     maps token_key -> addresses of other tokens that hold it, so markets taking those as collateral count too.
     """
     token, venue = _check_input(token, chain, registry, client)
-    finish = run_plan(client, exposure_reads(token, Scope(chain, client, registry, [], {}, venue=venue),
-                                             holders_of or {}))
-    return finish(look_through or {})
+    found = run_plan(client, exposure_reads(token, Scope(chain, client, registry, [], {}, venue=venue),
+                                            holders_of or {}))
+    return found.document(look_through or {})
 
 
-Finish = Callable[[Mapping[str, Decimal]], dict[str, Any]]
+@dataclass(frozen=True)
+class ExposureReads:
+    """What the exposure plan read: the markets lending against the token, as every stage models them, and the
+    map itself, valued once the token's look-through value (token_key -> USD per token) is known."""
+
+    markets: dict[str, Market]
+    document: Callable[[Mapping[str, Decimal]], dict[str, Any]]
 
 
-def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[str]]) -> Plan[Finish]:
+def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[str]]) -> Plan[ExposureReads]:
     """Every read the exposure map needs, as a plan; its result values them once the look-through is known.
 
     `scope.venue` is the chain's Morpho Blue (checked by `_check_input`). The audit runs this plan in the same
@@ -143,11 +150,11 @@ def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[s
     metadata = {a: (m[0], _text(m[1])) for a, m in raw_metadata.items()}
     notes += price_notes
 
-    def finish(look_through: Mapping[str, Decimal]) -> dict[str, Any]:
+    def document(look_through: Mapping[str, Decimal]) -> dict[str, Any]:
         return _document(scope, token, venue, pool, created, fee_recipient, collaterals, ids, readings, positions,
                          profiles, metadata, _prices(hard, look_through), listed, aave_reads, list(notes))
 
-    return finish
+    return ExposureReads(market_models(chain, readings, positions, raw_metadata), document)
 
 
 def _document(
@@ -451,9 +458,7 @@ def _market_dict(
     borrowers.sort(key=lambda b: (-int(b["debt_raw"]), b["address"]))
     oracle_price = None
     if reading.oracle_price is not None and loan_decimals is not None and collateral_decimals is not None:
-        # Morpho's scale: 1e36 * loan units per collateral unit; shown as loan tokens per whole collateral token.
-        oracle_price = Decimal(reading.oracle_price) * Decimal(10) ** collateral_decimals / (
-            Decimal(ORACLE_PRICE_SCALE) * Decimal(10) ** loan_decimals)
+        oracle_price = oracle_in_loan_tokens(reading.oracle_price, loan_decimals, collateral_decimals)
     return {
         "key": key,
         "id": "0x" + reading.id.hex(),

@@ -22,23 +22,19 @@ INFO_URI = "https://github.com/reserve-auditor/reserve-auditor"
 
 
 def vault_collaterals(client: Any, registry: Any, chain: str, vault: str) -> list[str]:
-    """Collateral tokens of every Morpho market the vault supplies to (found from its Supply events)."""
+    """Collateral tokens of every Morpho market the vault supplies to (the venue module finds them)."""
     from auditor.adapters import Scope
-    from auditor.adapters.morpho_blue import SUPPLY_EVENT, read_markets
-    from auditor.chain.abi import address_topic
+    from auditor.adapters.morpho_blue import supplied_collaterals
     from auditor.chain.plan import run_plan
     from auditor.chain.rpc import ConfigError
 
     venue = registry.venues.get("morpho_blue", {}).get(chain)
     if venue is None:
         raise ConfigError(f"the registry has no morpho_blue venue on {chain}: cannot find the vault's markets")
-    scope = Scope(chain, client, registry, [], {}, venue=venue)
-    ids = sorted({SUPPLY_EVENT.decode(log.topics, log.data)["id"] for log in client.scan_logs(
-        [venue.address], [SUPPLY_EVENT.topic, None, None, [address_topic(vault)]], venue.from_block,
-        client.pinned.number)})
-    if not ids:
+    collaterals = run_plan(client, supplied_collaterals(Scope(chain, client, registry, [], {}, venue=venue), vault))
+    if not collaterals:
         raise ConfigError(f"{vault} never supplied to a Morpho Blue market on {chain}: nothing to check")
-    return sorted({m.collateral_token for m in run_plan(client, read_markets(scope, ids)).values()})
+    return collaterals
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from auditor import model
+from auditor.adapters.morpho_blue import oracle_in_loan_tokens
 from auditor.chain.cache import SqliteCache
 from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
 from auditor.model import HardAsset, Market, Universe
@@ -24,7 +25,6 @@ DEFAULT_STILL_TOLERANCE = Decimal("0.001")
 
 ORACLE_GETTER = "price()"  # Morpho's IOracle: loan units per collateral unit, scaled by 1e36
 POOL_GETTER = "price()"  # the lab's ConstantSumPool (and most fixed-price pools): quote per base, 1e18
-ORACLE_PRICE_SCALE = Decimal(10) ** 36
 
 RawSample = tuple[int, int | None]  # (block, raw answer), None when the read failed at that block
 PriceSample = tuple[int, Decimal | None]  # (block, price), None when unreadable
@@ -195,9 +195,7 @@ def watches_for_markets(
         loan = hard_assets.get(model.token_key(market.chain, market.loan_token))
         to_usd = None
         if loan is not None:
-            # Morpho's answer is loan units per collateral unit x 1e36; per whole tokens, in USD.
-            to_usd = (Decimal(10) ** (market.collateral_decimals - market.loan_decimals)
-                      / ORACLE_PRICE_SCALE * loan.price_usd)
+            to_usd = oracle_in_loan_tokens(1, market.loan_decimals, market.collateral_decimals) * loan.price_usd
         watches.append(OracleWatch(
             market=market.key, chain=market.chain, oracle=market.oracle, collateral=collateral,
             oracle_prices=tuple(oracle_samples[oracle_key]),

@@ -8,8 +8,9 @@ with the market's IRM, as `Morpho._accrueInterest` would if called in that block
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from auditor.adapters import Collected, Scope, adapter, token_metadata
@@ -238,6 +239,58 @@ def read_positions(scope: Scope, pairs: Sequence[tuple[bytes, str]]) -> Plan[dic
     return out
 
 
+def market_models(
+    chain: str, markets: Mapping[bytes, MarketReading], positions: Mapping[tuple[bytes, str], ReadResult],
+    metadata: Mapping[str, tuple[int | None, str, Any]],
+) -> dict[str, Market]:
+    """The model every stage reads (backing, flags, yields) of each market, with its borrowers' debt and
+    collateral at the pin; the balance sheets and the exposure map build it the same way."""
+    out: dict[str, Market] = {}
+    for market_id, reading in markets.items():
+        state = reading.state
+        borrowers = []
+        for (pair_id, account), result in positions.items():
+            _supply_shares, borrow_shares, collateral = result.value
+            if pair_id != market_id or (borrow_shares == 0 and collateral == 0):
+                continue
+            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
+            borrowers.append(Borrower(account, debt, collateral))
+        key = market_key(chain, market_id)
+        out[key] = Market(
+            key=key, chain=chain, venue="morpho_blue",
+            loan_token=reading.loan_token, loan_decimals=metadata[reading.loan_token][0] or 0,
+            collateral_token=reading.collateral_token,
+            collateral_decimals=metadata[reading.collateral_token][0] or 0,
+            total_supply_assets=state.total_supply_assets, total_supply_shares=state.total_supply_shares,
+            total_borrow_assets=state.total_borrow_assets, borrowers=tuple(sorted(borrowers, key=lambda b: b.address)),
+            lltv=reading.lltv, oracle=reading.oracle, oracle_price=reading.oracle_price,
+            details={"id": "0x" + market_id.hex(), "irm": reading.irm, "borrow_rate_per_s": reading.borrow_rate,
+                     "fee": state.fee, "last_update": reading.stored.last_update, "accrued_to": state.last_update,
+                     "loan_symbol": metadata[reading.loan_token][1],
+                     "collateral_symbol": metadata[reading.collateral_token][1],
+                     "evidence": [e.as_dict() for e in reading.evidence]},
+        )
+    return out
+
+
+def supplied_collaterals(scope: Scope, supplier: str) -> Plan[list[str]]:
+    """Collateral tokens of every market `supplier` (a vault) ever supplied to, from its Supply events."""
+    assert scope.venue is not None
+    found = yield from _ids_from_logs(scope, [SUPPLY_EVENT.topic, None, None, [address_topic(supplier)]],
+                                      "onBehalf", SUPPLY_EVENT)
+    ids = sorted({market_id for market_id, _ in found})
+    if not ids:
+        return []
+    markets = yield from read_markets(scope, ids)
+    return sorted({m.collateral_token for m in markets.values()})
+
+
+def oracle_in_loan_tokens(raw: int, loan_decimals: int, collateral_decimals: int) -> Decimal:
+    """A Morpho oracle's answer (ORACLE_PRICE_SCALE x loan units per collateral unit) as loan tokens per whole
+    collateral token: the one place the venue's oracle scale is read (exact: the scales are powers of ten)."""
+    return Decimal(raw) * Decimal(10) ** (collateral_decimals - loan_decimals) / Decimal(ORACLE_PRICE_SCALE)
+
+
 def market_key(chain: str, market_id: bytes) -> str:
     return f"{chain}:morpho_blue:0x{market_id.hex()}"
 
@@ -257,31 +310,7 @@ def collect(scope: Scope) -> Plan[Collected]:
     tokens = sorted({m.loan_token for m in markets.values()} | {m.collateral_token for m in markets.values()})
     positions, metadata = yield from gather(read_positions(scope, all_pairs), token_metadata(tokens))
 
-    for market_id, reading in markets.items():
-        loan_decimals = metadata[reading.loan_token][0] or 0
-        collateral_decimals = metadata[reading.collateral_token][0] or 0
-        state = reading.state
-        borrowers = []
-        for (pair_id, account), result in positions.items():
-            _supply_shares, borrow_shares, collateral = result.value
-            if pair_id != market_id or (borrow_shares == 0 and collateral == 0):
-                continue
-            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
-            borrowers.append(Borrower(account, debt, collateral))
-        key = market_key(scope.chain, market_id)
-        out.markets[key] = Market(
-            key=key, chain=scope.chain, venue="morpho_blue",
-            loan_token=reading.loan_token, loan_decimals=loan_decimals,
-            collateral_token=reading.collateral_token, collateral_decimals=collateral_decimals,
-            total_supply_assets=state.total_supply_assets, total_supply_shares=state.total_supply_shares,
-            total_borrow_assets=state.total_borrow_assets, borrowers=tuple(sorted(borrowers, key=lambda b: b.address)),
-            lltv=reading.lltv, oracle=reading.oracle, oracle_price=reading.oracle_price,
-            details={"id": "0x" + market_id.hex(), "irm": reading.irm, "borrow_rate_per_s": reading.borrow_rate,
-                     "fee": state.fee, "last_update": reading.stored.last_update, "accrued_to": state.last_update,
-                     "loan_symbol": metadata[reading.loan_token][1],
-                     "collateral_symbol": metadata[reading.collateral_token][1],
-                     "evidence": [e.as_dict() for e in reading.evidence]},
-        )
+    out.markets.update(market_models(scope.chain, markets, positions, metadata))
 
     for market_id, account in sorted(own_pairs):
         reading = markets[market_id]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from auditor import model
+from auditor.adapters.morpho_blue import oracle_in_loan_tokens
 from auditor.backing import BackingResult
 from auditor.findings import Finding
 from auditor.flags.base import HIGH, Detector, FlagContext
@@ -46,10 +47,8 @@ def oracle_readings(universe: Universe, result: BackingResult) -> list[OracleRea
             figures = result.issuers.get(issuer) if issuer else None
             if issuer is None or figures is None or loan is None or figures.backing_ratio is None:
                 continue
-            # Morpho's oracle: loan units per collateral unit, times 1e36; per whole token in USD below.
-            oracle_usd = None if market.oracle_price is None else (
-                Decimal(market.oracle_price) / Decimal(10) ** 36
-                * Decimal(10) ** (market.collateral_decimals - market.loan_decimals) * loan.price_usd)
+            oracle_usd = None if market.oracle_price is None else oracle_in_loan_tokens(
+                market.oracle_price, market.loan_decimals, market.collateral_decimals) * loan.price_usd
             look_through_usd = figures.backing_ratio * figures.par_usd
             loan_unit = Decimal(10) ** market.loan_decimals
             bad_debt_usd = sum(
