@@ -66,18 +66,13 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     universe, notes = build_universe(root, specs, request.registry, clients, progress=say,
                                      also=exposure_plans(request.spec, request.registry, clients),
                                      also_results=exposure_reads)
-    if say:
-        say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
-    backing = solve(universe)
-    skipped: list[Skipped] = []
-    exposure, exposure_error = exposure_section(request.spec, exposure_reads, backing)
-    if exposure_error:
-        skipped.append(Skipped("exposure", exposure_error))
     # Markets that lend against the token without the issuer in them still need their oracles checked.
     for found, error in exposure_reads.values():
         if error is None:
             for key, market in found.markets.items():
                 universe.markets.setdefault(key, market)
+    # The optional samples at past blocks read before the solve: after it, nothing reads.
+    skipped: list[Skipped] = []
     sampled: list[Any] = []  # clients pinned at past blocks for the optional checks: their requests count too
     watches, sampling_gap = oracle_watches(request, clients, universe, say, sampled)
     if sampling_gap:
@@ -85,12 +80,18 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     apys, apy_gap = vault_share_apys(request, clients, universe, say, sampled)
     if apy_gap:
         skipped.append(Skipped("unexplained-yield", apy_gap))
+    for client in clients.values():
+        client.check_pin()
+    if say:
+        say("solving look-through backing for " + ", ".join(sorted(universe.sheets)))
+    backing = solve(universe)
+    exposure, exposure_error = exposure_section(request.spec, exposure_reads, backing)
+    if exposure_error:
+        skipped.append(Skipped("exposure", exposure_error))
     flags = run_flags(universe, backing, oracle_watches=watches, vault_apys=apys)
     from auditor.yields import yield_sources
 
     yields = {issuer: yield_sources(universe, backing, issuer, vault_apys=apys) for issuer in sorted(universe.sheets)}
-    for client in clients.values():
-        client.check_pin()
     result = AuditResult(spec=root, token=request.spec.token.symbol, backing=backing, flags=flags,
                          gaps=merge_gaps(universe.gaps, clients.values()), skipped=skipped,
                          exposure=exposure, oracles=oracle_readings(universe, backing))
@@ -155,9 +156,13 @@ class _Sampler:
         self.factories = {n: self._tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
 
     def _tracked(self, make: Callable[[int], Any]) -> Callable[[int], Any]:
+        pinned: dict[int, Any] = {}  # one client per sampled block, whichever getters ask for it
+
         def make_client(block: int) -> Any:
-            self.made.append(make(block))
-            return self.made[-1]
+            if block not in pinned:
+                pinned[block] = make(block)
+                self.made.append(pinned[block])
+            return pinned[block]
         return make_client
 
     def failure(self) -> str:
