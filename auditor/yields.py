@@ -12,12 +12,16 @@ from auditor import model
 from auditor.backing import BackingResult
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.flags.base import DEFAULT_CONFIG
-from auditor.model import Evidence, Market, Position, Universe
+from auditor.model import Evidence, Position, Universe
 from auditor.numbers import PRECISION, exact
-
-SECONDS_PER_YEAR = 365 * 86_400  # the year of Morpho's and Aave's rate maths (leap years ignored)
-WAD = Decimal(10) ** 18
-RAY = Decimal(10) ** 27
+from auditor.rates import (
+    SECONDS_PER_YEAR,
+    market_borrow_apy,
+    market_supply_apy,
+    per_second_apy,
+    ray_apy,
+    utilization,
+)
 
 # Defaults of the checks in this module. FlagConfig (risk.py) does not carry them yet; a FlagConfig field of
 # the same name (unexplained_yield_margin, principal_tolerance) overrides them once the lead adds it.
@@ -42,62 +46,6 @@ def _context() -> decimal.Context:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Rate maths.
-
-
-def per_second_apy(rate_per_s_wad: int) -> Decimal:
-    """APY of a per-second rate in WAD, compounded continuously: exp(rate x year) - 1.
-
-    Morpho accrues e^(rate x elapsed) - 1 (to third order) at every interaction, so with frequent accruals a
-    borrow compounds continuously; this is the limit its Taylor steps approach.
-    """
-    with decimal.localcontext(_context()):
-        return (Decimal(rate_per_s_wad) / WAD * SECONDS_PER_YEAR).exp() - 1
-
-
-def ray_apy(rate_ray: int) -> Decimal:
-    """APY of Aave's yearly rate in RAY, compounded per second as Aave's UI shows it: (1 + r/year)^year - 1."""
-    with decimal.localcontext(_context()):
-        return (1 + Decimal(rate_ray) / RAY / SECONDS_PER_YEAR) ** SECONDS_PER_YEAR - 1
-
-
-def utilization(market: Market) -> Decimal:
-    """Borrowed / supplied assets of a market (0 when nothing is supplied)."""
-    if market.total_supply_assets <= 0:
-        return _ZERO
-    with decimal.localcontext(_context()):
-        return Decimal(market.total_borrow_assets) / Decimal(market.total_supply_assets)
-
-
-def _int_detail(details: Mapping[str, Any], key: str) -> int | None:
-    value = details.get(key)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():  # findings documents carry big ints as strings
-        return int(value)
-    return None
-
-
-def market_borrow_apy(market: Market) -> Decimal | None:
-    """Borrow APY of a Morpho market from its IRM's borrowRateView at the pin; None when not read."""
-    rate = _int_detail(market.details, "borrow_rate_per_s")
-    return None if rate is None else per_second_apy(rate)
-
-
-def market_supply_apy(market: Market) -> Decimal | None:
-    """Supply APY of a Morpho market: borrow APY x utilization x (1 - fee).
-
-    Over a year without new flows the borrowers' debt grows by B (e^(r year) - 1), of which suppliers get
-    (1 - fee): their return on S is exactly borrow APY x B/S x (1 - fee). (Compounding the per-second supply
-    rate instead, as some dashboards do, assumes utilization stays constant while interest accrues.)
-    """
-    borrow_apy = market_borrow_apy(market)
-    fee = _int_detail(market.details, "fee") or 0
-    if borrow_apy is None:
-        return None
-    with decimal.localcontext(_context()):
-        return borrow_apy * utilization(market) * (1 - Decimal(fee) / WAD)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,45 +179,15 @@ def _key(position: Position) -> str:
 def _rate_of(
     position: Position, universe: Universe, vault_apys: Mapping[str, Decimal]
 ) -> tuple[Decimal | None, str | None, dict[str, str], str]:
-    """(APY, market key, rate inputs, note) of one position; APY 0 for positions that earn nothing."""
-    details = position.details
-    market_key = details.get("market")
-    if position.kind in (model.SUPPLY, model.DEBT) and isinstance(market_key, str):
-        market = universe.markets.get(market_key)
-        if market is None:
-            return None, market_key, {}, f"market {market_key} is not in the universe: rate unknown"
-        rate = _int_detail(market.details, "borrow_rate_per_s")
-        inputs = {"source": f"{market.venue} IRM borrowRateView at the pin",
-                  "irm": str(market.details.get("irm", "")),
-                  "borrow_rate_per_s": "unread" if rate is None else str(rate),
-                  "borrow_apy": exact(market_borrow_apy(market)) or "unread"}
-        if position.kind == model.DEBT:
-            apy = market_borrow_apy(market)
-        else:
-            inputs["utilization"] = exact(utilization(market)) or ""
-            inputs["fee"] = str(_int_detail(market.details, "fee") or 0)
-            apy = market_supply_apy(market)
-        return apy, market_key, inputs, "" if apy is not None else "the market's borrow rate was not read"
-    if position.kind == model.SUPPLY and "liquidity_rate_ray" in details:
-        ray = _int_detail(details, "liquidity_rate_ray")
-        inputs = {"source": f"{position.venue} reserve currentLiquidityRate", "liquidity_rate_ray": str(ray)}
-        return (None if ray is None else ray_apy(ray)), None, inputs, ""
-    if position.kind == model.DEBT and "variable_borrow_rate_ray" in details:
-        ray = _int_detail(details, "variable_borrow_rate_ray")
-        inputs = {"source": f"{position.venue} reserve currentVariableBorrowRate", "variable_borrow_rate_ray": str(ray)}
-        note = ""
-        if details.get("rate_mode") == "stable":
-            note = "stable-rate debt priced at the reserve's variable rate (the stable rate is not read)"
-        return (None if ray is None else ray_apy(ray)), None, inputs, note
+    """(APY, market key, rate inputs, note) of one position, from its venue's module; 0 for what earns nothing."""
+    from auditor.adapters import load_rates
+
+    venue_rate = load_rates().get(position.venue)
+    if venue_rate is not None and position.kind != model.BALANCE:
+        found = venue_rate(position, universe.markets, vault_apys)
+        return found.apy, found.market, found.inputs, found.note
     if position.kind in (model.SUPPLY, model.DEBT):
         return None, None, {}, "no rate is known for this lending position"
-    if position.kind == model.VAULT_SHARE:
-        path = details.get("vault_path") or []
-        vault = path[0] if path and isinstance(path[0], str) else ""
-        vault_key = model.token_key(position.chain, vault) if vault else ""
-        if vault_key in vault_apys:
-            return vault_apys[vault_key], None, {"source": "share-price growth over the window", "vault": vault}, ""
-        return _ZERO, None, {"source": "no share-price window given", "vault": vault}, ""
     # Plain balances and posted collateral earn nothing by themselves.
     return _ZERO, None, {}, ""
 

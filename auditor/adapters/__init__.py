@@ -8,8 +8,9 @@ one file here and importing it in `load_all()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from auditor.chain.plan import Plan, reads
@@ -112,6 +113,29 @@ def token_metadata(tokens: list[str]) -> Plan[dict[str, tuple[int | None, str, l
     return decode_metadata(tokens, results)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """What a position earns (supply, vault share) or costs (debt) a year at the pin, and from what."""
+
+    apy: Decimal | None  # None: the venue's rate could not be read
+    market: str | None
+    inputs: dict[str, str]
+    note: str = ""
+
+
+# A venue's rates: the rate of one of its positions, given the audit's markets and the vault share-price APYs.
+RateFn = Callable[[Position, Mapping[str, Market], Mapping[str, Decimal]], Rate]
+RATES: dict[str, RateFn] = {}
+
+
+def rate(name: str) -> Callable[[RateFn], RateFn]:
+    def register(function: RateFn) -> RateFn:
+        RATES[name] = function
+        return function
+
+    return register
+
+
 CollectFn = Callable[[Scope], Plan[Collected]]
 ADAPTERS: dict[str, CollectFn] = {}
 TOKEN_ADAPTERS = ("erc20",)  # run on every chain; venue adapters run where the registry lists the venue
@@ -127,6 +151,12 @@ def adapter(name: str) -> Callable[[CollectFn], CollectFn]:
 
 def load_all() -> dict[str, CollectFn]:
     """Import every adapter module so that each registers itself."""
-    from auditor.adapters import aave_v3, erc20, morpho_blue  # noqa: F401
+    from auditor.adapters import aave_v3, erc20, erc4626, morpho_blue  # noqa: F401
 
     return ADAPTERS
+
+
+def load_rates() -> dict[str, RateFn]:
+    """Every venue's rate function, by the venue name its positions carry."""
+    load_all()
+    return RATES

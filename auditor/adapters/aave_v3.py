@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Scope, adapter
+from auditor.adapters import Collected, Rate, Scope, adapter, rate
 from auditor.chain.plan import Plan
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
-from auditor.model import DEBT, SUPPLY, Evidence, Position
+from auditor.model import DEBT, SUPPLY, Evidence, Market, Position
+from auditor.rates import ray_apy
 
 VENUE = "aave_v3"
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -208,3 +211,17 @@ def _health_details(result: ReadResult) -> dict[str, Any]:
         return {"total_collateral_base": None, "total_debt_base": None, "health_factor": None}
     collateral, debt, _available, _threshold, _ltv, health_factor = result.value
     return {"total_collateral_base": collateral, "total_debt_base": debt, "health_factor": health_factor}
+
+
+@rate(VENUE)
+def position_rate(position: Position, _markets: Mapping[str, Market], _vaults: Mapping[str, Decimal]) -> Rate:
+    """Supply earns the reserve's currentLiquidityRate, debt costs its currentVariableBorrowRate (RAY, yearly,
+    compounded per second as Aave does)."""
+    field = "liquidity_rate_ray" if position.kind == SUPPLY else "variable_borrow_rate_ray"
+    raw = position.details.get(field)
+    ray = int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
+    source = "currentLiquidityRate" if position.kind == SUPPLY else "currentVariableBorrowRate"
+    note = ("stable-rate debt priced at the reserve's variable rate (the stable rate is not read)"
+            if position.details.get("rate_mode") == "stable" else "")
+    return Rate(None if ray is None else ray_apy(ray), None,
+                {"source": f"{VENUE} reserve {source}", field: str(ray)}, note)

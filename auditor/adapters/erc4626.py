@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from decimal import Decimal
 
-from auditor.adapters import Scope, token_metadata
+from auditor.adapters import Rate, Scope, rate, token_metadata
 from auditor.chain.plan import Plan
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read
-from auditor.model import VAULT_SHARE, Position, token_key
+from auditor.model import VAULT_SHARE, Market, Position, token_key
 
 
 def unwrap_vaults(scope: Scope, positions: list[Position]) -> Plan[tuple[list[Position], list[str]]]:
@@ -66,3 +68,14 @@ def unwrap_vaults(scope: Scope, positions: list[Position]) -> Plan[tuple[list[Po
                 next_round.append(unwrapped)
         current = next_round
     return done, notes
+
+
+@rate("erc4626")
+def position_rate(position: Position, _markets: Mapping[str, Market], vaults: Mapping[str, Decimal]) -> Rate:
+    """A vault share earns its share price's growth over the audit's window, when that was sampled."""
+    path = position.details.get("vault_path") or []
+    vault = path[0] if path and isinstance(path[0], str) else ""
+    key = token_key(position.chain, vault) if vault else ""
+    if key in vaults:
+        return Rate(vaults[key], None, {"source": "share-price growth over the window", "vault": vault})
+    return Rate(Decimal(0), None, {"source": "no share-price window given", "vault": vault})

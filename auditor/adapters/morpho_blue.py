@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Scope, adapter, token_metadata
+from auditor.adapters import Collected, Rate, Scope, adapter, rate, token_metadata
 from auditor.chain.abi import EventDecoder, address_topic
 from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position
+from auditor.numbers import exact
+from auditor.rates import market_borrow_apy, market_supply_apy, utilization
 
 WAD = 10**18
 VIRTUAL_SHARES = 10**6  # SharesMathLib.VIRTUAL_SHARES
@@ -271,6 +273,29 @@ def market_models(
                      "evidence": [e.as_dict() for e in reading.evidence]},
         )
     return out
+
+
+@rate("morpho_blue")
+def position_rate(position: Position, markets: Mapping[str, Market], _vaults: Mapping[str, Decimal]) -> Rate:
+    """A loan or a debt earns or costs its market's rate: the IRM's borrowRateView at the pin, shared out by
+    utilization and the fee for suppliers."""
+    if position.kind not in (SUPPLY, DEBT):
+        return Rate(Decimal(0), None, {})  # posted collateral earns nothing by itself
+    key = str(position.details.get("market"))
+    market = markets.get(key)
+    if market is None:
+        return Rate(None, key, {}, f"market {key} is not in the universe: rate unknown")
+    per_second = market.details.get("borrow_rate_per_s")
+    inputs = {"source": f"{market.venue} IRM borrowRateView at the pin", "irm": str(market.details.get("irm", "")),
+              "borrow_rate_per_s": "unread" if per_second is None else str(per_second),
+              "borrow_apy": exact(market_borrow_apy(market)) or "unread"}
+    if position.kind == DEBT:
+        apy = market_borrow_apy(market)
+    else:
+        inputs["utilization"] = exact(utilization(market)) or ""
+        inputs["fee"] = str(market.details.get("fee") or 0)
+        apy = market_supply_apy(market)
+    return Rate(apy, market.key, inputs, "" if apy is not None else "the market's borrow rate was not read")
 
 
 def supplied_collaterals(scope: Scope, supplier: str) -> Plan[list[str]]:
