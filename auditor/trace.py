@@ -332,16 +332,19 @@ def _lending_events(client: ChainClient, raws: Sequence[_Raw], lab: Labelling, n
                                                                token_key(chain, collateral))
     unknown = [t for pair in params.values() for t in pair if token_key(chain, t) not in lab.tokens]
     for key, (decimals, symbol) in _token_facts(client, unknown).items():
-        if decimals is None:
-            notes.append(f"{chain}: decimals() of {key.split(':', 1)[1]} unreadable; assuming 18")
-        lab.tokens[key] = TokenLabel(symbol or key.split(":", 1)[1][:10], 18 if decimals is None else decimals)
+        if decimals is None:  # a guess would scale every amount by powers of ten: leave its events out, say so
+            notes.append(f"{chain}: decimals() of {key.split(':', 1)[1]} unreadable; its lending events are left out")
+            continue
+        lab.tokens[key] = TokenLabel(symbol or key.split(":", 1)[1][:10], decimals)
     events = []
     for raw in raws:
         pair = params.get((raw.venue, raw.market_id))
         if pair is None:
             continue
         token = pair[1] if raw.kind in COLLATERAL_KINDS else pair[0]
-        info = lab.tokens[token_key(chain, token)]
+        info = lab.tokens.get(token_key(chain, token))
+        if info is None:
+            continue
         src, dst = (raw.venue, raw.receiver) if raw.kind in FROM_VENUE else (raw.caller, raw.venue)
         events.append(FlowEvent(chain, raw.block, raw.log_index, raw.tx_hash, raw.kind, token,
                                 token_key(chain, token), raw.amount, info.decimals, src, dst,
