@@ -163,23 +163,6 @@ def chain_prices(
     return assets, notes, gaps
 
 
-def hard_asset_prices(
-    registry: Registry, clients: Mapping[str, ChainClient], gaps: list[Gap] | None = None
-) -> tuple[dict[str, HardAsset], list[str]]:
-    """Registry prices of every connected chain at its pin (one round); unread feeds are appended to `gaps`."""
-    found = run_plans({chain: (client, chain_prices(chain, registry, client.pinned.timestamp, client.pinned.number))
-                       for chain, client in clients.items() if chain in registry.assets})
-    assets: dict[str, HardAsset] = {}
-    notes: list[str] = []
-    for chain in sorted(found):
-        chain_assets, chain_notes, chain_gaps = found[chain]
-        assets.update(chain_assets)
-        notes += chain_notes
-        if gaps is not None:
-            gaps += chain_gaps
-    return assets, notes
-
-
 @dataclass(frozen=True)
 class PoolQuote:
     pool: Pool
