@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from auditor.adapters import Scope, token_metadata
-from auditor.adapters.aave_v3 import DECIMALS_SHIFT, RESERVE_DATA
+from auditor.adapters.aave_v3 import reserve_states, reserve_totals
 from auditor.adapters.morpho_blue import (
     BORROW_EVENT,
     CREATE_MARKET_EVENT,
@@ -43,10 +43,6 @@ MAX_TEXT = 64  # on-chain names and symbols are attacker-chosen: cap them before
 BPS = Decimal(10_000)
 
 # ReserveConfiguration.sol bit layout (aave-v3-core 1.19): what decides whether the token backs loans.
-_LTV_MASK = 0xFFFF
-_LIQUIDATION_THRESHOLD_SHIFT = 16
-_ACTIVE_BIT, _FROZEN_BIT, _BORROWING_BIT, _PAUSED_BIT = 56, 57, 58, 60
-_SUPPLY_CAP_SHIFT, _SUPPLY_CAP_BITS = 116, 36
 
 
 def _context() -> decimal.Context:
@@ -146,7 +142,7 @@ def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[s
     (positions, profiles), raw_metadata, (hard, price_notes, _gaps), aave_reads = yield from gather(
         _positions_and_profiles(scope, venue, sorted(suppliers | borrowers), sorted({a for _i, a in suppliers})),
         token_metadata(tokens), chain_prices(chain, registry, client.pinned.timestamp, scope.block),
-        _aave_reads(scope, pool, listed) if pool else _aave_reads(scope, venue, []))
+        reserve_totals(scope, pool.address if pool else "", listed))
     metadata = {a: (m[0], _text(m[1])) for a, m in raw_metadata.items()}
     notes += price_notes
 
@@ -595,26 +591,6 @@ def _totals(markets: Sequence[Mapping[str, Any]], suppliers: Sequence[Mapping[st
 # ------------------------------------------------------------------ Aave v3
 
 
-def _aave_reads(scope: Scope, pool: Venue, assets: Sequence[str]) -> Plan[tuple[list[ReadResult], list[ReadResult]]]:
-    """Reserve data of the listed assets, then their aToken and debt-token supplies."""
-    if not assets:
-        return [], []
-    data = yield from plan_reads([Read(pool.address, "getReserveData(address)", (a,), returns=RESERVE_DATA)
-                                  for a in assets])
-    for result in data:
-        if not result.ok:
-            raise ChainError(scope.chain, result.read.describe(), str(scope.block),
-                             f"Aave v3 reserve could not be read: {result.error}")
-    supply_reads: list[Read] = []
-    for result in data:
-        a_token, stable, variable = result.value[8], result.value[9], result.value[10]
-        supply_reads += [Read(a_token, "totalSupply()"), Read(variable, "totalSupply()")]
-        # aave-v3-origin 3.2+ has no stable debt: a zero token address would answer nothing.
-        supply_reads.append(Read(stable if int(stable, 16) else variable, "totalSupply()"))
-    totals = yield from plan_reads(supply_reads)
-    return data, totals
-
-
 def _aave_section(
     scope: Scope, pool: Venue, assets: Sequence[str], reads: tuple[list[ReadResult], list[ReadResult]],
     collaterals: Mapping[str, Collateral], metadata: Mapping[str, tuple[int | None, str]], prices: _Prices,
@@ -622,17 +598,8 @@ def _aave_section(
     """Reserves of the pool that list the token (or a token holding it): configuration and pool-wide totals."""
     if not assets:
         return {"pool": pool.address, "reserves": []}
-    data, totals = reads
     reserves = []
-    for index, (asset, result) in enumerate(zip(assets, data, strict=True)):
-        configuration, a_token, stable, variable = result.value[0], result.value[8], result.value[9], result.value[10]
-        supplied, variable_debt, stable_debt = totals[3 * index : 3 * index + 3]
-        for part in (supplied, variable_debt, stable_debt):
-            if not part.ok:
-                raise ChainError(scope.chain, part.read.describe(), str(scope.block),
-                                 f"Aave v3 reserve totals of {asset} could not be read: {part.error}")
-        decimals = (configuration >> DECIMALS_SHIFT) & 0xFF
-        borrowed = variable_debt.one + (stable_debt.one if int(stable, 16) else 0)
+    for asset, totals in zip(assets, reserve_states(scope, assets, *reads), strict=True):
         price = prices.of(scope.chain, asset)
         collateral = collaterals[asset.lower()]
         reserves.append({
@@ -640,21 +607,10 @@ def _aave_section(
             "symbol": metadata.get(asset, (None, ""))[1],
             "relation": collateral.relation,
             "collateral_path": list(collateral.path),
-            "decimals": decimals,
-            "a_token": a_token,
-            "variable_debt_token": variable,
-            "stable_debt_token": stable,
-            "ltv_bps": configuration & _LTV_MASK,
-            "liquidation_threshold_bps": (configuration >> _LIQUIDATION_THRESHOLD_SHIFT) & _LTV_MASK,
-            "collateral_enabled": (configuration & _LTV_MASK) > 0,
-            "active": bool((configuration >> _ACTIVE_BIT) & 1),
-            "frozen": bool((configuration >> _FROZEN_BIT) & 1),
-            "paused": bool((configuration >> _PAUSED_BIT) & 1),
-            "borrowing_enabled": bool((configuration >> _BORROWING_BIT) & 1),
-            "supply_cap": str((configuration >> _SUPPLY_CAP_SHIFT) & ((1 << _SUPPLY_CAP_BITS) - 1)),  # whole tokens
-            **_amounts("supplied", supplied.one, decimals, price, usd_name="supplied_value_usd"),
-            **_amounts("borrowed", borrowed, decimals, price, usd_name="borrowed_value_usd"),
-            "evidence": [scope.evidence(r).as_dict() for r in (result, supplied, variable_debt, stable_debt)],
+            **totals.configuration,
+            **_amounts("supplied", totals.supplied, totals.decimals, price, usd_name="supplied_value_usd"),
+            **_amounts("borrowed", totals.borrowed, totals.decimals, price, usd_name="borrowed_value_usd"),
+            "evidence": [e.as_dict() for e in totals.evidence],
         })
     return {"pool": pool.address, "reserves": reserves}
 

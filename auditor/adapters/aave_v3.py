@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -225,3 +225,78 @@ def position_rate(position: Position, _markets: Mapping[str, Market], _vaults: M
             if position.details.get("rate_mode") == "stable" else "")
     return Rate(None if ray is None else ray_apy(ray), None,
                 {"source": f"{VENUE} reserve {source}", field: str(ray)}, note)
+
+
+# ------------------------------------------------------------------ exposure: reserves that list a token
+
+_LTV_MASK = 0xFFFF
+_LIQUIDATION_THRESHOLD_SHIFT = 16
+_ACTIVE_BIT, _FROZEN_BIT, _BORROWING_BIT, _PAUSED_BIT = 56, 57, 58, 60
+_SUPPLY_CAP_SHIFT, _SUPPLY_CAP_BITS = 116, 36
+
+
+def reserve_totals(scope: Scope, pool: str, assets: Sequence[str]) -> Plan[tuple[list[ReadResult], list[ReadResult]]]:
+    """Reserve data of the listed assets, then their aToken and debt-token supplies (two rounds)."""
+    if not assets:
+        return [], []
+    data = yield from plan_reads([Read(pool, "getReserveData(address)", (a,), returns=RESERVE_DATA)
+                                  for a in assets])
+    for result in data:
+        if not result.ok:
+            raise ChainError(scope.chain, result.read.describe(), str(scope.block),
+                             f"Aave v3 reserve could not be read: {result.error}")
+    supply_reads: list[Read] = []
+    for result in data:
+        a_token, stable, variable = result.value[8], result.value[9], result.value[10]
+        supply_reads += [Read(a_token, "totalSupply()"), Read(variable, "totalSupply()")]
+        # aave-v3-origin 3.2+ has no stable debt: a zero token address would answer nothing.
+        supply_reads.append(Read(stable if int(stable, 16) else variable, "totalSupply()"))
+    totals = yield from plan_reads(supply_reads)
+    return data, totals
+
+
+@dataclass(frozen=True)
+class ReserveState:
+    """A reserve's configuration (ReserveConfigurationMap, decoded) and its pool-wide totals at the pin."""
+
+    decimals: int
+    configuration: dict[str, Any]
+    supplied: int
+    borrowed: int
+    evidence: tuple[Evidence, ...]
+
+
+def reserve_states(scope: Scope, assets: Sequence[str], data: Sequence[ReadResult],
+                   totals: Sequence[ReadResult]) -> list[ReserveState]:
+    """What `reserve_totals` read, decoded per asset; a total that could not be read is the end of it."""
+    states = []
+    for index, (asset, result) in enumerate(zip(assets, data, strict=True)):
+        configuration, a_token, stable, variable = result.value[0], result.value[8], result.value[9], result.value[10]
+        supplied, variable_debt, stable_debt = totals[3 * index : 3 * index + 3]
+        for part in (supplied, variable_debt, stable_debt):
+            if not part.ok:
+                raise ChainError(scope.chain, part.read.describe(), str(scope.block),
+                                 f"Aave v3 reserve totals of {asset} could not be read: {part.error}")
+        decimals = (configuration >> DECIMALS_SHIFT) & 0xFF
+        states.append(ReserveState(
+            decimals=decimals,
+            configuration={
+                "decimals": decimals,
+                "a_token": a_token,
+                "variable_debt_token": variable,
+                "stable_debt_token": stable,
+                "ltv_bps": configuration & _LTV_MASK,
+                "liquidation_threshold_bps": (configuration >> _LIQUIDATION_THRESHOLD_SHIFT) & _LTV_MASK,
+                "collateral_enabled": (configuration & _LTV_MASK) > 0,
+                "active": bool((configuration >> _ACTIVE_BIT) & 1),
+                "frozen": bool((configuration >> _FROZEN_BIT) & 1),
+                "paused": bool((configuration >> _PAUSED_BIT) & 1),
+                "borrowing_enabled": bool((configuration >> _BORROWING_BIT) & 1),
+                # whole tokens
+                "supply_cap": str((configuration >> _SUPPLY_CAP_SHIFT) & ((1 << _SUPPLY_CAP_BITS) - 1)),
+            },
+            supplied=supplied.one,
+            borrowed=variable_debt.one + (stable_debt.one if int(stable, 16) else 0),
+            evidence=tuple(scope.evidence(r) for r in (result, supplied, variable_debt, stable_debt)),
+        ))
+    return states
