@@ -13,10 +13,9 @@ from auditor.adapters import (
     Collected,
     Scope,
     TokenInfo,
-    decode_metadata,
     load_all,
-    metadata_reads,
 )
+from auditor.adapters.pools import quote_of, quote_reads
 from auditor.chain.plan import Plan, reads, run_plans
 from auditor.chain.reader import ChainClient, Read
 from auditor.chain.rpc import ChainError, ConfigError
@@ -172,36 +171,17 @@ class PoolQuote:
 
 def chain_pool_quotes(scope: Scope, pools: Sequence[Pool]) -> Plan[tuple[list[PoolQuote], list[str]]]:
     """Each registry pool's price of its base token in its quote token, at the pin (one round)."""
-    batch: list[Read] = []
-    for pool in pools:
-        if pool.kind == "constant_price":
-            batch += [Read(pool.address, "price()"), Read(pool.address, "price()")]  # same shape as reserves
-        else:
-            batch += [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
-                      Read(pool.address, "token0()", returns=("address",))]
-    tokens = sorted({t for pool in pools for t in (pool.base, pool.quote)})
-    answers = yield from reads(batch + metadata_reads(tokens))
-    meta = decode_metadata(tokens, answers[len(batch):])
+    asked = [quote_reads(pool) for pool in pools]
+    answers = yield from reads([read for batch in asked for read in batch])
     quotes: list[PoolQuote] = []
     notes: list[str] = []
-    for index, pool in enumerate(pools):
-        results = answers[2 * index : 2 * index + 2]
-        base_decimals, quote_decimals = meta[pool.base][0], meta[pool.quote][0]
-        if not all(r.ok for r in results) or base_decimals is None or quote_decimals is None:
-            notes.append(f"{scope.chain}: pool {pool.name} could not be read at block {scope.block}")
+    start = 0
+    for pool, batch in zip(pools, asked, strict=True):
+        results, start = answers[start : start + len(batch)], start + len(batch)
+        in_quote, why = quote_of(pool, results)
+        if in_quote is None:
+            notes.append(f"{scope.chain}: pool {pool.name} {why} at block {scope.block}")
             continue
-        if pool.kind == "constant_price":
-            in_quote = Decimal(results[0].one) / Decimal(10**18)
-            results = results[:1]
-        else:
-            reserve0, reserve1, _ = results[0].value
-            base_is_0 = results[1].one.lower() == pool.base.lower()
-            base_reserve, quote_reserve = (reserve0, reserve1) if base_is_0 else (reserve1, reserve0)
-            if base_reserve == 0:
-                notes.append(f"{scope.chain}: pool {pool.name} is empty")
-                continue
-            in_quote = (Decimal(quote_reserve) / Decimal(10) ** quote_decimals) / (
-                Decimal(base_reserve) / Decimal(10) ** base_decimals)
         quotes.append(PoolQuote(pool, in_quote, tuple(scope.evidence(r) for r in results)))
     return quotes, notes
 

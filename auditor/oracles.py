@@ -10,6 +10,7 @@ from typing import Any
 
 from auditor import model
 from auditor.adapters.morpho_blue import oracle_in_loan_tokens
+from auditor.adapters.pools import quote_of, quote_reads
 from auditor.chain.cache import SqliteCache
 from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
 from auditor.model import HardAsset, Market, Universe
@@ -122,25 +123,13 @@ def sample_pool_prices(
 
 
 def _reserve_prices(client: ChainClient, pools: Sequence[Pool]) -> list[Decimal | None]:
-    reads: list[Read] = []
-    for pool in pools:
-        reads += [Read(pool.address, "getReserves()", returns=("uint112", "uint112", "uint32")),
-                  Read(pool.address, "token0()", returns=("address",)),
-                  Read(pool.base, "decimals()", returns=("uint8",)),
-                  Read(pool.quote, "decimals()", returns=("uint8",))]
-    results = client.read(reads)
+    asked = [quote_reads(pool) for pool in pools]
+    results = client.read([read for batch in asked for read in batch])
     prices: list[Decimal | None] = []
-    for index, pool in enumerate(pools):
-        got = results[4 * index : 4 * index + 4]
-        if not all(r.ok for r in got):
-            prices.append(None)
-            continue
-        (reserve0, reserve1, _), token0 = got[0].value, got[1].one
-        base_decimals, quote_decimals = got[2].one, got[3].one
-        base, quote = (reserve0, reserve1) if token0.lower() == pool.base.lower() else (reserve1, reserve0)
-        with decimal.localcontext(decimal.Context(prec=PRECISION)):
-            prices.append(None if base == 0 else
-                          Decimal(quote).scaleb(-quote_decimals) / Decimal(base).scaleb(-base_decimals))
+    start = 0
+    for pool, batch in zip(pools, asked, strict=True):
+        prices.append(quote_of(pool, results[start : start + len(batch)])[0])
+        start += len(batch)
     return prices
 
 
