@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from auditor.chain.abi import address_topic, event_topic
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, EvidenceMissing, ReplayLayer
-from auditor.chain.reader import ChainClient, Read, ReorgError, _next_span
+from auditor.chain.reader import NO_CONTRACT, ChainClient, Read, ReorgError, _next_span
 from auditor.chain.rpc import ChainError, ConfigError, HttpTransport, RetryPolicy, Stats
 from auditor.cli import main
 from auditor.lab.deploy import Contract
@@ -92,7 +92,7 @@ def test_a_reverting_read_fails_alone(holders: Lab) -> None:
     results = client_for(holders.url).read(reads)
     assert results[0].ok and results[0].one == 1_000_000
     assert not results[1].ok and results[1].error.startswith("reverted")
-    assert not results[2].ok and "undecodable" in results[2].error
+    assert not results[2].ok and results[2].error == NO_CONTRACT  # no code at the address
     assert results[3].ok and results[3].one == "USDC"
 
 

@@ -145,3 +145,19 @@ def test_fault_matrix_end_to_end(world: dict[str, Any], tmp_path: Path, fault: s
             assert json.loads((tmp_path / "faulted.json").read_text())["complete"] is False
     if not persistent and fault not in ("delay",):
         assert code == 0, output  # a fault that goes away is retried through
+
+
+def test_a_registry_token_with_no_contract_at_the_pin_holds_nothing(world: dict[str, Any],  # noqa: F811
+                                                                     tmp_path: Path) -> None:
+    """An address without code answers balanceOf with nothing: that is no contract (yet) at this block, so no
+    balance, said in the notes; a read that failed would have made the audit incomplete instead."""
+    registry = world["folder"] / "registry.yaml"
+    text = registry.read_text()
+    registry.write_text(text.replace("price: par}\n", "price: par}\n"
+                                     "    LATER: {address: \"0x000000000000000000000000000000000000dEaD\", "
+                                     "decimals: 18, price: par}\n", 1))
+    code, output = audit(world, world["url"], tmp_path / "later.json")
+    assert code == 0, output
+    found = json.loads((tmp_path / "later.json").read_text())
+    assert found["complete"] is True
+    assert any("no contract at LATER" in note for note in found["notes"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from auditor.adapters import Collected, Scope, TokenInfo, adapter, decode_metadata, metadata_reads
 from auditor.adapters.erc4626 import unwrap_vaults
 from auditor.chain.plan import Plan, reads
-from auditor.chain.reader import Read
+from auditor.chain.reader import NO_CONTRACT, Read
 from auditor.model import BALANCE, Position
 
 
@@ -23,6 +23,13 @@ def collect(scope: Scope) -> Plan[Collected]:
     for index, result in enumerate(results):
         account = scope.accounts[index // len(tokens)]
         token = tokens[index % len(tokens)]
+        if not result.ok and result.error == NO_CONTRACT:
+            # The token does not exist yet at this pin (a registry asset deployed later): nobody holds any.
+            note = (f"{scope.chain}: no contract at {token.symbol or token.address} ({token.address}) at block "
+                    f"{scope.block}: no balance")
+            if note not in out.notes:
+                out.notes.append(note)
+            continue
         if not result.ok:
             out.gaps.append(scope.gap(result, f"balance of {token.symbol or token.address} held by {account.label}"))
             continue

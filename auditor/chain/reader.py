@@ -47,6 +47,9 @@ PARENT_BLOCK_NUMBER_CHAINS = frozenset({42161, 42170, 98865, 98866})
 ProgressFn = Callable[[int, int], None]
 
 
+NO_CONTRACT = "no return data: no contract at this address at this block"
+
+
 class ReorgError(ChainError):
     """The pinned block's hash changed during the audit: every read may be from a chain that no longer exists."""
 
@@ -636,6 +639,9 @@ def _pin_record(pin: Pin) -> dict[str, Any]:
 def _decoded(read: Read, success: bool, raw: bytes) -> ReadResult:
     if not success:
         return ReadResult(read, False, error="reverted" + (f" (0x{raw[:68].hex()})" if raw else ""))
+    if not raw and read.returns:
+        # A call to an address without code succeeds with nothing: there is no contract there at this block.
+        return ReadResult(read, False, error=NO_CONTRACT)
     try:
         return ReadResult(read, True, decode_values(read.returns, raw))
     except Exception as exc:  # eth-abi raises several unrelated types for short or malformed data
