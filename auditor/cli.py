@@ -58,7 +58,9 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @registry_option
-def validate(paths: tuple[str, ...], registry_path: str) -> None:
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="Also write one record per file (ok, line, error) as JSON, for CI.")
+def validate(paths: tuple[str, ...], registry_path: str, json_out: str | None) -> None:
     """Check specs and the registry; print one line per file.
 
     PATHS are spec files or folders (default: protocols/). Every problem is reported as
@@ -67,32 +69,44 @@ def validate(paths: tuple[str, ...], registry_path: str) -> None:
     from auditor.spec import SpecError, load_registry, load_spec, spec_ids_near, spec_paths
     from auditor.text import inert
 
+    results: list[dict[str, Any]] = []
+
+    def report(path: object, error: SpecError | None, line: str) -> None:
+        click.echo(line)
+        results.append({"file": str(path), "ok": error is None, "line": None if error is None else error.line,
+                        "error": None if error is None else str(error)})
+
+    def finish() -> None:
+        if json_out:
+            from auditor.output import write_json
+
+            write_json(Path(json_out), {"files": results, "ok": all(r["ok"] for r in results)})
+
     try:
         registry = load_registry(registry_path)
     except SpecError as exc:
-        click.echo(f"error {exc}")
+        report(registry_path, exc, f"error {exc}")
+        finish()
         _fail("the registry is invalid; specs were not checked")
-    click.echo(
-        f"ok    {inert(registry_path)}  ({len(registry.chains)} chains, "
-        f"{sum(len(a) for a in registry.assets.values())} hard assets, {len(registry.venues)} venues)"
-    )
+    report(registry_path, None,
+           f"ok    {inert(registry_path)}  ({len(registry.chains)} chains, "
+           f"{sum(len(a) for a in registry.assets.values())} hard assets, {len(registry.venues)} venues)")
     files = spec_paths(paths)
     if not files:
+        finish()
         _fail(f"no spec files found in {', '.join(paths) or 'protocols/'}")
     known = spec_ids_near(files)
-    errors = 0
     for path in files:
         try:
             spec = load_spec(path, registry, known)
         except SpecError as exc:
-            errors += 1
-            click.echo(f"error {exc}")
+            report(path, exc, f"error {exc}")
             continue
         chains = sorted({d.chain for d in spec.token.deployments})
-        click.echo(
-            f"ok    {inert(path)}  ({inert(spec.token.symbol)} on {', '.join(chains)}; "
-            f"{len(spec.accounts)} account(s); depends on {', '.join(spec.depends_on) or 'nothing'})"
-        )
+        report(path, None, f"ok    {inert(path)}  ({inert(spec.token.symbol)} on {', '.join(chains)}; "
+                           f"{len(spec.accounts)} account(s); depends on {', '.join(spec.depends_on) or 'nothing'})")
+    finish()
+    errors = sum(not r["ok"] for r in results)
     if errors:
         _fail(f"{errors} of {len(files)} spec file(s) invalid")
 
@@ -462,8 +476,10 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
 @click.option("--registry", "registry_override", type=click.Path(dir_okay=False), help="Registry for the re-run.")
 @click.option("--rebuild", is_flag=True,
               help="For the demo's report: rebuild the reconstruction on fresh local chains and re-audit it.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="Also write the verdict as JSON (ok, signer, digest, checks, problems).")
 def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | None,
-           spec_override: str | None, registry_override: str | None, rebuild: bool) -> None:
+           spec_override: str | None, registry_override: str | None, rebuild: bool, json_out: str | None) -> None:
     """Verify a signed report: digest, signature, signer, the page against its findings, and re-execution.
 
     Recomputes the digest of the embedded findings, recovers the signer from the EIP-191
@@ -478,6 +494,7 @@ def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | 
         from auditor.chain.evidence import Bundle
         from auditor.chain.rpc import ConfigError
         from auditor.report.verify import verify_report
+        from auditor.text import inert
 
         if rebuild and (rpc or replay):
             raise ConfigError("--rebuild re-runs the demo on its own chains: give it without --rpc or --replay")
@@ -486,9 +503,15 @@ def verify(report: str, signer: str | None, rpc: tuple[str, ...], replay: str | 
         replay_digest = Bundle.read(Path(replay))[1] if replay else None
         verdict = verify_report(Path(report), expected_signer=signer, rerun=rerun, replay_digest=replay_digest)
         for line in verdict.checks:
-            click.echo(f"ok      {line}")
+            click.echo(f"ok      {inert(line)}")
         for line in verdict.problems:
-            click.echo(f"FAILED  {line}")
+            click.echo(f"FAILED  {inert(line)}")
+        if json_out:
+            from auditor.output import write_json
+
+            write_json(Path(json_out), {"report": report, "ok": verdict.ok, "signer": verdict.signer,
+                                        "digest": verdict.digest, "checks": verdict.checks,
+                                        "problems": verdict.problems})
         if not verdict.ok:
             _fail(f"{report} does not verify ({len(verdict.problems)} problem(s))", EXIT_CHECK_FAILED)
         click.echo(f"{report} verifies")

@@ -245,3 +245,20 @@ def test_a_keystore_is_preferred_and_named(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv(KEY_ENV, Account.create().key.hex())
     key, source = resolve_signing_key(str(keystore))
     assert key == bytes(account.key) and source == f"the keystore {keystore}"
+
+
+def test_verify_and_validate_write_their_verdicts_as_json(report: Path, tmp_path: Path) -> None:
+    out = tmp_path / "verdict.json"
+    code, _ = cli_verify(str(report), "--json", str(out))
+    verdict = json.loads(out.read_text())
+    assert code == 0 and verdict["ok"] is True and verdict["problems"] == [] and verdict["digest"].startswith("sha256:")
+    report.write_bytes(report.read_bytes().replace(b"</body>", b"<p>edited</p></body>"))
+    code, _ = cli_verify(str(report), "--json", str(out))
+    assert code == 1 and json.loads(out.read_text())["ok"] is False
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("id: bad\nname: Bad\ntoken:\n  symbol: BAD\n  deploymnets: []\n")
+    result = CliRunner().invoke(main, ["validate", str(spec), "--json", str(tmp_path / "validate.json")])
+    records = json.loads((tmp_path / "validate.json").read_text())
+    assert result.exit_code == 2 and records["ok"] is False
+    (registry, bad) = records["files"]
+    assert registry["ok"] is True and bad["ok"] is False and bad["line"] == 5 and "deploymnets" in bad["error"]
