@@ -12,22 +12,21 @@ from typing import Any
 from auditor.adapters import Scope, token_metadata
 from auditor.adapters.aave_v3 import reserve_states, reserve_totals
 from auditor.adapters.morpho_blue import (
-    BORROW_EVENT,
-    CREATE_MARKET_EVENT,
-    SUPPLY_COLLATERAL_EVENT,
-    SUPPLY_EVENT,
     WAD,
+    CreatedMarket,
     MarketReading,
+    created_markets,
     market_key,
     market_models,
     oracle_in_loan_tokens,
+    participants,
     raise_unreadable,
     read_markets,
     to_assets_down,
     to_assets_up,
 )
 from auditor.addresses import check_address, to_checksum
-from auditor.chain.plan import Plan, gather, logs, run_plan
+from auditor.chain.plan import Plan, gather, run_plan
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ChainError, ConfigError
@@ -60,13 +59,6 @@ class Collateral:
 
     def as_dict(self) -> dict[str, Any]:
         return {"address": self.address, "relation": self.relation, "path": list(self.path), "via": self.via}
-
-
-@dataclass(frozen=True)
-class _Created:
-    id: bytes
-    params: tuple[str, str, str, str, int]  # loan, collateral, oracle, irm, lltv
-    block: int
 
 
 @dataclass(frozen=True)
@@ -124,14 +116,14 @@ def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[s
     pool = registry.venues.get(AAVE, {}).get(chain)
     notes: list[str] = []
 
-    created, (fee_recipient, aave_assets) = yield from gather(_created_markets(scope, venue),
+    created, (fee_recipient, aave_assets) = yield from gather(created_markets(scope),
                                                               _venue_reads(scope, venue, pool))
     candidates = {c.params[1] for c in created.values()} | set(aave_assets)
     collaterals = yield from _look_through(scope, token, candidates, holders_of)
 
     chosen = sorted((c for c in created.values() if c.params[1].lower() in collaterals), key=lambda c: c.block)
     ids = [c.id for c in chosen]
-    readings, (suppliers, borrowers) = yield from gather(read_markets(scope, ids), _participants(scope, venue, ids))
+    readings, (suppliers, borrowers) = yield from gather(read_markets(scope, ids), participants(scope, ids))
     if int(fee_recipient, 16) != 0:
         # Morpho pays its fee in supply shares without a Supply event: the fee recipient can hold a
         # position that no log shows, so it is asked in every market.
@@ -154,7 +146,7 @@ def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[s
 
 
 def _document(
-    scope: Scope, token: str, venue: Venue, pool: Venue | None, created: Mapping[bytes, _Created],
+    scope: Scope, token: str, venue: Venue, pool: Venue | None, created: Mapping[bytes, CreatedMarket],
     fee_recipient: str, collaterals: Mapping[str, Collateral], ids: Sequence[bytes],
     readings: Mapping[bytes, MarketReading], positions: Mapping[tuple[bytes, str], ReadResult],
     profiles: Mapping[str, Mapping[str, ReadResult]], metadata: Mapping[str, tuple[int | None, str]],
@@ -257,17 +249,6 @@ def _check_input(token: str, chain: str, registry: Registry, client: ChainClient
     return address, morpho[chain]
 
 
-def _created_markets(scope: Scope, venue: Venue) -> Plan[dict[bytes, _Created]]:
-    """Every market ever created: CreateMarket carries the params, so markets no UI lists are found too."""
-    out: dict[bytes, _Created] = {}
-    for log in (yield from logs([venue.address], [CREATE_MARKET_EVENT.topic], venue.from_block)):
-        event = CREATE_MARKET_EVENT.decode(log.topics, log.data)
-        loan, collateral, oracle, irm, lltv = event["marketParams"]
-        params = (to_checksum(loan), to_checksum(collateral), to_checksum(oracle), to_checksum(irm), int(lltv))
-        out[event["id"]] = _Created(event["id"], params, log.block_number)
-    return out
-
-
 def _venue_reads(scope: Scope, venue: Venue, pool: Venue | None) -> Plan[tuple[str, list[str]]]:
     """Morpho's fee recipient and, where the chain has Aave v3, the pool's listed assets: one batch."""
     reads = [Read(venue.address, "feeRecipient()", returns=("address",))]
@@ -324,23 +305,6 @@ def _look_through(
     return found
 
 
-def _participants(
-    scope: Scope, venue: Venue, ids: Sequence[bytes]
-) -> Plan[tuple[set[tuple[bytes, str]], set[tuple[bytes, str]]]]:
-    """(market, supplier) and (market, borrower) pairs from one log scan: all three events index the id first."""
-    suppliers: set[tuple[bytes, str]] = set()
-    borrowers: set[tuple[bytes, str]] = set()
-    if not ids:
-        return suppliers, borrowers
-    decoders = {d.topic: d for d in (SUPPLY_EVENT, BORROW_EVENT, SUPPLY_COLLATERAL_EVENT)}
-    topics: list[Any] = [sorted(decoders), ["0x" + i.hex() for i in ids]]
-    for log in (yield from logs([venue.address], topics, venue.from_block)):
-        decoder = decoders[log.topics[0]]
-        event = decoder.decode(log.topics, log.data)
-        (suppliers if decoder is SUPPLY_EVENT else borrowers).add((event["id"], event["onBehalf"]))
-    return suppliers, borrowers
-
-
 PROFILE_GETTERS = (
     ("asset", "asset()", "address"),
     ("total_assets", "totalAssets()", "uint256"),
@@ -394,7 +358,7 @@ def _prices(hard: Mapping[str, HardAsset], look_through: Mapping[str, Decimal]) 
 
 def _market_dict(
     scope: Scope,
-    created: _Created,
+    created: CreatedMarket,
     reading: MarketReading,
     collateral: Collateral,
     positions: Sequence[tuple[str, ReadResult]],

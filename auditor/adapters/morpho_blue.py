@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from auditor.adapters import Collected, Rate, Scope, adapter, rate, token_metadata
+from auditor.addresses import to_checksum
 from auditor.chain.abi import EventDecoder, address_topic
 from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
@@ -296,6 +297,48 @@ def position_rate(position: Position, markets: Mapping[str, Market], _vaults: Ma
         inputs["fee"] = str(market.details.get("fee") or 0)
         apy = market_supply_apy(market)
     return Rate(apy, market.key, inputs, "" if apy is not None else "the market's borrow rate was not read")
+
+
+# ------------------------------------------------------------------ exposure: markets and their participants
+
+
+@dataclass(frozen=True)
+class CreatedMarket:
+    """A market as its CreateMarket event announced it."""
+
+    id: bytes
+    params: tuple[str, str, str, str, int]  # loan, collateral, oracle, irm, lltv
+    block: int
+
+
+def created_markets(scope: Scope) -> Plan[dict[bytes, CreatedMarket]]:
+    """Every market ever created: CreateMarket carries the params, so markets no UI lists are found too."""
+    assert scope.venue is not None
+    out: dict[bytes, CreatedMarket] = {}
+    for log in (yield from logs([scope.venue.address], [CREATE_MARKET_EVENT.topic], scope.venue.from_block)):
+        event = CREATE_MARKET_EVENT.decode(log.topics, log.data)
+        loan, collateral, oracle, irm, lltv = event["marketParams"]
+        params = (to_checksum(loan), to_checksum(collateral), to_checksum(oracle), to_checksum(irm), int(lltv))
+        out[event["id"]] = CreatedMarket(event["id"], params, log.block_number)
+    return out
+
+
+def participants(
+    scope: Scope, ids: Sequence[bytes]
+) -> Plan[tuple[set[tuple[bytes, str]], set[tuple[bytes, str]]]]:
+    """(market, supplier) and (market, borrower) pairs from one log scan: all three events index the id first."""
+    suppliers: set[tuple[bytes, str]] = set()
+    borrowers: set[tuple[bytes, str]] = set()
+    if not ids:
+        return suppliers, borrowers
+    decoders = {d.topic: d for d in (SUPPLY_EVENT, BORROW_EVENT, SUPPLY_COLLATERAL_EVENT)}
+    topics: list[Any] = [sorted(decoders), ["0x" + i.hex() for i in ids]]
+    assert scope.venue is not None
+    for log in (yield from logs([scope.venue.address], topics, scope.venue.from_block)):
+        decoder = decoders[log.topics[0]]
+        event = decoder.decode(log.topics, log.data)
+        (suppliers if decoder is SUPPLY_EVENT else borrowers).add((event["id"], event["onBehalf"]))
+    return suppliers, borrowers
 
 
 def supplied_collaterals(scope: Scope, supplier: str) -> Plan[list[str]]:
