@@ -132,7 +132,8 @@ def schema(for_registry: bool) -> None:
 @click.option("--at", "at_time", metavar="ISO-TIME", help="Pin every chain at its last block at or before this time.")
 @registry_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the findings as JSON.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write a signed HTML report (issue 8).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Write a signed HTML report (key: --key, else AUDITOR_PRIVATE_KEY, else this machine's key).")
 @click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the report.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the on-disk cache of pinned reads.")
 @click.option("--record", type=click.Path(dir_okay=False), help="Write every request and answer to an evidence bundle.")
