@@ -19,7 +19,7 @@ from auditor.adapters.morpho_blue import (
 )
 from auditor.chain.abi import EventDecoder, address_topic, checksum_address
 from auditor.chain.reader import ChainClient, Read
-from auditor.chain.rpc import ConfigError
+from auditor.chain.rpc import ChainError, ConfigError
 from auditor.flows import (
     ACCOUNT,
     BORROW,
@@ -243,9 +243,9 @@ def _collect_chain(chain: str, client: ChainClient, window: tuple[int, int], spe
     issued = [d.address for i in issuers for d in specs[i].token.deployments if d.chain == chain]
     facts = _token_facts(client, issued)
     for address in issued:
-        if facts[token_key(chain, address)][0] is None:
-            out.notes.append(f"{chain}: decimals() of {address} unreadable at block {client.pinned.number}; "
-                             "assuming 18")
+        if facts[token_key(chain, address)][0] is None:  # every amount of the issuer's token would be a guess
+            raise ChainError(chain, f"{address}.decimals()", str(client.pinned.number),
+                             "the issued token's decimals could not be read: its flows cannot be measured")
     lab, escrows = _labels(chain, specs, issuers, registry,
                            {k: d for k, (d, _s) in facts.items() if d is not None})
     hard = [a.address for a in registry.assets.get(chain, {}).values()]
