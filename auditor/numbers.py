@@ -112,12 +112,6 @@ def short(value: Any, *, missing: str = "n/a") -> str:
     raise AssertionError("unreachable: the last scale is 1")  # pragma: no cover
 
 
-def usd_short(value: Any, *, missing: str = "n/a") -> str:
-    """Headline USD: $14.5M, $1.9M."""
-    number = to_decimal(value)
-    return missing if number is None else ("-$" + short(-number) if number < 0 else "$" + short(number))
-
-
 def _significant(number: Decimal) -> str:
     places = 0 if number >= 100 else (1 if number >= 1 else 2)
     text = format(_rounded(number, places), "f")
@@ -164,8 +158,3 @@ def tokens(value: Any, symbol: str = "", *, missing: str = "n/a") -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return f"{text} {symbol}".rstrip()
-
-
-def raw_amount(raw: int, decimals: int) -> Decimal:
-    """Raw token units (an int read from the chain) as whole tokens, exactly."""
-    return Decimal(raw).scaleb(-decimals)
