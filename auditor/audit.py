@@ -73,11 +73,11 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
                 universe.markets.setdefault(key, market)
     # The optional samples at past blocks read before the solve: after it, nothing reads.
     skipped: list[Skipped] = []
-    sampled: list[Any] = []  # clients pinned at past blocks for the optional checks: their requests count too
-    watches, sampling_gap = oracle_watches(request, clients, universe, say, sampled)
+    sampler = _Sampler(request, clients)  # one client per past block for every optional check
+    watches, sampling_gap = oracle_watches(request, clients, universe, say, sampler)
     if sampling_gap:
         skipped.append(Skipped("oracle-frozen", sampling_gap))
-    apys, apy_gap = vault_share_apys(request, clients, universe, say, sampled)
+    apys, apy_gap = vault_share_apys(request, clients, universe, say, sampler)
     if apy_gap:
         skipped.append(Skipped("unexplained-yield", apy_gap))
     for client in clients.values():
@@ -121,7 +121,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     }
     # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.
     result.requests = {name: {**client.stats.as_dict(), "sample_http_requests": sum(
-        c.stats.http_requests for c in sampled if c.chain == name)} for name, client in sorted(clients.items())}
+        c.stats.http_requests for c in sampler.made if c.chain == name)} for name, client in sorted(clients.items())}
     result.document = plain(result.document)
     return result
 
@@ -146,13 +146,14 @@ class _Sampler:
     """Clients pinned at past blocks for the optional checks, sharing the audit's options; every one is kept so
     that a read any of them could not make turns its check into "not evaluated", never into a figure."""
 
-    def __init__(self, request: AuditRequest, clients: Mapping[str, Any], made: list[Any]) -> None:
+    def __init__(self, request: AuditRequest, clients: Mapping[str, Any]) -> None:
         from auditor.oracles import client_factory
 
         options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
                                  record=request.options.record, replay=request.options.replay,
                                  retry=request.options.retry)
-        self.made, self.first = made, len(made)
+        self.made: list[Any] = []
+        self.touched: list[Any] = []  # the clients the current check used
         self.factories = {n: self._tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
 
     def _tracked(self, make: Callable[[int], Any]) -> Callable[[int], Any]:
@@ -162,16 +163,23 @@ class _Sampler:
             if block not in pinned:
                 pinned[block] = make(block)
                 self.made.append(pinned[block])
+            if pinned[block] not in self.touched:
+                self.touched.append(pinned[block])
             return pinned[block]
         return make_client
 
+    def start(self) -> None:
+        """A new check begins: it answers for the clients it uses (and, to fail closed, for whatever they
+        could not read before, since a read that failed once is not listed twice)."""
+        self.touched = []
+
     def failure(self) -> str:
-        unread = [u for client in self.made[self.first:] for u in client.unread]
+        unread = [u for client in self.touched for u in client.unread]
         return f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}" if unread else ""
 
 
 def oracle_watches(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampled: list[Any]
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampler: _Sampler
 ) -> tuple[list[Any], str]:
     """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag.
 
@@ -184,7 +192,7 @@ def oracle_watches(
         return [], ""
     if say:
         say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
-    sampler = _Sampler(request, clients, sampled)
+    sampler.start()
     blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
               for n, c in clients.items()}
     try:
@@ -196,7 +204,7 @@ def oracle_watches(
 
 
 def vault_share_apys(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampled: list[Any]
+    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampler: _Sampler
 ) -> tuple[dict[str, Decimal], str]:
     """Share-price APY of every ERC-4626 vault the issuers hold, over the oracle window before the pin.
 
@@ -211,7 +219,7 @@ def vault_share_apys(
         return {}, ""
     if say:
         say(f"sampling the share price of {len(vaults)} vault(s) over the last {ORACLE_WINDOW_BLOCKS} blocks")
-    sampler = _Sampler(request, clients, sampled)
+    sampler.start()
     apys: dict[str, Decimal] = {}
     try:
         for chain, vault in vaults:
