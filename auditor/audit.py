@@ -12,7 +12,7 @@ from typing import Any
 from auditor import __version__
 from auditor.chain.evidence import Bundle
 from auditor.chain.reader import ConnectOptions, connect
-from auditor.chain.rpc import ChainError, ConfigError
+from auditor.chain.rpc import ConfigError
 from auditor.findings import AuditResult, Skipped, plain
 from auditor.model import BalanceSheet, Gap, Market, Position, token_key
 from auditor.spec import Registry, Spec, load_spec, spec_ids_near
@@ -71,15 +71,9 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         if error is None:
             for key, market in found.markets.items():
                 universe.markets.setdefault(key, market)
-    # The optional samples at past blocks read before the solve: after it, nothing reads.
-    skipped: list[Skipped] = []
-    sampler = _Sampler(request, clients)  # one client per past block for every optional check
-    watches, sampling_gap = oracle_watches(request, clients, universe, say, sampler)
-    if sampling_gap:
-        skipped.append(Skipped("oracle-frozen", sampling_gap))
-    apys, apy_gap = vault_share_apys(request, clients, universe, say, sampler)
-    if apy_gap:
-        skipped.append(Skipped("unexplained-yield", apy_gap))
+    # The optional samples at past blocks read before the solve, in rounds of their own at earlier blocks of
+    # each pinned chain (one batch per round per chain): after the solve, nothing reads.
+    watches, apys, skipped = sample_window(request, clients, universe, say)
     for client in clients.values():
         client.check_pin()
     if say:
@@ -120,8 +114,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "notes": notes,
     }
     # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.
-    result.requests = {name: {**client.stats.as_dict(), "sample_http_requests": sum(
-        c.stats.http_requests for c in sampler.made if c.chain == name)} for name, client in sorted(clients.items())}
+    result.requests = {name: client.stats.as_dict() for name, client in sorted(clients.items())}
     result.document = plain(result.document)
     return result
 
@@ -142,97 +135,73 @@ ORACLE_WINDOW_BLOCKS = 50_400  # ~7 days of 12 s blocks: long enough for a froze
 ORACLE_SAMPLES = 6
 
 
-class _Sampler:
-    """Clients pinned at past blocks for the optional checks, sharing the audit's options; every one is kept so
-    that a read any of them could not make turns its check into "not evaluated", never into a figure."""
+def sample_window(request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None
+                  ) -> tuple[list[Any], dict[str, Decimal], list[Skipped]]:
+    """The optional checks' samples over the window before each pin: oracle and pool prices (oracle-frozen)
+    and ERC-4626 share prices (unexplained-yield), every chain's in the same rounds.
 
-    def __init__(self, request: AuditRequest, clients: Mapping[str, Any]) -> None:
-        from auditor.oracles import client_factory
-
-        options = ConnectOptions(rpc=request.options.rpc, use_cache=request.options.use_cache,
-                                 record=request.options.record, replay=request.options.replay,
-                                 retry=request.options.retry)
-        self.made: list[Any] = []
-        self.touched: list[Any] = []  # the clients the current check used
-        self.factories = {n: self._tracked(client_factory(n, request.registry.chains[n], options)) for n in clients}
-
-    def _tracked(self, make: Callable[[int], Any]) -> Callable[[int], Any]:
-        pinned: dict[int, Any] = {}  # one client per sampled block, whichever getters ask for it
-
-        def make_client(block: int) -> Any:
-            if block not in pinned:
-                pinned[block] = make(block)
-                self.made.append(pinned[block])
-            if pinned[block] not in self.touched:
-                self.touched.append(pinned[block])
-            return pinned[block]
-        return make_client
-
-    def start(self) -> None:
-        """A new check begins: it answers for the clients it uses (and, to fail closed, for whatever they
-        could not read before, since a read that failed once is not listed twice)."""
-        self.touched = []
-
-    def failure(self) -> str:
-        unread = [u for client in self.touched for u in client.unread]
-        return f"{len(unread)} sampled reads failed, first: {unread[0].call}: {unread[0].reason}" if unread else ""
-
-
-def oracle_watches(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampler: _Sampler
-) -> tuple[list[Any], str]:
-    """Oracle and pool prices sampled over a window before the pin, for the oracle-frozen flag.
-
-    Optional: old state is often pruned (non-archive nodes keep ~128 blocks), so a sampling failure returns
-    no watches and the reason, and the check is reported as not evaluated.
+    Optional: old state is often pruned (non-archive nodes keep ~128 blocks), so a read the node could not
+    answer makes its check "not evaluated" with the reason, never a figure and never the audit's end.
     """
-    from auditor.oracles import sample_blocks, watch_markets
-
-    if not universe.markets:
-        return [], ""
-    if say:
-        say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
-    sampler.start()
-    blocks = {n: sample_blocks(max(0, c.pinned.number - ORACLE_WINDOW_BLOCKS), c.pinned.number, ORACLE_SAMPLES)
-              for n, c in clients.items()}
-    try:
-        watches = list(watch_markets(universe, request.registry, sampler.factories, blocks))
-    except (ChainError, ConfigError) as exc:
-        return [], f"oracle sampling failed: {exc}"
-    failure = sampler.failure()
-    return ([], failure) if failure else (watches, "")
-
-
-def vault_share_apys(
-    request: AuditRequest, clients: Mapping[str, Any], universe: Any, say: Say | None, sampler: _Sampler
-) -> tuple[dict[str, Decimal], str]:
-    """Share-price APY of every ERC-4626 vault the issuers hold, over the oracle window before the pin.
-
-    Optional like the oracle samples: without the old state the yield check is not evaluated.
-    """
+    from auditor.chain.plan import at_block, gather, optional, run_plans
     from auditor.model import VAULT_SHARE
+    from auditor.oracles import sample_blocks, sample_markets, watch_markets
     from auditor.yields import sample_share_price, share_price_apy
 
     vaults = sorted({(p.chain, p.details["vault_path"][0]) for sheet in universe.sheets.values()
                      for p in sheet.positions if p.kind == VAULT_SHARE and p.details.get("vault_path")})
-    if not vaults:
-        return {}, ""
-    if say:
+    plans: dict[tuple[str, ...], Any] = {}
+    if universe.markets:
+        if say:
+            say(f"sampling oracle and pool prices at {ORACLE_SAMPLES} blocks of the last {ORACLE_WINDOW_BLOCKS}")
+        for name, client in sorted(clients.items()):
+            pin = client.pinned.number
+            blocks = sample_blocks(max(0, pin - ORACLE_WINDOW_BLOCKS), pin, ORACLE_SAMPLES)
+            plans[("oracles", name)] = (client, optional(sample_markets(universe, request.registry, name, blocks)))
+    if vaults and say:
         say(f"sampling the share price of {len(vaults)} vault(s) over the last {ORACLE_WINDOW_BLOCKS} blocks")
-    sampler.start()
+    for chain, vault in vaults:
+        client = clients[chain]
+        pin = client.pinned.number
+        start = max(0, pin - ORACLE_WINDOW_BLOCKS)
+        plans[("vault", chain, vault)] = (client, optional(gather(
+            at_block(start, sample_share_price(chain, vault, start, client.multicall)),
+            sample_share_price(chain, vault, pin, client.multicall))))
+    found = run_plans(plans)
+    skipped: list[Skipped] = []
+    sampled: dict[str, Any] = {}
+    failure = ""
+    for key, (value, error) in found.items():
+        if key[0] != "oracles":
+            continue
+        unavailable = [] if error else value[0].unavailable + value[1].unavailable
+        if error or unavailable:
+            failure = failure or (f"oracle sampling failed: {error}" if error else
+                                  f"{len(unavailable)} sampled reads failed, first: {unavailable[0]}")
+        else:
+            sampled[key[1]] = value
+    watches = [] if failure else list(watch_markets(universe, sampled))
+    if failure:
+        skipped.append(Skipped("oracle-frozen", failure))
     apys: dict[str, Decimal] = {}
-    try:
-        for chain, vault in vaults:
-            start = max(0, clients[chain].pinned.number - ORACLE_WINDOW_BLOCKS)
-            first, last = sample_share_price([sampler.factories[chain](start), clients[chain]], vault)
-            apy = share_price_apy(first, last)
-            if apy is None:
-                return {}, f"no share-price growth for vault {vault} on {chain}: {first.error or last.error}"
-            apys[token_key(chain, vault)] = apy
-    except (ChainError, ConfigError) as exc:
-        return {}, f"vault share-price sampling failed: {exc}"
-    failure = sampler.failure()
-    return ({}, failure) if failure else (apys, "")
+    why = ""
+    for key, (value, error) in found.items():
+        if key[0] != "vault" or why:
+            continue
+        chain, vault = key[1], key[2]
+        if error:
+            why = f"vault share-price sampling failed: {error}"
+            continue
+        first, last = value
+        apy = share_price_apy(first, last)
+        if apy is None:
+            why = f"no share-price growth for vault {vault} on {chain}: {first.error or last.error}"
+            continue
+        apys[token_key(chain, vault)] = apy
+    if why:
+        skipped.append(Skipped("unexplained-yield", why))
+        apys = {}
+    return watches, apys, skipped
 
 
 def exposure_plans(spec: Spec, registry: Registry, clients: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:

@@ -14,9 +14,9 @@ from auditor.adapters import (
     Scope,
     TokenInfo,
     load_all,
+    quote,
 )
-from auditor.adapters.pools import quote_of, quote_reads
-from auditor.chain.plan import Plan, reads, run_plans
+from auditor.chain.plan import Plan, gather, reads, run_plans
 from auditor.chain.reader import ChainClient, Read
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.model import (
@@ -170,19 +170,15 @@ class PoolQuote:
 
 
 def chain_pool_quotes(scope: Scope, pools: Sequence[Pool]) -> Plan[tuple[list[PoolQuote], list[str]]]:
-    """Each registry pool's price of its base token in its quote token, at the pin (one round)."""
-    asked = [quote_reads(pool) for pool in pools]
-    answers = yield from reads([read for batch in asked for read in batch])
+    """Each registry pool's price of its base token in its quote token, at the pin, by its kind's venue."""
+    found = yield from gather(*(quote(pool) for pool in pools))
     quotes: list[PoolQuote] = []
     notes: list[str] = []
-    start = 0
-    for pool, batch in zip(pools, asked, strict=True):
-        results, start = answers[start : start + len(batch)], start + len(batch)
-        in_quote, why = quote_of(pool, results)
-        if in_quote is None:
-            notes.append(f"{scope.chain}: pool {pool.name} {why} at block {scope.block}")
+    for pool, answer in zip(pools, found, strict=True):
+        if answer.price is None:
+            notes.append(f"{scope.chain}: pool {pool.name} {answer.why} at block {scope.block}")
             continue
-        quotes.append(PoolQuote(pool, in_quote, tuple(scope.evidence(r) for r in results)))
+        quotes.append(PoolQuote(pool, answer.price, tuple(scope.evidence(r) for r in answer.results)))
     return quotes, notes
 
 
@@ -193,15 +189,15 @@ def pool_prices(
     prices: dict[str, MarketPrice] = {}
     notes: list[str] = []
     for chain, chain_quotes in sorted(quotes.items()):
-        for quote in chain_quotes:
-            pool = quote.pool
+        for found in chain_quotes:
+            pool = found.pool
             quote_asset = hard.get(token_key(chain, pool.quote))
             if quote_asset is None:
                 notes.append(f"{chain}: pool {pool.name} quotes in {pool.quote}, not a hard asset: ignored")
                 continue
             key = token_key(chain, pool.base)
-            prices[key] = MarketPrice(key, quote.in_quote * quote_asset.price_usd,
-                                      f"{pool.kind} pool {pool.name} ({pool.address})", quote.evidence)
+            prices[key] = MarketPrice(key, found.in_quote * quote_asset.price_usd,
+                                      f"{pool.kind} pool {pool.name} ({pool.address})", found.evidence)
     return prices, notes
 
 

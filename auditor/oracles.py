@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from auditor import model
+from auditor.adapters import quote
 from auditor.adapters.morpho_blue import oracle_in_loan_tokens
-from auditor.adapters.pools import quote_of, quote_reads
-from auditor.chain.cache import SqliteCache
-from auditor.chain.reader import ChainClient, ConnectOptions, Read, connect
+from auditor.chain.plan import Plan, at_block, gather, reads
+from auditor.chain.reader import Read, ReadResult
 from auditor.model import HardAsset, Market, Universe
 from auditor.numbers import PRECISION
-from auditor.spec import Chain, Pool, Registry
+from auditor.spec import Pool, Registry
 
 # Defaults of the check. FlagConfig (risk.py) does not carry them yet; FlagConfig fields of the same name
 # (oracle_frozen_threshold, oracle_still_tolerance) override them once the lead adds them.
@@ -29,30 +29,19 @@ POOL_GETTER = "price()"  # the lab's ConstantSumPool (and most fixed-price pools
 
 RawSample = tuple[int, int | None]  # (block, raw answer), None when the read failed at that block
 PriceSample = tuple[int, Decimal | None]  # (block, price), None when unreadable
-MakeClient = Callable[[int], ChainClient]
+
+
+@dataclass
+class Samples:
+    """Series sampled on one chain, and the reads the node could not answer (pruned old state, an outage):
+    with any of those the check that asked is not evaluated, since a missing answer is not a frozen price."""
+
+    series: dict[str, list[Any]]
+    unavailable: list[str]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sampling (the only part that reads the chain, through ChainClient).
-
-
-def client_factory(
-    chain: str, registry_chain: Chain, options: ConnectOptions, cache: SqliteCache | None = None
-) -> MakeClient:
-    """A `make_client(block)` for one chain: a chain-id-checked client pinned at `block`, sharing one cache.
-
-    Uses the audit's ConnectOptions (RPC URL, retry, record/replay bundle), so sampled reads are recorded
-    as evidence and replayed like the audit's own.
-    """
-    shared: list[SqliteCache | None] = [cache]
-
-    def make(block: int) -> ChainClient:
-        if shared[0] is None and options.use_cache and options.replay is None:
-            shared[0] = SqliteCache()  # one handle for every sampled block, not one per block
-        pinned = replace(options, blocks={chain: block}, at=None)
-        return connect({chain: registry_chain}, pinned, shared[0])[chain]
-
-    return make
+# Sampling: plans whose reads go out at earlier blocks of the pinned chain, in the audit's rounds.
 
 
 def sample_blocks(first: int, last: int, count: int) -> list[int]:
@@ -65,72 +54,56 @@ def sample_blocks(first: int, last: int, count: int) -> list[int]:
     return sorted({first + int(step * k) for k in range(count - 1)} | {last})
 
 
-def sample_getter(
-    make_client: MakeClient, targets: Sequence[str], blocks: Sequence[int], signature: str
-) -> dict[str, list[RawSample]]:
-    """A uint256 getter of every target at every block: one client and one batched read per block."""
+def _missing(result: ReadResult, block: int) -> list[str]:
+    return [f"{result.read.describe()} at block {block}: {result.error}"] if result.unavailable else []
+
+
+def sample_getter(targets: Sequence[str], blocks: Sequence[int], signature: str) -> Plan[Samples]:
+    """A uint256 getter of every target at every block, all blocks in one round: raw (block, answer) series."""
     targets = list(dict.fromkeys(targets))  # a target named twice is read once
-    out: dict[str, list[RawSample]] = {target: [] for target in targets}
+    out = Samples({target: [] for target in targets}, [])
     if not targets:
         return out
-    for block in sorted(set(blocks)):
-        client = make_client(block)
-        results = client.read([Read(target, signature) for target in targets])
+    ordered = sorted(set(blocks))
+    answers = yield from gather(*(at_block(block, reads([Read(t, signature) for t in targets])) for block in ordered))
+    for block, results in zip(ordered, answers, strict=True):
         for target, result in zip(targets, results, strict=True):
             # Before its deployment a contract has no code: the call "succeeds" with no data and fails to decode.
-            out[target].append((client.pinned.number, result.one if result.ok else None))
+            out.series[target].append((block, result.one if result.ok else None))
+            out.unavailable += _missing(result, block)
     return out
 
 
-def sample_oracle_prices(
-    make_client: MakeClient, oracles: list[str], blocks: list[int]
-) -> dict[str, list[tuple[int, int | None]]]:
+def sample_oracle_prices(oracles: Sequence[str], blocks: Sequence[int]) -> Plan[Samples]:
     """Morpho-style oracle answers (`price()`, 1e36-scaled) of every oracle at every block."""
-    return sample_getter(make_client, oracles, blocks, ORACLE_GETTER)
+    return (yield from sample_getter(oracles, blocks, ORACLE_GETTER))
 
 
 def sample_pool_prices(
-    make_client: MakeClient,
-    pools: Sequence[str | Pool],
-    blocks: Sequence[int],
-    *,
-    getter: str = POOL_GETTER,
-    scale: int = 18,
-) -> dict[str, list[PriceSample]]:
+    pools: Sequence[str | Pool], blocks: Sequence[int], *, getter: str = POOL_GETTER, scale: int = 18
+) -> Plan[Samples]:
     """Quote per whole base token of each pool at each block, keyed by pool address.
 
     A plain address is read through `getter` (a uint256 scaled by 10**scale, as ConstantSumPool.price()).
-    A registry Pool is read by its kind: `constant_price` through price() (1e18), `uniswap_v2` from
-    getReserves() and token0() with both tokens' decimals.
+    A registry Pool is read by its kind, through the venue module that prices pools of that kind.
     """
-    out: dict[str, list[PriceSample]] = {}
     plain = [p for p in pools if isinstance(p, str)]
     registered = [p for p in pools if not isinstance(p, str)]
-    constant = [p.address for p in registered if p.kind == "constant_price"]
-    for address, series in sample_getter(make_client, plain, blocks, getter).items():
-        out[address] = [(b, None if v is None else Decimal(v).scaleb(-scale)) for b, v in series]
-    for address, series in sample_getter(make_client, constant, blocks, "price()").items():
-        out[address] = [(b, None if v is None else Decimal(v).scaleb(-18)) for b, v in series]
-    reserves = [p for p in registered if p.kind != "constant_price"]
-    if reserves:
-        for address in (p.address for p in reserves):
-            out[address] = []
-        for block in sorted(set(blocks)):
-            client = make_client(block)
-            for pool, price in zip(reserves, _reserve_prices(client, reserves), strict=True):
-                out[pool.address].append((client.pinned.number, price))
+    ordered = sorted(set(blocks))
+    raw, quotes = yield from gather(
+        sample_getter(plain, ordered, getter),
+        gather(*(at_block(block, quote(pool)) for block in ordered for pool in registered)))
+    out = Samples({}, list(raw.unavailable))
+    for address, series in raw.series.items():
+        out.series[address] = [(b, None if v is None else Decimal(v).scaleb(-scale)) for b, v in series]
+    for pool in registered:
+        out.series[pool.address] = []
+    for index, found in enumerate(quotes):
+        block, pool = ordered[index // len(registered)], registered[index % len(registered)]
+        out.series[pool.address].append((block, found.price))
+        if found.unavailable:
+            out.unavailable.append(f"{pool.kind} pool {pool.name} at block {block}: {found.why}")
     return out
-
-
-def _reserve_prices(client: ChainClient, pools: Sequence[Pool]) -> list[Decimal | None]:
-    asked = [quote_reads(pool) for pool in pools]
-    results = client.read([read for batch in asked for read in batch])
-    prices: list[Decimal | None] = []
-    start = 0
-    for pool, batch in zip(pools, asked, strict=True):
-        prices.append(quote_of(pool, results[start : start + len(batch)])[0])
-        start += len(batch)
-    return prices
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,14 +167,22 @@ def watches_for_markets(
     return watches
 
 
+def sample_markets(universe: Universe, registry: Registry, chain: str, blocks: Sequence[int]
+                   ) -> Plan[tuple[Samples, Samples, list[Pool]]]:
+    """Every market oracle of `chain` in the universe and every registry pool there, on the same blocks."""
+    oracles = sorted({m.oracle for m in universe.markets.values() if m.chain == chain and m.oracle})
+    pools = sorted(registry.pools.get(chain, {}).values(), key=lambda p: p.name)
+    oracle_samples, pool_samples = yield from gather(sample_oracle_prices(oracles, blocks),
+                                                     sample_pool_prices(pools, blocks))
+    return oracle_samples, pool_samples, pools
+
+
 def watch_markets(
     universe: Universe,
-    registry: Registry,
-    make_clients: Mapping[str, MakeClient],
-    blocks: Mapping[str, Sequence[int]],
+    sampled: Mapping[str, tuple[Samples, Samples, list[Pool]]],
     look_through_samples: Mapping[str, Sequence[PriceSample]] | None = None,
 ) -> list[OracleWatch]:
-    """Sample every market oracle of the universe and every registry pool on the same blocks, per chain.
+    """Join every chain's samples (`sample_markets`) with the markets whose oracles they belong to.
 
     Pool prices are in the pool's quote asset; relative moves need no USD conversion (a par-priced quote
     is assumed not to move itself).
@@ -209,18 +190,12 @@ def watch_markets(
     oracle_samples: dict[str, list[RawSample]] = {}
     pool_samples: dict[str, list[PriceSample]] = {}
     pool_sources: dict[str, str] = {}
-    for chain, make_client in sorted(make_clients.items()):
-        chain_blocks = list(blocks.get(chain, ()))
-        if not chain_blocks:
-            continue
-        oracles = sorted({m.oracle for m in universe.markets.values() if m.chain == chain and m.oracle})
-        for oracle, series in sample_oracle_prices(make_client, oracles, chain_blocks).items():
+    for chain, (oracles, prices, pools) in sorted(sampled.items()):
+        for oracle, series in oracles.series.items():
             oracle_samples[address_key(chain, oracle)] = series
-        pools = sorted(registry.pools.get(chain, {}).values(), key=lambda p: p.name)
-        sampled = sample_pool_prices(make_client, pools, chain_blocks)
         for pool in pools:
             key = model.token_key(chain, pool.base)
-            pool_samples[key] = sampled[pool.address]
+            pool_samples[key] = prices.series[pool.address]
             pool_sources[key] = f"{pool.kind} pool {pool.name} ({pool.address})"
     return watches_for_markets(universe.markets.values(), universe.hard_assets, oracle_samples, pool_samples,
                                look_through_samples, pool_sources)
@@ -310,12 +285,13 @@ __all__ = [
     "FrozenOracle",
     "Move",
     "OracleWatch",
+    "Samples",
     "address_key",
-    "client_factory",
     "frozen_oracles",
     "relative_move",
     "sample_blocks",
     "sample_getter",
+    "sample_markets",
     "sample_oracle_prices",
     "sample_pool_prices",
     "watch_markets",

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from auditor import catalogue
 from auditor.addresses import check_address
 from auditor.text import inert
 
@@ -28,10 +29,10 @@ MAX_DEPTH = 64  # specs nest a few levels; a bound keeps the recursive composer 
 MAX_INTEGER = 2**256 - 1  # nothing on an EVM chain is larger; bigger literals are typos or attacks
 SHOWN_CHARS = 120  # how much of an input value an error message quotes
 
-# Venues the registry may list: each has an adapter module of the same name in auditor/adapters/.
-# The list lives here because `auditor validate` must not import the adapters (they pull in web3);
-# tests/test_spec.py checks that it equals the adapters registered by `auditor.adapters.load_all()`.
-VENUE_NAMES = ("aave_v3", "morpho_blue")
+# Venues the registry may list and the pool kinds it may use: the names the venue modules register
+# (auditor/adapters/), read from their sources: `auditor validate` does not import the chain layer.
+VENUE_NAMES = tuple(sorted(catalogue.venue_names()))
+POOL_KINDS = tuple(sorted(catalogue.pool_kinds()))
 
 def shown(value: object) -> str:
     """An input value quoted for an error message: its repr, cut to SHOWN_CHARS, made inert."""
@@ -114,7 +115,7 @@ class Pool:
     chain: str
     name: str
     address: str
-    kind: str  # "constant_price" (price() getter, 1e18) | "uniswap_v2" (getReserves)
+    kind: str  # the venue module that prices it: "constant_price" (price(), 1e18), "uniswap_v2", ...
     base: str
     quote: str
 
@@ -785,8 +786,8 @@ REGISTRY_FORMAT = Obj(
                         {
                             "address": Field(_ADDRESS, required=True),
                             "kind": Field(
-                                Ref("pool kind", "constant_price or uniswap_v2",
-                                    names=("constant_price", "uniswap_v2")),
+                                Ref("pool kind", "how the pool is priced: a venue module that prices pools",
+                                    where="the venues that price pools", names=POOL_KINDS),
                                 required=True,
                             ),
                             "base": Field(Address("the token priced"), required=True),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from auditor import model
 from auditor.backing import BackingResult
-from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.chain.plan import Plan, reads
+from auditor.chain.reader import Read, ReadResult
 from auditor.flags.base import DEFAULT_CONFIG
 from auditor.model import Evidence, Position, Universe
 from auditor.numbers import PRECISION, exact
@@ -302,52 +303,51 @@ class SharePriceSample:
     method: str  # "convertToAssets" | "pricePerShare" | ""
     error: str = ""
     evidence: tuple[Evidence, ...] = ()
+    unavailable: bool = False  # the node gave no answer (e.g. pruned old state): the check is not evaluated
 
 
-def _evidence(client: ChainClient, result: ReadResult) -> Evidence:
+def _evidence(chain: str, block: int, result: ReadResult) -> Evidence:
     value = result.value[0] if len(result.value) == 1 else result.value
     text = str(value) if result.ok else f"failed: {result.error}"
-    pin = client.pinned
-    return Evidence(pin.chain, pin.number, result.read.target, result.read.describe(), text)
+    return Evidence(chain, block, result.read.target, result.read.describe(), text)
 
 
-def sample_share_price(clients_at_blocks: Iterable[ChainClient], token: str) -> list[SharePriceSample]:
-    """Price per share of `token` at each client's pin: two batched round trips per pin.
+def sample_share_price(chain: str, token: str, block: int, clock: str) -> Plan[SharePriceSample]:
+    """Price per share of `token` at `block`, in two rounds; run it through `at_block` for a block before the pin.
 
     ERC-4626 `convertToAssets(10**decimals)` first; Yearn-style `pricePerShare()` (underlying per share,
-    scaled by the share's decimals) when there is no ERC-4626 conversion. Unreadable pins give a sample
-    with `assets_per_share` None and the reason in `error`.
+    scaled by the share's decimals) when there is no ERC-4626 conversion. `clock` is the Multicall3 whose
+    getCurrentBlockTimestamp() dates the sample. An unreadable sample has `assets_per_share` None and the reason
+    in `error`; `unavailable` when the node gave no answer (pruned old state), not the contract.
     """
-    samples = []
-    for client in clients_at_blocks:
-        pin = client.pinned
-        first = client.read([Read(token, "decimals()", returns=("uint8",)),
-                             Read(token, "asset()", returns=("address",))])
-        decimals, asset = first
-        evidence = [_evidence(client, r) for r in first]
-        if not decimals.ok:
-            samples.append(SharePriceSample(pin.chain, pin.number, pin.timestamp, token, None, None, "",
-                                            f"decimals() unreadable: {decimals.error}", tuple(evidence)))
-            continue
-        unit = 10**decimals.one
-        second_reads = [Read(token, "convertToAssets(uint256)", (unit,)), Read(token, "pricePerShare()")]
-        if asset.ok:
-            second_reads.append(Read(asset.one, "decimals()", returns=("uint8",)))
-        second = client.read(second_reads)
-        evidence += [_evidence(client, r) for r in second]
-        # The underlying's decimals scale the answer; without asset() the share's own decimals are the best guess.
-        asset_decimals = second[2].one if asset.ok and second[2].ok else decimals.one
-        converted, per_share = second[0], second[1]
-        if converted.ok:
-            value, method, error = Decimal(converted.one).scaleb(-asset_decimals), "convertToAssets", ""
-        elif per_share.ok:
-            value, method, error = Decimal(per_share.one).scaleb(-asset_decimals), "pricePerShare", ""
-        else:
-            value, method = None, ""
-            error = f"neither convertToAssets nor pricePerShare answered: {converted.error}"
-        samples.append(SharePriceSample(pin.chain, pin.number, pin.timestamp, token, asset.one if asset.ok else None,
-                                        value, method, error, tuple(evidence)))
-    return samples
+    first = yield from reads([Read(token, "decimals()", returns=("uint8",)),
+                              Read(token, "asset()", returns=("address",)), Read(clock, "getCurrentBlockTimestamp()")])
+    decimals, asset, stamp = first
+    evidence = [_evidence(chain, block, r) for r in first]
+    unavailable = any(r.unavailable for r in (decimals, stamp))
+    if not decimals.ok or not stamp.ok:
+        failed = decimals if not decimals.ok else stamp
+        return SharePriceSample(chain, block, 0, token, None, None, "",
+                                f"{failed.read.describe()} unreadable: {failed.error}", tuple(evidence), unavailable)
+    unit = 10**decimals.one
+    second_reads = [Read(token, "convertToAssets(uint256)", (unit,)), Read(token, "pricePerShare()")]
+    if asset.ok:
+        second_reads.append(Read(asset.one, "decimals()", returns=("uint8",)))
+    second = yield from reads(second_reads)
+    evidence += [_evidence(chain, block, r) for r in second]
+    # The underlying's decimals scale the answer; without asset() the share's own decimals are the best guess.
+    asset_decimals = second[2].one if asset.ok and second[2].ok else decimals.one
+    converted, per_share = second[0], second[1]
+    if converted.ok:
+        value, method, error = Decimal(converted.one).scaleb(-asset_decimals), "convertToAssets", ""
+    elif per_share.ok:
+        value, method, error = Decimal(per_share.one).scaleb(-asset_decimals), "pricePerShare", ""
+    else:
+        value, method = None, ""
+        error = f"neither convertToAssets nor pricePerShare answered: {converted.error}"
+        unavailable = converted.unavailable or per_share.unavailable
+    return SharePriceSample(chain, block, stamp.one, token, asset.one if asset.ok else None,
+                            value, method, error, tuple(evidence), unavailable)
 
 
 def share_price_apy(start: SharePriceSample, end: SharePriceSample) -> Decimal | None:

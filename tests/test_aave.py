@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from eth_utils.address import to_checksum_address
 
-from auditor.adapters import ADAPTERS, Account, Collected, Scope, load_all
+from auditor.adapters import Account, Collected, Scope, load_all
 from auditor.adapters.aave_v3 import collect
 from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import ChainError, HttpTransport, Stats
@@ -161,7 +161,6 @@ def test_lab_supply_and_borrow_move_tokens(chain: Lab, aave: AaveLab) -> None:
 
 def test_adapter_is_registered() -> None:
     assert load_all()["aave_v3"] is collect
-    assert ADAPTERS["aave_v3"] is collect
 
 
 def test_collect_exact_positions_at_the_borrow_block(chain: Lab, aave: AaveLab) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from auditor import model
 from auditor.backing import solve
-from auditor.chain.reader import ChainClient, ConnectOptions
+from auditor.chain.plan import run_plan
+from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
 from auditor.flags import OracleFrozen
 from auditor.flags.base import DEFAULT_CONFIG, FlagConfig, FlagContext
@@ -22,10 +23,10 @@ from auditor.ledger import build_universe
 from auditor.oracles import (
     OracleWatch,
     address_key,
-    client_factory,
     frozen_oracles,
     relative_move,
     sample_blocks,
+    sample_markets,
     sample_oracle_prices,
     sample_pool_prices,
     watch_markets,
@@ -200,20 +201,23 @@ def test_oracle_that_never_moves_while_the_pool_does_is_frozen(chain: Lab, tmp_p
     result = solve(universe_at_pin)
     assert len(universe_at_pin.markets) == 2 and "xusd" in universe_at_pin.sheets
 
-    make_client = client_factory("ethereum", registry.chains["ethereum"],
-                                 ConnectOptions(rpc={"ethereum": lab.url}, use_cache=False))
-    # Raw samples, one client per block: the frozen oracle repeats itself, the tracking one follows the pool.
-    sampled = sample_oracle_prices(make_client, [frozen.address, tracking.address], [before, *blocks])
-    assert sampled[frozen.address] == [(before, None)] + [(b, oracle_price("1.26", 6, 6)) for b in blocks]
-    assert sampled[tracking.address] == [(before, None)] + [
+    client = pinned(lab.url, blocks[-1])
+    # Raw samples at earlier blocks of one pinned chain, every block in one round: the frozen oracle repeats
+    # itself, the tracking one follows the pool.
+    requests = client.stats.http_requests
+    sampled = run_plan(client, sample_oracle_prices([frozen.address, tracking.address], [before, *blocks]))
+    # One request to see whether Multicall3 is at the pin, then one batch for all four blocks.
+    assert client.stats.http_requests - requests == 2 and sampled.unavailable == []
+    assert sampled.series[frozen.address] == [(before, None)] + [(b, oracle_price("1.26", 6, 6)) for b in blocks]
+    assert sampled.series[tracking.address] == [(before, None)] + [
         (b, oracle_price(p, 6, 6)) for b, p in zip(blocks, ("1", "0.6", "0.23"), strict=True)]
-    by_getter = sample_pool_prices(make_client, [pool.address], blocks)
-    by_registry = sample_pool_prices(make_client, list(registry.pools["ethereum"].values()), blocks)
-    assert by_getter == by_registry == {pool.address: [
+    by_getter = run_plan(client, sample_pool_prices([pool.address], blocks))
+    by_registry = run_plan(client, sample_pool_prices(list(registry.pools["ethereum"].values()), blocks))
+    assert by_getter.series == by_registry.series == {pool.address: [
         (b, Decimal(p)) for b, p in zip(blocks, ("1", "0.6", "0.23"), strict=True)]}
 
-    watches = watch_markets(universe_at_pin, registry, {"ethereum": make_client}, {"ethereum": blocks})
-    assert sorted(w.oracle for w in watches) == sorted([frozen.address, tracking.address])
+    chain_samples = run_plan(client, sample_markets(universe_at_pin, registry, "ethereum", blocks))
+    watches = watch_markets(universe_at_pin, {"ethereum": chain_samples})
     context = WindowContext(universe_at_pin, result, DEFAULT_CONFIG, tuple(watches))
     (finding,) = OracleFrozen().detect(context)
     frozen_market = f"ethereum:morpho_blue:0x{markets[0].id.hex()}"

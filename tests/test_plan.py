@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from auditor.chain.plan import Plan, gather, logs, optional, reads, run_plan, run_plans
+from auditor.chain.plan import Plan, at_block, gather, logs, optional, reads, run_plan, run_plans
 from auditor.chain.reader import Read
-from auditor.chain.rpc import ChainError
+from auditor.chain.rpc import ChainError, ConfigError
+from auditor.lab.node import rpc
 from tests.conftest import Lab
+from tests.faultproxy import FaultProxy, ItemFault
 from tests.test_chain import client_for
 
 TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -68,3 +70,42 @@ def test_gather_runs_side_by_side_and_optional_keeps_the_others_going(chain: Lab
     assert client.stats.http_requests - before == 2
     with pytest.raises(ChainError):  # without `optional` the error is the audit's
         run_plan(client, failing())
+
+
+def test_reads_at_earlier_blocks_ride_in_the_same_round(chain: Lab) -> None:
+    """A plan run `at_block` reads the state of that block, in the same batch as the pin's reads, and proves
+    the block it ran at; a read there the node cannot answer stays in its result, out of the audit's gaps."""
+    lab = chain
+    holder = lab.accounts[7]
+    history = []
+    for amount in (3, 5, 11):
+        lab.usdc.transact("mint", holder, amount * 10**6)
+        history.append(int(rpc(lab.url, "eth_blockNumber"), 16))
+    client = client_for(lab.url)
+    client.read([Read(lab.usdc.address, "decimals()", returns=("uint8",))])  # mode detection, out of the count
+    balance = Read(lab.usdc.address, "balanceOf(address)", (holder,))
+
+    def over_time() -> Plan[list[Any]]:
+        found: list[Any] = yield from gather(*(at_block(block, reads([balance])) for block in history[:-1]),
+                                             reads([balance]))
+        return found
+
+    before = client.stats.http_requests
+    answers = run_plan(client, over_time())
+    assert [results[0].one for results in answers] == [3 * 10**6, 8 * 10**6, 19 * 10**6]
+    assert client.stats.http_requests - before == 1  # three blocks, one request
+    with pytest.raises(ConfigError):  # the future is not state of the pinned chain
+        run_plan(client, at_block(client.pinned.number + 1, reads([balance])))
+    with pytest.raises(TypeError):  # a log scan has its own window: at_block refuses to guess one
+        run_plan(client, at_block(history[0], logs([lab.usdc.address], [TRANSFER], 0)))
+
+
+def test_a_past_block_the_node_cannot_read_is_the_samples_business(chain: Lab) -> None:
+    lab = chain
+    pruned = ItemFault("error", contains='"0x1"', error={"code": -32000, "message": "missing trie node"})
+    with FaultProxy(lab.url, item_faults=[pruned]) as proxy:
+        client = client_for(proxy.url)
+        balance = Read(lab.usdc.address, "totalSupply()")
+        past, now = run_plan(client, gather(at_block(1, reads([balance])), reads([balance])))
+    assert past[0].unavailable and "missing trie node" in past[0].error
+    assert now[0].ok and client.unread == []  # nothing missing at the pin: the audit's figures are whole

@@ -402,9 +402,16 @@ def test_unknown_venue_is_an_error_with_did_you_mean(tmp_path: Path, typo: str) 
 
 
 def test_venue_names_are_the_registered_adapters() -> None:
-    from auditor.adapters import TOKEN_ADAPTERS, load_all
+    """The catalogue read from the sources is the live registry: venues, pool kinds, every capability."""
+    from auditor import catalogue
+    from auditor.adapters import TOKEN_ADAPTERS, load_all, load_venues
 
     assert set(spec_module.VENUE_NAMES) == set(load_all()) - set(TOKEN_ADAPTERS)
+    live_kinds = {name for name, venue in load_venues().items() if venue.quote is not None}
+    assert set(spec_module.POOL_KINDS) == live_kinds and "uniswap_v2" in spec_module.POOL_KINDS
+    live = load_venues()
+    for capability, names in catalogue.registered().items():
+        assert names == {name for name, venue in live.items() if getattr(venue, capability) is not None}
 
 
 def test_inert_escapes_everything_a_terminal_would_act_on() -> None:

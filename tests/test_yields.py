@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from auditor import model
 from auditor.backing import solve
+from auditor.chain.plan import run_plan
 from auditor.chain.reader import ChainClient
 from auditor.chain.rpc import HttpTransport, RetryPolicy, Stats
 from auditor.findings import plain as json_data
@@ -26,6 +28,7 @@ from auditor.spec import Registry, Spec, load_registry, load_spec
 from auditor.yields import (
     SECONDS_PER_YEAR,
     SharePricePoint,
+    SharePriceSample,
     analyse_yield,
     market_supply_apy,
     per_second_apy,
@@ -299,6 +302,11 @@ def test_unexplained_yield_on_a_fixed_rate_morpho_market(chain: Lab, tmp_path: P
     assert UnexplainedYield().detect(FlagContext(quiet, solve(quiet), DEFAULT_CONFIG)) == []
 
 
+def share_prices(clients: Sequence[ChainClient], token: str) -> list[SharePriceSample]:
+    """The sample plan run at each client's own pin."""
+    return [run_plan(c, sample_share_price(c.chain, token, c.pinned.number, c.multicall)) for c in clients]
+
+
 @pytest.mark.parametrize(("payer", "from_principal"), [("treasury", True), ("outsider", False)])
 def test_share_price_rise_without_new_backing_is_paid_from_principal(
     chain: Lab, tmp_path: Path, payer: str, from_principal: bool
@@ -320,7 +328,8 @@ def test_share_price_rise_without_new_backing_is_paid_from_principal(
     registry, specs = world(tmp_path, lab, "yusd", vault, [treasury, vault.address], venues=False)
 
     clients = [pinned(lab.url, start), pinned(lab.url, end)]
-    samples = sample_share_price(clients, vault.address)
+    samples = share_prices(clients, vault.address)
+    assert [s.timestamp for s in samples] == [c.pinned.timestamp for c in clients]  # the Multicall3 clock
     assert [s.method for s in samples] == ["convertToAssets", "convertToAssets"]
     # OpenZeppelin (offset 0): assets = 1e6 x (totalAssets + 1) // (totalSupply + 1).
     assert samples[0].assets_per_share == 1
@@ -342,7 +351,7 @@ def test_share_price_rise_without_new_backing_is_paid_from_principal(
         assert growth.share_price_apy == (Decimal("1.049999").ln() * SECONDS_PER_YEAR / seconds).exp() - 1
     assert growth.as_dict()["paid_from_principal"] is from_principal
     # A plain ERC-20 has no price per share: the sample says so instead of inventing one.
-    (plain,) = sample_share_price([clients[0]], lab.usdc.address)
+    (plain,) = share_prices([clients[0]], lab.usdc.address)
     assert plain.assets_per_share is None and "neither" in plain.error
 
 
@@ -382,7 +391,7 @@ def test_the_audit_measures_vault_share_growth_over_its_window(chain: Lab, tmp_p
     result = run_audit(AuditRequest(specs["hodl"], registry, options, specs=specs))
     assert result.complete and result.skipped == []
     clients = [pinned(lab.url, pin - window), pinned(lab.url, pin)]
-    expected = share_price_apy(*sample_share_price(clients, vault.address))
+    expected = share_price_apy(*share_prices(clients, vault.address))
     assert expected is not None and expected > 0
     (source,) = [s for s in result.document["yields"]["hodl"]["sources"] if s["kind"] == "vault_share"]
     assert Decimal(source["apy"]) == expected

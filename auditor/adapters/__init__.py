@@ -1,9 +1,14 @@
-"""Position adapters: one module per venue or standard, each describing reads and decoding them into positions.
+"""Venues: one module per venue or standard owns everything specific to it, registered under its name.
 
-An adapter is a plan `collect(scope) -> Plan[Collected]` (auditor.chain.plan), registered by name with
-`@adapter("name")`. It never talks to a node: it yields the reads and log scans it needs, and the audit runs
-every adapter of every chain together, one batched call per chain per round. Adding a venue means adding
-one file here and importing it in `load_all()`.
+A venue module registers what it can answer, each a plan (auditor.chain.plan) that yields the reads and log
+scans it needs and never talks to a node itself:
+- `@adapter(name)`: `collect(scope) -> Plan[Collected]`, the positions of the issuer's accounts (balance sheets);
+- `@rate(name)`: what one of its positions earns or costs a year (yields);
+- `@price_source(name)`: `quote(pool) -> Plan[Quote]`, the price of a registry pool of that kind (market prices
+  and the oracle checks' samples, at the pin or, through `at_block`, before it);
+- `@exposure_source(name)`: who lends against a token there (the exposure map).
+The registry's `venues:` and `pools: kind:` names are exactly the registered names. Adding a venue is adding
+one module to this package (found by `load_all`), its lab deployment and its tests; nothing else changes.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from auditor import catalogue
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
+from auditor.chain.rpc import ConfigError
 from auditor.model import Evidence, Gap, Market, Position, token_key
-from auditor.spec import Registry, Venue
+from auditor.spec import Pool, Registry, Venue
 
 
 @dataclass(frozen=True)
@@ -123,40 +130,97 @@ class Rate:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Quote:
+    """A pool's price of its base token: whole quote tokens per whole base token, or why there is none."""
+
+    price: Decimal | None
+    why: str = ""  # "is empty", "could not be read: ..."
+    unavailable: bool = False  # the node gave no answer (not: the pool has no price)
+    results: tuple[ReadResult, ...] = ()  # the reads it was computed from, for evidence
+
+    @staticmethod
+    def of(results: Sequence[ReadResult]) -> Quote | None:
+        """The Quote of reads that did not all succeed, or None when they all did."""
+        failed = [r for r in results if not r.ok]
+        if not failed:
+            return None
+        reason = f"could not be read: {failed[0].read.describe()}: {failed[0].error}"
+        return Quote(None, reason, any(r.unavailable for r in failed), tuple(results))
+
+
 # A venue's rates: the rate of one of its positions, given the audit's markets and the vault share-price APYs.
 RateFn = Callable[[Position, Mapping[str, Market], Mapping[str, Decimal]], Rate]
-RATES: dict[str, RateFn] = {}
+CollectFn = Callable[[Scope], Plan[Collected]]
+QuoteFn = Callable[[Pool], Plan[Quote]]
+ExposureFn = Callable[..., Plan[Any]]
 
 
-def rate(name: str) -> Callable[[RateFn], RateFn]:
-    def register(function: RateFn) -> RateFn:
-        RATES[name] = function
+@dataclass
+class VenueModule:
+    """What one venue answers; a capability it does not register is None."""
+
+    name: str
+    collect: CollectFn | None = None
+    rate: RateFn | None = None
+    quote: QuoteFn | None = None
+    exposure: ExposureFn | None = None
+
+
+VENUES: dict[str, VenueModule] = {}
+TOKEN_ADAPTERS = catalogue.TOKEN_STANDARDS  # run on every chain; venue adapters run where the registry lists them
+
+
+def _register(name: str, capability: str) -> Callable[[Any], Any]:
+    def register(function: Any) -> Any:
+        module = VENUES.setdefault(name, VenueModule(name))
+        if getattr(module, capability) is not None:
+            raise RuntimeError(f"venue {name} registers {capability} twice")
+        setattr(module, capability, function)
         return function
 
     return register
-
-
-CollectFn = Callable[[Scope], Plan[Collected]]
-ADAPTERS: dict[str, CollectFn] = {}
-TOKEN_ADAPTERS = ("erc20",)  # run on every chain; venue adapters run where the registry lists the venue
 
 
 def adapter(name: str) -> Callable[[CollectFn], CollectFn]:
-    def register(function: CollectFn) -> CollectFn:
-        ADAPTERS[name] = function
-        return function
+    return _register(name, "collect")
 
-    return register
+
+def rate(name: str) -> Callable[[RateFn], RateFn]:
+    return _register(name, "rate")
+
+
+def price_source(name: str) -> Callable[[QuoteFn], QuoteFn]:
+    return _register(name, "quote")
+
+
+def exposure_source(name: str) -> Callable[[ExposureFn], ExposureFn]:
+    return _register(name, "exposure")
+
+
+def load_venues() -> dict[str, VenueModule]:
+    """Import every module of this package, so that each registers itself: a new module needs no edit here."""
+    import importlib
+    import pkgutil
+
+    for found in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{found.name}")
+    return VENUES
 
 
 def load_all() -> dict[str, CollectFn]:
-    """Import every adapter module so that each registers itself."""
-    from auditor.adapters import aave_v3, erc20, erc4626, morpho_blue  # noqa: F401
-
-    return ADAPTERS
+    """Every position adapter, by venue name."""
+    return {name: v.collect for name, v in sorted(load_venues().items()) if v.collect is not None}
 
 
 def load_rates() -> dict[str, RateFn]:
     """Every venue's rate function, by the venue name its positions carry."""
-    load_all()
-    return RATES
+    return {name: v.rate for name, v in sorted(load_venues().items()) if v.rate is not None}
+
+
+def quote(pool: Pool) -> Plan[Quote]:
+    """The price of a registry pool, by the venue module of its kind."""
+    source = load_venues().get(pool.kind)
+    if source is None or source.quote is None:
+        raise ConfigError(f"pool {pool.name}: no venue module prices pools of kind {pool.kind!r}")
+    return (yield from source.quote(pool))

@@ -1,37 +1,42 @@
-"""DEX pools the registry names, as price sources: what to read for a pool's price, and how to read it."""
+"""Simple pool kinds as price sources: `constant_price` (a price() getter, the lab's ConstantSumPool) and
+`uniswap_v2` (getReserves). Each is a venue that prices the registry's pools of its kind."""
 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
 from decimal import Decimal
 
-from auditor.chain.reader import Read, ReadResult
+from auditor.adapters import Quote, price_source
+from auditor.chain.plan import Plan, reads
+from auditor.chain.reader import Read
 from auditor.numbers import context
 from auditor.spec import Pool
 
 RESERVES = ("uint112", "uint112", "uint32")
 
 
-def quote_reads(pool: Pool) -> list[Read]:
-    """The reads that price `pool`'s base token in its quote token at one block."""
-    if pool.kind == "constant_price":  # price(): quote per base, 1e18 (the lab's ConstantSumPool and its kind)
-        return [Read(pool.address, "price()")]
-    # uniswap_v2: the reserves, which side is the base, and both tokens' decimals.
-    return [Read(pool.address, "getReserves()", returns=RESERVES), Read(pool.address, "token0()", returns=("address",)),
-            Read(pool.base, "decimals()", returns=("uint8",)), Read(pool.quote, "decimals()", returns=("uint8",))]
+@price_source("constant_price")
+def constant_price(pool: Pool) -> Plan[Quote]:
+    """price(): quote per base, scaled by 1e18."""
+    results = yield from reads([Read(pool.address, "price()")])
+    failed = Quote.of(results)
+    return failed or Quote(Decimal(results[0].one).scaleb(-18), results=tuple(results))
 
 
-def quote_of(pool: Pool, results: Sequence[ReadResult]) -> tuple[Decimal | None, str]:
-    """Whole quote tokens per whole base token from `quote_reads`' answers; None and why when there is none."""
-    if not all(r.ok for r in results):
-        return None, "could not be read"
-    if pool.kind == "constant_price":
-        return Decimal(results[0].one).scaleb(-18), ""
+@price_source("uniswap_v2")
+def uniswap_v2(pool: Pool) -> Plan[Quote]:
+    """The reserves, which side is the base, and both tokens' decimals: the pool's marginal price."""
+    results = yield from reads([
+        Read(pool.address, "getReserves()", returns=RESERVES), Read(pool.address, "token0()", returns=("address",)),
+        Read(pool.base, "decimals()", returns=("uint8",)), Read(pool.quote, "decimals()", returns=("uint8",))])
+    failed = Quote.of(results)
+    if failed is not None:
+        return failed
     (reserve0, reserve1, _), token0 = results[0].value, results[1].one
     base_decimals, quote_decimals = results[2].one, results[3].one
     base, quote = (reserve0, reserve1) if token0.lower() == pool.base.lower() else (reserve1, reserve0)
     if base == 0:
-        return None, "is empty"
+        return Quote(None, "is empty", results=tuple(results))
     with decimal.localcontext(context()):
-        return Decimal(quote).scaleb(-quote_decimals) / Decimal(base).scaleb(-base_decimals), ""
+        price = Decimal(quote).scaleb(-quote_decimals) / Decimal(base).scaleb(-base_decimals)
+    return Quote(price, results=tuple(results))

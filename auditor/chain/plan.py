@@ -22,9 +22,10 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass(frozen=True)
 class Reads:
-    """Contract reads at the client's pinned block."""
+    """Contract reads at the client's pinned block, or at an earlier `block` of the pinned chain."""
 
     reads: tuple[Read, ...]
+    block: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,30 @@ def reads(batch: Sequence[Read]) -> Plan[list[ReadResult]]:
     """`results = yield from reads([...])`: the answers, in order."""
     answers: list[ReadResult] = yield Reads(tuple(batch))
     return answers
+
+
+def at_block(block: int, plan: Plan[T]) -> Plan[T]:
+    """Run `plan` at an earlier block of the pinned chain: its reads go out in the audit's rounds, at `block`.
+
+    For the optional checks that sample old state (oracle and share prices over a window). A read the node
+    cannot answer there (pruned state) comes back unavailable in its result; the plan decides what that means.
+    """
+    answer: Any = None
+    while True:
+        try:
+            request = plan.send(answer)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        answer = yield _at(block, request)
+
+
+def _at(block: int, request: Request) -> Request:
+    if isinstance(request, Batch):
+        return Batch(tuple(_at(block, member) for member in request.requests))
+    if isinstance(request, Logs):
+        raise TypeError("a plan run at an earlier block scans no logs: give the scan its own block window")
+    return Reads(request.reads, block)
 
 
 def logs(addresses: Sequence[str] | None, topics: Sequence[Any], from_block: int,
@@ -114,11 +139,12 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
         for client in {id(c): c for c, _p, _r in current.values()}.values():
             client.stats.rounds += 1
         # Every read and log scan of the round, per client, goes out together (ChainClient.round): one request
-        # when the scans fit one window.
-        pending: dict[int, tuple[ChainClient, list[Read], list[Logs]]] = {}
+        # when the scans fit one window; reads at earlier blocks of the pinned chain ride in the same batch.
+        pending: dict[int, tuple[ChainClient, dict[int | None, list[Read]], list[Logs]]] = {}
         for client, _plan, request in current.values():
-            _client, batch, scans = pending.setdefault(id(client), (client, [], []))
-            batch += [read for member in _flat(request, Reads) for read in member.reads]
+            _client, batch, scans = pending.setdefault(id(client), (client, {}, []))
+            for member in _flat(request, Reads):
+                batch.setdefault(member.block, []).extend(member.reads)
             scans += _flat(request, Logs)
         answered = {key: Answers(*client.round(batch, [
             (s.addresses, s.topics, s.from_block, client.pinned.number if s.to_block is None else s.to_block)
@@ -145,9 +171,10 @@ def _flat(request: Request, kind: type[R]) -> list[R]:
 class Answers:
     """One client's answers to a round, handed out to the requests in the order they were gathered."""
 
-    def __init__(self, reads: list[ReadResult], scans: list[list[Log] | ChainError]) -> None:
+    def __init__(self, reads: dict[int | None, list[ReadResult]], scans: list[list[Log] | ChainError]) -> None:
         self.reads, self.scans = reads, scans
-        self.read_at = self.scan_at = 0
+        self.read_at: dict[int | None, int] = dict.fromkeys(reads, 0)
+        self.scan_at = 0
 
     def answer(self, request: Request) -> Any:
         if isinstance(request, Batch):
@@ -158,9 +185,9 @@ class Answers:
             if isinstance(found, ChainError):
                 raise found
             return found
-        start = self.read_at
-        self.read_at += len(request.reads)
-        return self.reads[start : self.read_at]
+        start = self.read_at[request.block]
+        self.read_at[request.block] = start + len(request.reads)
+        return self.reads[request.block][start : start + len(request.reads)]
 
 
 def run_plan(client: ChainClient, plan: Plan[T]) -> T:

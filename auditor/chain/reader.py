@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -190,7 +191,7 @@ class ChainClient:
         self.chunk_size = chunk_size
         self.batch_chars = batch_chars
         self.mode: str | None = None
-        self._answers: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
+        self._answers: dict[tuple[Any, ...], ReadResult] = {}
         self._pin: Pin | None = None
         self._code_at_pin: str | None = None  # Multicall3's code at the pin, when `open` asked for it
         # Calls that ride along with the next batch of reads (a round's first log windows) and their answers.
@@ -347,12 +348,14 @@ class ChainClient:
             raise ChainError(self.chain, "eth_call", call.block, f"state override probe: {error_text(probe)}")
         return "direct"
 
-    def _proof(self) -> list[tuple[str, bool, bytes]]:
-        """Sub-calls put first in every aggregate3: the block number and the parent hash the node ran at."""
+    def _proof(self, block: int | None = None) -> list[tuple[str, bool, bytes]]:
+        """Sub-calls put first in every aggregate3: the block number and, at the pin, the parent hash the node ran
+        at. At an earlier block only the number is proven (its hash is not asked for: it is the pinned chain's
+        ancestor by number, and the pin itself is proven and re-checked for reorgs)."""
         if not self.prove_block:
             return []
         proof = [(self.multicall, True, BLOCK_NUMBER_CALL)]
-        if self.pinned.number > 0:
+        if (block is None or block == self.pinned.number) and self.pinned.number > 0:
             proof.append((self.multicall, True, encode_call("getBlockHash(uint256)", self.pinned.number - 1)))
         return proof
 
@@ -379,48 +382,71 @@ class ChainClient:
             raise _Unusable(f"undecodable aggregate3 answer ({type(exc).__name__}: {result!r})") from None
         if len(results) != expected:
             raise _Unusable(f"aggregate3 answered {len(results)} results for {expected} calls")
-        proof = self._proof()
         pin = self.pinned
+        asked = int(call.params[1], 16) if len(call.params) > 1 and isinstance(call.params[1], str) else pin.number
+        proof = self._proof(asked)
         if proof:
             (number_ok, number), *rest = results[: len(proof)]
             answered = int.from_bytes(number, "big") if number_ok and len(number) == 32 else "unknown"
-            if answered != pin.number:
-                raise WrongBlockError(self.chain, pin.number, answered)
+            if answered != asked:
+                raise WrongBlockError(self.chain, asked, answered)
             if rest and (not rest[0][0] or "0x" + rest[0][1].hex() != pin.parent_hash.lower()):
                 raise WrongBlockError(self.chain, pin.number, f"{pin.number} of another chain (parent hash differs)")
         return results[len(proof) :]
 
-    def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None) -> Call:
-        data = encode_aggregate3([*self._proof(), *((r.target, True, r.data) for r in reads)])
-        params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()}, self.pinned.tag)
-        if override if override is not None else self.mode == "override":
+    def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None, block: int | None = None) -> Call:
+        """aggregate3 of `reads` at the pin, or at `block` before it (an optional check's sample)."""
+        past = block is not None and block != self.pinned.number
+        data = encode_aggregate3([*self._proof(block), *((r.target, True, r.data) for r in reads)])
+        params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()},
+                                   _hex(block) if past and block is not None else self.pinned.tag)
+        # Multicall3 may not exist yet at a past block: it is lent there by state override (the same stateless
+        # code), as at a pin without it.
+        if override if override is not None else (self.mode == "override" or past):
             params = (*params, {self.multicall: {"code": _multicall_runtime()}})
         return Call("eth_call", params)
 
     def read(self, reads: Sequence[Read], progress: ProgressFn | None = None) -> list[ReadResult]:
         """Answer every read at the pin; a read that reverts is marked failed, the others are unaffected."""
+        return self.read_at({None: reads}, progress)[None]
+
+    def read_at(self, groups: Mapping[int | None, Sequence[Read]], progress: ProgressFn | None = None
+                ) -> dict[int | None, list[ReadResult]]:
+        """Answer reads at the pin (key None) and at earlier blocks of the pinned chain, all in one batch.
+
+        A read at an earlier block that the node cannot answer (pruned state) is only marked unavailable in its
+        result: it is the optional check that asked for it that is then not evaluated, never the audit's figures.
+        """
         if self.mode is None:
             self.mode = self._detect_mode()
-        self.stats.reads += len(reads)
-        # Answers at a pin never change, so a read several stages ask for (decimals, symbol, a market's
+        pin = self.pinned.number
+        items = [(None if block == pin else block, read) for block, reads in groups.items() for read in reads]
+        self.stats.reads += len(items)
+        if any(block is not None and not 0 <= block <= pin for block, _read in items):
+            raise ConfigError(f"{self.chain}: reads asked at a block after the pin {pin}")
+        # Answers at a block never change, so a read several stages ask for (decimals, symbol, a market's
         # state) goes to the node once per audit.
-        missing = list({_answer_key(r): r for r in reads if _answer_key(r) not in self._answers}.values())
-        fresh: dict[tuple[str, bytes, tuple[str, ...]], ReadResult] = {}
+        missing = list({_answer_key(r, b): (b, r) for b, r in items if _answer_key(r, b) not in self._answers}.values())
+        fresh: dict[tuple[Any, ...], ReadResult] = {}
         if missing:
             results: list[ReadResult | None] = [None] * len(missing)
             if self.mode == "direct":
                 self._read_direct(missing, results)
             else:
                 self._read_multicall(missing, results, progress)
-            for read, result in zip(missing, results, strict=True):
+            for (block, read), result in zip(missing, results, strict=True):
                 assert result is not None
-                fresh[_answer_key(read)] = result
-                if result.unavailable:
+                fresh[_answer_key(read, block)] = result
+                if not result.unavailable:
+                    self._answers[_answer_key(read, block)] = result  # a later read of an unavailable one asks again
+                elif block is None:
                     self._note_unread(result)
-                else:
-                    self._answers[_answer_key(read)] = result  # a later read of an unavailable one asks again
-        answers = [fresh.get(_answer_key(r)) or self._answers[_answer_key(r)] for r in reads]
-        return [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
+        out: dict[int | None, list[ReadResult]] = {}
+        for block, reads in groups.items():
+            at = None if block == pin else block
+            answers = [fresh.get(_answer_key(r, at)) or self._answers[_answer_key(r, at)] for r in reads]
+            out[block] = [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
+        return out
 
     def _note_unread(self, result: ReadResult) -> None:
         unread = Unread(self.chain, self.pinned.number, result.read.describe(), result.error)
@@ -429,20 +455,25 @@ class ChainClient:
             self.unread.append(unread)
 
     def _read_multicall(
-        self, reads: Sequence[Read], results: list[ReadResult | None], progress: ProgressFn | None
+        self, items: Sequence[tuple[int | None, Read]], results: list[ReadResult | None], progress: ProgressFn | None
     ) -> None:
-        pending: list[tuple[int, Sequence[Read]]] = [
-            (start, reads[start : start + self.chunk_size]) for start in range(0, len(reads), self.chunk_size)
-        ]
+        # Chunks never mix blocks: one aggregate3 runs at one block.
+        pending: list[tuple[int, int | None, Sequence[Read]]] = []
+        start = 0
+        for block, group in itertools.groupby(items, key=lambda item: item[0]):
+            reads = [read for _block, read in group]
+            pending += [(start + at, block, reads[at : at + self.chunk_size])
+                        for at in range(0, len(reads), self.chunk_size)]
+            start += len(reads)
         done = 0
         while pending:
-            batch: list[tuple[int, Sequence[Read]]] = []
+            batch: list[tuple[int, int | None, Sequence[Read]]] = []
             size = 0
-            while pending and (not batch or size + _chars(pending[0][1]) <= self.batch_chars):
+            while pending and (not batch or size + _chars(pending[0][2]) <= self.batch_chars):
                 item = pending.pop(0)
                 batch.append(item)
-                size += _chars(item[1])
-            calls = [self._aggregate_call(chunk) for _, chunk in batch]
+                size += _chars(item[2])
+            calls = [self._aggregate_call(chunk, block=block) for _, block, chunk in batch]
             riders, self._riders = self._riders, []
             try:
                 answers = self.layer.send(calls + riders)
@@ -456,17 +487,17 @@ class ChainClient:
                     continue
                 pending.pop(0)
                 answers = [{"error": {"message": "request body too large"}}]
-            for (start, chunk), answer, call in zip(batch, answers, calls, strict=True):
+            for (start, block, chunk), answer, call in zip(batch, answers, calls, strict=True):
                 if is_error(answer) and len(chunk) > 1 and not is_transient(answer):
                     # too big, out of gas, or one read that breaks the whole call: bisect. Not for
                     # provider failures, which the transport already retried: halves would fail alike.
                     half = len(chunk) // 2
-                    pending[:0] = [(start, chunk[:half]), (start + half, chunk[half:])]
+                    pending[:0] = [(start, block, chunk[:half]), (start + half, block, chunk[half:])]
                     continue
                 results[start : start + len(chunk)] = self._chunk_results(chunk, call, answer)
                 done += len(chunk)
             if progress is not None:
-                progress(done, len(reads))
+                progress(done, len(items))
 
     def _chunk_results(self, chunk: Sequence[Read], call: Call, answer: Response) -> list[ReadResult]:
         if not is_error(answer):
@@ -476,14 +507,14 @@ class ChainClient:
                 answer = {"error": {"message": str(exc)}}
         return [_failed(read, answer) for read in chunk]
 
-    def _read_direct(self, reads: Sequence[Read], results: list[ReadResult | None]) -> None:
+    def _read_direct(self, items: Sequence[tuple[int | None, Read]], results: list[ReadResult | None]) -> None:
         step = 200
-        for start in range(0, len(reads), step):
-            chunk = reads[start : start + step]
-            calls = [
-                Call("eth_call", ({"to": r.target, "data": "0x" + r.data.hex()}, self.pinned.tag)) for r in chunk
-            ]
-            for offset, (read, call, answer) in enumerate(zip(chunk, calls, self.layer.send(calls), strict=True)):
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            calls = [Call("eth_call", ({"to": r.target, "data": "0x" + r.data.hex()},
+                                       self.pinned.tag if block is None else _hex(block))) for block, r in chunk]
+            for offset, ((_block, read), call, answer) in enumerate(
+                    zip(chunk, calls, self.layer.send(calls), strict=True)):
                 problem = None if is_error(answer) else malformed(call, answer["result"])
                 if is_error(answer) or problem is not None:
                     results[start + offset] = _failed(read, {"error": {"message": problem}} if problem else answer)
@@ -510,16 +541,17 @@ class ChainClient:
                 progress(scan.start - from_block, to_block - from_block + 1)
 
     def round(
-        self, reads: Sequence[Read], filters: Sequence[tuple[Sequence[str] | None, Sequence[Any], int, int]]
-    ) -> tuple[list[ReadResult], list[list[Log] | ChainError]]:
-        """One round of planned work in as few requests as the node allows: the reads' first batch carries every
-        scan's first window; later windows of all scans go out together. A scan the node refuses ends with its
-        error in its place; the others go on."""
+        self, reads: Mapping[int | None, Sequence[Read]],
+        filters: Sequence[tuple[Sequence[str] | None, Sequence[Any], int, int]],
+    ) -> tuple[dict[int | None, list[ReadResult]], list[list[Log] | ChainError]]:
+        """One round of planned work in as few requests as the node allows: the reads (at the pin, key None, and
+        at earlier blocks) go in one batch that also carries every scan's first window; later windows of all
+        scans go out together. A scan the node refuses ends with its error in its place; the others go on."""
         scans = [_Scan(self, addresses, topics, start, end) for addresses, topics, start, end in filters]
         first = [scan.call() for scan in scans]
         self._riders, self._rider_answers = list(first), []
         try:
-            results = self.read(reads) if reads else []
+            results = self.read_at(reads) if any(reads.values()) else {block: [] for block in reads}
             if self._riders:  # nothing went to the node for the reads (none, or all answered already)
                 self._rider_answers = self.layer.send(self._riders)
             answers = self._rider_answers
@@ -609,8 +641,8 @@ def _multicall_runtime() -> str:
     return RUNTIME_HEX.read_text().strip()
 
 
-def _answer_key(read: Read) -> tuple[str, bytes, tuple[str, ...]]:
-    return (read.target.lower(), read.data, read.returns)
+def _answer_key(read: Read, block: int | None = None) -> tuple[Any, ...]:
+    return (block, read.target.lower(), read.data, read.returns)
 
 
 def _chars(reads: Sequence[Read]) -> int:
