@@ -41,8 +41,9 @@ LAB_CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 _LAB_PREFIX = "lab/"
 _NODE_SCRIPT = Path(__file__).resolve().parent / "solc_compile.js"
 
-# npm package that provides each compiler version (package.json pins them; 0.8.24 is an npm alias).
-SOLC_PACKAGES: Mapping[str, str] = {"0.8.19": "solc", "0.8.24": "solc-0.8.24"}
+# npm package that provides each compiler version (package.json pins them; 0.8.24 and 0.7.6 are npm aliases;
+# 0.7.6 is the compiler Uniswap v3-core pins, `pragma solidity =0.7.6`).
+SOLC_PACKAGES: Mapping[str, str] = {"0.7.6": "solc-0.7.6", "0.8.19": "solc", "0.8.24": "solc-0.8.24"}
 
 MORPHO_SOLC = "0.8.19"
 MORPHO_UNITS: tuple[str, ...] = (
