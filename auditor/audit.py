@@ -205,21 +205,20 @@ def sample_window(request: AuditRequest, clients: Mapping[str, Any], universe: A
 
 
 def exposure_plans(spec: Spec, registry: Registry, clients: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
-    """The exposure map's reads on every chain where the token has supply and a Morpho Blue venue, as plans.
+    """The exposure map's reads on every chain where the token has supply and a lending venue, as plans.
 
     Optional: a chain error inside one is its result (the map is then listed as not evaluated), never the end
     of the audit."""
     from auditor.adapters import Scope
     from auditor.chain.plan import optional
-    from auditor.exposure import exposure_reads
+    from auditor.exposure import exposure_reads, lending_venues
 
     plans: dict[tuple[str, ...], Any] = {}
     for deployment in spec.token.deployments:
         chain = deployment.chain
-        venue = registry.venues.get("morpho_blue", {}).get(chain)
-        if chain not in clients or venue is None:
+        if chain not in clients or not lending_venues(registry, chain):
             continue
-        scope = Scope(chain, clients[chain], registry, [], {}, venue=venue)
+        scope = Scope(chain, clients[chain], registry, [], {})
         plans[("exposure", chain)] = (clients[chain], optional(exposure_reads(deployment.address, scope, {})))
     return plans
 

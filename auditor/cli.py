@@ -354,10 +354,10 @@ def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...
              json_out: str | None) -> None:
     """List who lends against TOKEN, through which markets and vaults, and how much is at risk.
 
-    TOKEN is an address, or the symbol of a spec in the registry's folder. Every Morpho Blue
-    market taking TOKEN (or a token that holds it) as collateral is found from CreateMarket
-    events, private ones included; every supplier with what it has at risk, vault names and
-    curators; and the Aave v3 reserves that list it.
+    TOKEN is an address, or the symbol of a spec in the registry's folder. Every lending venue
+    the registry lists on CHAIN answers: each Morpho Blue market taking TOKEN (or a token that
+    holds it) as collateral, found from CreateMarket events, private ones included, with every
+    supplier, what it has at risk, vault names and curators; and the Aave v3 reserves that list it.
     """
 
     def action() -> None:

@@ -1,75 +1,30 @@
-"""Exposure map: every Morpho Blue market and Aave v3 reserve that lends against a token, and who is at risk."""
+"""Exposure map: every market and reserve, in every venue that lends against a token, and who is at risk.
+
+Venue-neutral: each venue module answers for itself (`@exposure_source`, auditor/lending.py); this module finds
+which candidate collaterals are the token or hold it (ERC-4626 look-through), reads the lenders' vault
+profiles, token metadata and hard-asset prices in the venues' last round, and merges their answers.
+"""
 
 from __future__ import annotations
 
-import decimal
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Scope, token_metadata
-from auditor.adapters.aave_v3 import reserve_states, reserve_totals
-from auditor.adapters.morpho_blue import (
-    WAD,
-    CreatedMarket,
-    MarketReading,
-    created_markets,
-    market_key,
-    market_models,
-    oracle_in_loan_tokens,
-    participants,
-    raise_unreadable,
-    read_markets,
-    to_assets_down,
-    to_assets_up,
-)
+from auditor.adapters import Scope, decode_metadata, load_venues, metadata_reads
 from auditor.addresses import check_address, to_checksum
 from auditor.chain.plan import Plan, gather, run_plan
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
-from auditor.chain.rpc import ChainError, ConfigError
+from auditor.chain.rpc import ConfigError
 from auditor.ledger import chain_prices
+from auditor.lending import Ask, Collateral, Extras, Lending, Prices, Valuing, amounts, printable, usd_sum
 from auditor.model import HardAsset, Market, token_key
-from auditor.numbers import context, exact, percent, usd
-from auditor.spec import Registry, Venue
+from auditor.numbers import percent, usd
+from auditor.spec import Registry
 
-MORPHO = "morpho_blue"
-AAVE = "aave_v3"
 LOOK_THROUGH_DEPTH = 3  # wrapper of a wrapper of a wrapper: deeper nesting is not seen in practice
-MAX_TEXT = 64  # on-chain names and symbols are attacker-chosen: cap them before they reach a terminal
-BPS = Decimal(10_000)
-
-# ReserveConfiguration.sol bit layout (aave-v3-core 1.19): what decides whether the token backs loans.
-
-
-def _context() -> decimal.Context:
-    return decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
-
-
-@dataclass(frozen=True)
-class Collateral:
-    """A token whose loss of value hits the audited token's lenders: the token itself or a token holding it."""
-
-    address: str
-    relation: str  # "direct" | "look-through"
-    path: tuple[str, ...]  # audited token first, this collateral last
-    via: str  # how the last hop was found: "token" | "asset()" | "holders_of"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"address": self.address, "relation": self.relation, "path": list(self.path), "via": self.via}
-
-
-@dataclass(frozen=True)
-class _Prices:
-    """USD per whole token by token_key, and where each price came from."""
-
-    usd: dict[str, Decimal]
-    source: dict[str, str]
-
-    def of(self, chain: str, address: str) -> Decimal | None:
-        return self.usd.get(token_key(chain, address))
 
 
 # ------------------------------------------------------------------ entry points
@@ -90,10 +45,16 @@ def run_exposure(
     solver); it values posted collateral and the bad debt lenders would take at that value. `holders_of`
     maps token_key -> addresses of other tokens that hold it, so markets taking those as collateral count too.
     """
-    token, venue = _check_input(token, chain, registry, client)
-    found = run_plan(client, exposure_reads(token, Scope(chain, client, registry, [], {}, venue=venue),
-                                            holders_of or {}))
+    address = _check_input(token, chain, registry, client)
+    found = run_plan(client, exposure_reads(address, Scope(chain, client, registry, [], {}), holders_of or {}))
     return found.document(look_through or {})
+
+
+def lending_venues(registry: Registry, chain: str) -> list[str]:
+    """The registry's venues on `chain` whose module answers who lends against a token."""
+    modules = load_venues()
+    return sorted(name for name, chains in registry.venues.items()
+                  if chain in chains and name in modules and modules[name].exposure is not None)
 
 
 @dataclass(frozen=True)
@@ -108,75 +69,71 @@ class ExposureReads:
 def exposure_reads(token: str, scope: Scope, holders_of: Mapping[str, Sequence[str]]) -> Plan[ExposureReads]:
     """Every read the exposure map needs, as a plan; its result values them once the look-through is known.
 
-    `scope.venue` is the chain's Morpho Blue (checked by `_check_input`). The audit runs this plan in the same
-    rounds as the balance sheets, solves the backing, then calls the result with the look-through values.
+    Every lending venue of the chain runs side by side; each sends the map's extras in its last round. The
+    audit runs this plan in the same rounds as the balance sheets, solves the backing, then values the map.
     """
-    venue, registry, chain, client = scope.venue, scope.registry, scope.chain, scope.client
-    assert venue is not None
-    pool = registry.venues.get(AAVE, {}).get(chain)
-    notes: list[str] = []
+    registry, chain = scope.registry, scope.chain
+    modules = load_venues()
 
-    created, (fee_recipient, aave_assets) = yield from gather(created_markets(scope),
-                                                              _venue_reads(scope, venue, pool))
-    candidates = {c.params[1] for c in created.values()} | set(aave_assets)
-    collaterals = yield from _look_through(scope, token, candidates, holders_of)
+    def look_through(candidates: set[str]) -> Plan[dict[str, Collateral]]:
+        return (yield from _look_through(token, candidates, holders_of))
 
-    chosen = sorted((c for c in created.values() if c.params[1].lower() in collaterals), key=lambda c: c.block)
-    ids = [c.id for c in chosen]
-    readings, (suppliers, borrowers) = yield from gather(read_markets(scope, ids), participants(scope, ids))
-    if int(fee_recipient, 16) != 0:
-        # Morpho pays its fee in supply shares without a Supply event: the fee recipient can hold a
-        # position that no log shows, so it is asked in every market.
-        suppliers |= {(i, fee_recipient) for i in ids}
-    tokens = sorted({token, *(c.address for c in collaterals.values())}
-                    | {r.loan_token for r in readings.values()} | {r.collateral_token for r in readings.values()})
-    listed = [a for a in aave_assets if a.lower() in collaterals] if pool else []
-    (positions, profiles), raw_metadata, (hard, price_notes, _gaps), aave_reads = yield from gather(
-        _positions_and_profiles(scope, venue, sorted(suppliers | borrowers), sorted({a for _i, a in suppliers})),
-        token_metadata(tokens), chain_prices(chain, registry, client.pinned.timestamp, scope.block),
-        reserve_totals(scope, pool.address if pool else "", listed))
-    metadata = {a: (m[0], _text(m[1])) for a, m in raw_metadata.items()}
-    notes += price_notes
+    def extras(lenders: set[str], tokens: set[str]) -> Plan[Extras]:
+        return (yield from _extras(scope, sorted(lenders), sorted(tokens | {token})))
 
-    def document(look_through: Mapping[str, Decimal]) -> dict[str, Any]:
-        return _document(scope, token, venue, pool, created, fee_recipient, collaterals, ids, readings, positions,
-                         profiles, metadata, _prices(hard, look_through), listed, aave_reads, list(notes))
+    ask = Ask(token, look_through, extras)
+    names = lending_venues(registry, chain)
+    plans = []
+    for name in names:
+        source = modules[name].exposure
+        assert source is not None  # lending_venues keeps only these
+        plans.append(source(Scope(chain, scope.client, registry, [], {}, venue=registry.venues[name][chain]), ask))
+    found: list[Lending] = yield from gather(*plans)
+    answered = [f.extras for f in found if f.extras is not None]
+    if not answered or token not in answered[0].metadata:
+        answered.append((yield from extras(set(), set())))  # no venue lends against it: name and price the token
+    merged = Extras({}, {}, {}, [])
+    for part in answered:
+        merged.profiles.update(part.profiles)
+        merged.metadata.update(part.metadata)
+        merged.hard.update(part.hard)
+        merged.notes += [n for n in part.notes if n not in merged.notes]
+    markets: dict[str, Market] = {}
+    for lending in found:
+        markets.update(lending.markets)
 
-    return ExposureReads(market_models(chain, readings, positions, raw_metadata), document)
+    def document(look_through_usd: Mapping[str, Decimal]) -> dict[str, Any]:
+        return _document(scope, token, found, merged, _prices(merged.hard, look_through_usd))
+
+    return ExposureReads(markets, document)
 
 
-def _document(
-    scope: Scope, token: str, venue: Venue, pool: Venue | None, created: Mapping[bytes, CreatedMarket],
-    fee_recipient: str, collaterals: Mapping[str, Collateral], ids: Sequence[bytes],
-    readings: Mapping[bytes, MarketReading], positions: Mapping[tuple[bytes, str], ReadResult],
-    profiles: Mapping[str, Mapping[str, ReadResult]], metadata: Mapping[str, tuple[int | None, str]],
-    prices: _Prices, listed: Sequence[str], aave_reads: tuple[list[ReadResult], list[ReadResult]], notes: list[str],
-) -> dict[str, Any]:
-    """The exposure map as plain data, from its reads and the prices (pure)."""
+def _document(scope: Scope, token: str, found: Sequence[Lending], extras: Extras, prices: Prices) -> dict[str, Any]:
+    """The exposure map as plain data, from every venue's answer and the prices (pure)."""
     chain, client = scope.chain, scope.client
-
-    by_market: dict[bytes, list[tuple[str, ReadResult]]] = {}
-    for (market_id, account), result in sorted(positions.items()):
-        by_market.setdefault(market_id, []).append((account, result))
-    markets = [
-        _market_dict(scope, created[i], readings[i], collaterals[readings[i].collateral_token.lower()],
-                     by_market.get(i, []), metadata, prices, notes)
-        for i in ids
-    ]
-    aave = _aave_section(scope, pool, listed, aave_reads, collaterals, metadata, prices) if pool else {
-        "pool": None, "reserves": []}
-    supplier_list = _supplier_dicts(scope, markets, profiles)
-    decimals, symbol = metadata[token]
+    notes = list(extras.notes)
+    valuing = Valuing({a: (m[0], printable(m[1])) for a, m in extras.metadata.items()}, prices, notes)
+    markets: list[dict[str, Any]] = []
+    venues: dict[str, Any] = {}
+    collaterals: dict[str, Collateral] = {}
+    for lending in found:
+        venue_markets, listings = lending.value(valuing)
+        markets += venue_markets
+        collaterals.update(lending.collaterals)
+        venues[lending.venue] = {"address": lending.address, **lending.facts, "markets": len(venue_markets),
+                                 "listings": listings}
+    if not collaterals:
+        collaterals[token.lower()] = Collateral(token, "direct", (token,), "token")
+    supplier_list = _supplier_dicts(scope, markets, extras.profiles)
+    decimals, symbol = valuing.metadata[token]
     return {
         "token": {"chain": chain, "address": token, "key": token_key(chain, token), "symbol": symbol,
                   "decimals": decimals},
         "pin": client.pinned.as_dict(),
-        "morpho_blue": {"address": venue.address, "from_block": venue.from_block,
-                        "markets_scanned": len(created), "fee_recipient": fee_recipient},
+        "venues": venues,
         "collaterals": [c.as_dict() for c in sorted(collaterals.values(), key=lambda c: (len(c.path), c.address))],
         "markets": markets,
         "suppliers": supplier_list,
-        "aave_v3": aave,
         "totals": _totals(markets, supplier_list),
         "prices": {k: {"usd": format(v, "f"), "source": prices.source[k]} for k, v in sorted(prices.usd.items())},
         "notes": notes,
@@ -184,23 +141,27 @@ def _document(
 
 
 def summary_lines(exposure: Mapping[str, Any]) -> list[str]:
-    """The terminal summary: markets, then suppliers by amount at risk, then Aave reserves and notes."""
+    """The terminal summary: venues, markets, then suppliers by amount at risk, then listings and notes."""
     token, pin, totals = exposure["token"], exposure["pin"], exposure["totals"]
-    lines = [f"Exposure to {_text(token['symbol']) or '?'} ({token['address']}) on {token['chain']} at block "
+    lines = [f"Exposure to {printable(token['symbol']) or '?'} ({token['address']}) on {token['chain']} at block "
              f"{pin['number']} ({pin['time']})"]
     through = [c for c in exposure["collaterals"] if c["relation"] == "look-through"]
     if through:
         lines.append("  held inside: " + ", ".join(c["address"] for c in through))
-    lines.append(f"  Morpho Blue: {totals['markets']} markets of {exposure['morpho_blue']['markets_scanned']} "
-                 f"created; supplied {usd(totals['supplied_usd'])}, borrowed {usd(totals['borrowed_usd'])}, "
-                 f"{totals['suppliers']} suppliers")
+    for name, venue in sorted(exposure["venues"].items()):
+        facts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in venue.items()
+                          if k not in ("address", "markets", "listings"))
+        lines.append(f"  {name} {venue['address']}: {venue['markets']} market(s), {len(venue['listings'])} "
+                     f"listing(s)" + (f" ({facts})" if facts else ""))
+    lines.append(f"  lending markets: {totals['markets']}; supplied {usd(totals['supplied_usd'])}, borrowed "
+                 f"{usd(totals['borrowed_usd'])}, {totals['suppliers']} suppliers")
     for market in exposure["markets"]:
-        loan, collateral = _text(market["loan_symbol"]), _text(market["collateral_symbol"])
+        loan, collateral = printable(market["loan_symbol"]), printable(market["collateral_symbol"])
         relation = "" if market["relation"] == "direct" else " [look-through]"
         lines.append(
-            f"    {market['id'][:10]}… {loan} against {collateral}{relation}, LLTV {percent(market['lltv'])}: "
-            f"supplied {market['total_supplied'] or market['total_supplied_raw']} {loan}, borrowed "
-            f"{market['total_borrowed'] or market['total_borrowed_raw']} {loan}, collateral "
+            f"    {market['venue']} {market['id'][:10]}… {loan} against {collateral}{relation}, LLTV "
+            f"{percent(market['lltv'])}: supplied {market['total_supplied'] or market['total_supplied_raw']} {loan}, "
+            f"borrowed {market['total_borrowed'] or market['total_borrowed_raw']} {loan}, collateral "
             f"{market['collateral_posted'] or market['collateral_posted_raw']} {collateral}"
             + (f", bad debt at look-through {usd(market['bad_debt_usd'])}"
                if market["bad_debt_usd"] and Decimal(market["bad_debt_usd"]) > 0 else "")
@@ -210,23 +171,22 @@ def summary_lines(exposure: Mapping[str, Any]) -> list[str]:
     for supplier in exposure["suppliers"]:
         who = supplier["address"]
         if supplier["name"]:
-            who += f" {_text(supplier['name'])!r}"
+            who += f" {printable(supplier['name'])!r}"
         roles = [f"{role} {supplier[role]}" for role in ("curator", "owner") if supplier[role]]
         if roles:
             who += f" ({', '.join(roles)})"
-        amounts = (f"at risk {usd(supplier['at_risk_usd'])} of {usd(supplier['supplied_usd'])} supplied"
-                   if supplier["supplied_usd"] is not None else
-                   "; ".join(f"at risk {t['at_risk'] or t['at_risk_raw']} of {t['supplied'] or t['supplied_raw']} "
-                             f"{_text(t['symbol'])}" for t in supplier["by_loan_token"]))
-        lines.append(f"    {who}: {amounts} in {len(supplier['markets'])} market(s)")
-    aave = exposure["aave_v3"]
-    for reserve in aave["reserves"]:
-        lines.append(
-            f"  Aave v3 {aave['pool']}: {_text(reserve['symbol'])} listed, LTV {reserve['ltv_bps'] / 100:g}%, "
-            f"supplied {reserve['supplied'] or reserve['supplied_raw']}, borrowed "
-            f"{reserve['borrowed'] or reserve['borrowed_raw']}"
-            + ("" if reserve["active"] and not reserve["frozen"] else " (inactive or frozen)")
-        )
+        amounts_text = (f"at risk {usd(supplier['at_risk_usd'])} of {usd(supplier['supplied_usd'])} supplied"
+                        if supplier["supplied_usd"] is not None else
+                        "; ".join(f"at risk {t['at_risk'] or t['at_risk_raw']} of {t['supplied'] or t['supplied_raw']} "
+                                  f"{printable(t['symbol'])}" for t in supplier["by_loan_token"]))
+        lines.append(f"    {who}: {amounts_text} in {len(supplier['markets'])} market(s)")
+    for name, venue in sorted(exposure["venues"].items()):
+        for listing in venue["listings"]:
+            terms = ", ".join(f"{k} {v}" for k, v in listing["terms"].items())
+            lines.append(
+                f"  {name} {venue['address']}: {printable(listing['symbol'])} listed, {terms}, supplied "
+                f"{listing['supplied'] or listing['supplied_raw']}, borrowed "
+                f"{listing['borrowed'] or listing['borrowed_raw']}" + ("" if listing["usable"] else " (not usable)"))
     lines += [f"  note: {note}" for note in exposure["notes"]]
     return lines
 
@@ -234,36 +194,22 @@ def summary_lines(exposure: Mapping[str, Any]) -> list[str]:
 # ------------------------------------------------------------------ input and discovery
 
 
-def _check_input(token: str, chain: str, registry: Registry, client: ChainClient) -> tuple[str, Venue]:
+def _check_input(token: str, chain: str, registry: Registry, client: ChainClient) -> str:
     try:
         address = check_address(token)
     except ValueError as exc:
         raise ConfigError(f"exposure: token {token!r} is not an address: {exc}") from None
-    morpho = registry.venues.get(MORPHO, {})
-    if chain not in morpho:
-        known = ", ".join(sorted(morpho)) or "none"
-        raise ConfigError(f"exposure: the registry {registry.path} has no morpho_blue venue on chain {chain!r} "
-                          f"(chains with one: {known})")
+    if not lending_venues(registry, chain):
+        with_one = sorted({c for name, chains in registry.venues.items() for c in chains})
+        raise ConfigError(f"exposure: the registry {registry.path} has no lending venue on chain {chain!r} "
+                          f"(chains with one: {', '.join(with_one) or 'none'})")
     if client.chain != chain:
         raise ConfigError(f"exposure: asked about chain {chain!r} with a client for {client.chain!r}")
-    return address, morpho[chain]
+    return address
 
 
-def _venue_reads(scope: Scope, venue: Venue, pool: Venue | None) -> Plan[tuple[str, list[str]]]:
-    """Morpho's fee recipient and, where the chain has Aave v3, the pool's listed assets: one batch."""
-    reads = [Read(venue.address, "feeRecipient()", returns=("address",))]
-    if pool is not None:
-        reads.append(Read(pool.address, "getReservesList()", returns=("address[]",)))
-    results = yield from plan_reads(reads)
-    for result in results:
-        if not result.ok:
-            raise ChainError(scope.chain, result.read.describe(), str(scope.block), result.error)
-    return results[0].one, list(results[1].one) if pool is not None else []
-
-
-def _look_through(
-    scope: Scope, token: str, candidates: set[str], holders_of: Mapping[str, Sequence[str]]
-) -> Plan[dict[str, Collateral]]:
+def _look_through(token: str, candidates: set[str], holders_of: Mapping[str, Sequence[str]]
+                  ) -> Plan[dict[str, Collateral]]:
     """The token and every candidate collateral that holds it, through ERC-4626 asset() or `holders_of`."""
     # Ask asset() of the candidates, then of what they wrap, so a wrapper of a wrapper that is not itself
     # a collateral anywhere still links the outer one to the token. A revert just means "not a wrapper".
@@ -315,29 +261,21 @@ PROFILE_GETTERS = (
 )
 
 
-def _positions_and_profiles(
-    scope: Scope, venue: Venue, pairs: Sequence[tuple[bytes, str]], suppliers: Sequence[str]
-) -> Plan[tuple[dict[tuple[bytes, str], ReadResult], dict[str, dict[str, ReadResult]]]]:
-    """Every (market, account) position, and each supplier's vault getters (reverts allowed): one batch."""
-    reads = [Read(venue.address, "position(bytes32,address)", (market_id, account),
-                  returns=("uint256", "uint128", "uint128")) for market_id, account in pairs]
-    for supplier in suppliers:
-        reads += [Read(supplier, signature, returns=(kind,)) for _field, signature, kind in PROFILE_GETTERS]
-    results = yield from plan_reads(reads)
-    positions: dict[tuple[bytes, str], ReadResult] = {}
-    for pair, result in zip(pairs, results[: len(pairs)], strict=True):
-        if not result.ok:
-            raise_unreadable(scope, result, pair[0])
-        positions[pair] = result
+def _extras(scope: Scope, lenders: Sequence[str], tokens: Sequence[str]) -> Plan[Extras]:
+    """Lenders' vault getters (reverts allowed), token metadata and the chain's hard-asset prices: one round."""
+    reads = [Read(lender, signature, returns=(kind,)) for lender in lenders for _f, signature, kind in PROFILE_GETTERS]
+    results, (hard, notes, _gaps) = yield from gather(
+        plan_reads(reads + metadata_reads(tokens)),
+        chain_prices(scope.chain, scope.registry, scope.client.pinned.timestamp, scope.block))
     profiles: dict[str, dict[str, ReadResult]] = {}
-    rest = results[len(pairs):]
-    for index, supplier in enumerate(suppliers):
-        chunk = rest[index * len(PROFILE_GETTERS) : (index + 1) * len(PROFILE_GETTERS)]
-        profiles[supplier] = {name: result for (name, _s, _k), result in zip(PROFILE_GETTERS, chunk, strict=True)}
-    return positions, profiles
+    for index, lender in enumerate(lenders):
+        chunk = results[index * len(PROFILE_GETTERS) : (index + 1) * len(PROFILE_GETTERS)]
+        profiles[lender] = {name: result for (name, _s, _k), result in zip(PROFILE_GETTERS, chunk, strict=True)}
+    metadata = decode_metadata(tokens, results[len(reads):])
+    return Extras(profiles, metadata, hard, list(notes))
 
 
-def _prices(hard: Mapping[str, HardAsset], look_through: Mapping[str, Decimal]) -> _Prices:
+def _prices(hard: Mapping[str, HardAsset], look_through: Mapping[str, Decimal]) -> Prices:
     """Hard assets at their registry price (par or feed at the pin); other tokens at the given look-through value."""
     usd: dict[str, Decimal] = {}
     source: dict[str, str] = {}
@@ -350,121 +288,7 @@ def _prices(hard: Mapping[str, HardAsset], look_through: Mapping[str, Decimal]) 
         else:
             usd.pop(key, None)
             source.pop(key, None)
-    return _Prices(usd, source)
-
-
-# ------------------------------------------------------------------ one market
-
-
-def _market_dict(
-    scope: Scope,
-    created: CreatedMarket,
-    reading: MarketReading,
-    collateral: Collateral,
-    positions: Sequence[tuple[str, ReadResult]],
-    metadata: Mapping[str, tuple[int | None, str]],
-    prices: _Prices,
-    notes: list[str],
-) -> dict[str, Any]:
-    chain = scope.chain
-    state = reading.state
-    loan_decimals, loan_symbol = metadata[reading.loan_token]
-    collateral_decimals, collateral_symbol = metadata[reading.collateral_token]
-    loan_price = prices.of(chain, reading.loan_token)
-    collateral_price = prices.of(chain, reading.collateral_token)
-    key = market_key(chain, reading.id)
-    if loan_price is None:
-        notes.append(f"{key}: loan token {reading.loan_token} is not a priced hard asset; no USD figures")
-
-    suppliers: list[dict[str, Any]] = []
-    borrowers: list[dict[str, Any]] = []
-    collateral_posted = 0
-    bad_debt: Decimal | None = Decimal(0) if loan_price is not None and collateral_price is not None else None
-    for account, result in positions:
-        supply_shares, borrow_shares, collateral_amount = result.value
-        evidence = scope.evidence(result).as_dict()
-        if supply_shares:
-            supplied = to_assets_down(supply_shares, state.total_supply_assets, state.total_supply_shares)
-            # Every lender shares every borrower's default pro rata: its share of the borrowed assets is at risk.
-            at_risk = (supplied * state.total_borrow_assets // state.total_supply_assets
-                       if state.total_supply_assets else 0)
-            suppliers.append({
-                "address": account, "supply_shares": str(supply_shares),
-                **_amounts("supplied", supplied, loan_decimals, loan_price),
-                **_amounts("at_risk", at_risk, loan_decimals, loan_price),
-                "share_of_market": exact(_ratio(supplied, state.total_supply_assets)),
-                "evidence": evidence,
-            })
-        if borrow_shares or collateral_amount:
-            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
-            collateral_posted += collateral_amount
-            shortfall = _shortfall(debt, loan_decimals, loan_price, collateral_amount, collateral_decimals,
-                                   collateral_price)
-            if bad_debt is not None:
-                bad_debt = None if shortfall is None else bad_debt + shortfall
-            borrowers.append({
-                "address": account,
-                **_amounts("debt", debt, loan_decimals, loan_price),
-                **_amounts("collateral", collateral_amount, collateral_decimals, collateral_price),
-                "evidence": evidence,
-            })
-    for supplier in suppliers:
-        supplied_raw = int(supplier["supplied_raw"])
-        supplier["look_through_loss_usd"] = (
-            None if bad_debt is None or not state.total_supply_assets
-            else exact(_pro_rata(bad_debt, supplied_raw, state.total_supply_assets))
-        )
-    suppliers.sort(key=lambda s: (-int(s["supplied_raw"]), s["address"]))
-    borrowers.sort(key=lambda b: (-int(b["debt_raw"]), b["address"]))
-    oracle_price = None
-    if reading.oracle_price is not None and loan_decimals is not None and collateral_decimals is not None:
-        oracle_price = oracle_in_loan_tokens(reading.oracle_price, loan_decimals, collateral_decimals)
-    return {
-        "key": key,
-        "id": "0x" + reading.id.hex(),
-        "relation": collateral.relation,
-        "collateral_path": list(collateral.path),
-        "created_block": created.block,
-        "loan_token": reading.loan_token,
-        "loan_symbol": loan_symbol,
-        "loan_decimals": loan_decimals,
-        "loan_price_usd": None if loan_price is None else format(loan_price, "f"),
-        "collateral_token": reading.collateral_token,
-        "collateral_symbol": collateral_symbol,
-        "collateral_decimals": collateral_decimals,
-        "collateral_price_usd": None if collateral_price is None else format(collateral_price, "f"),
-        "collateral_price_source": prices.source.get(token_key(chain, reading.collateral_token)),
-        "oracle": reading.oracle,
-        "oracle_price_raw": None if reading.oracle_price is None else str(reading.oracle_price),
-        "oracle_price": None if oracle_price is None else exact(oracle_price),
-        "irm": reading.irm,
-        "lltv_raw": str(reading.lltv),
-        "lltv": exact(Decimal(reading.lltv) / Decimal(WAD)),
-        "fee": str(state.fee),
-        "last_update": reading.stored.last_update,
-        "accrued_to": state.last_update,
-        **_amounts("total_supplied", state.total_supply_assets, loan_decimals, loan_price),
-        **_amounts("total_borrowed", state.total_borrow_assets, loan_decimals, loan_price),
-        **_amounts("collateral_posted", collateral_posted, collateral_decimals, collateral_price,
-                   usd_name="collateral_value_usd"),
-        "utilization": exact(_ratio(state.total_borrow_assets, state.total_supply_assets)),
-        "bad_debt_usd": None if bad_debt is None else exact(bad_debt),
-        "suppliers": suppliers,
-        "borrowers": borrowers,
-        "evidence": [e.as_dict() for e in reading.evidence],
-    }
-
-
-def _shortfall(
-    debt: int, loan_decimals: int | None, loan_price: Decimal | None,
-    collateral: int, collateral_decimals: int | None, collateral_price: Decimal | None,
-) -> Decimal | None:
-    """What one borrower's debt exceeds its collateral by, both in USD; None when either cannot be valued."""
-    debt_usd = _usd_value(debt, loan_decimals, loan_price)
-    collateral_usd = _usd_value(collateral, collateral_decimals, collateral_price)
-    if debt_usd is None or collateral_usd is None:
-        return None
-    return max(Decimal(0), debt_usd - collateral_usd)
+    return Prices(usd, source)
 
 
 # ------------------------------------------------------------------ suppliers across markets
@@ -479,7 +303,7 @@ def _supplier_dicts(
         for position in market["suppliers"]:
             entry = by_address.setdefault(position["address"], {"markets": []})
             entry["markets"].append({
-                "market": market["key"], "id": market["id"], "relation": market["relation"],
+                "market": market["key"], "venue": market["venue"], "id": market["id"], "relation": market["relation"],
                 "loan_token": market["loan_token"], "loan_symbol": market["loan_symbol"],
                 "loan_decimals": market["loan_decimals"],
                 "collateral_token": market["collateral_token"], "collateral_symbol": market["collateral_symbol"],
@@ -497,8 +321,8 @@ def _supplier_dicts(
             totals["at_risk"] += int(item["at_risk_raw"])
         by_token = [
             {"token": t["token"], "symbol": t["symbol"],
-             **_amounts("supplied", t["supplied"], t["decimals"], None, usd_name=None),
-             **_amounts("at_risk", t["at_risk"], t["decimals"], None, usd_name=None)}
+             **amounts("supplied", t["supplied"], t["decimals"], None, usd_name=None),
+             **amounts("at_risk", t["at_risk"], t["decimals"], None, usd_name=None)}
             for t in sorted(per_token.values(), key=lambda t: t["token"])
         ]
         profile = _profile(scope, profiles.get(address, {}))
@@ -508,9 +332,9 @@ def _supplier_dicts(
             "markets": entry["markets"],
             "by_loan_token": by_token,
             # A USD total is given only when every part of it is priced: a partial sum would read as complete.
-            "supplied_usd": _usd_sum(m["supplied_usd"] for m in entry["markets"]),
-            "at_risk_usd": _usd_sum(m["at_risk_usd"] for m in entry["markets"]),
-            "look_through_loss_usd": _usd_sum(m["look_through_loss_usd"] for m in entry["markets"]),
+            "supplied_usd": usd_sum(m["supplied_usd"] for m in entry["markets"]),
+            "at_risk_usd": usd_sum(m["at_risk_usd"] for m in entry["markets"]),
+            "look_through_loss_usd": usd_sum(m["look_through_loss_usd"] for m in entry["markets"]),
         })
     out.sort(key=lambda s: (s["at_risk_usd"] is None, -Decimal(s["at_risk_usd"] or 0), s["address"]))
     return out
@@ -523,7 +347,7 @@ def _profile(scope: Scope, results: Mapping[str, ReadResult]) -> dict[str, Any]:
         return result.one if result is not None and result.ok else None
 
     asset, total_assets = value("asset"), value("total_assets")
-    texts = {name: None if value(name) is None else _text(value(name)) for name in ("name", "symbol")}
+    texts = {name: None if value(name) is None else printable(value(name)) for name in ("name", "symbol")}
     is_vault = isinstance(asset, str) and int(asset, 16) != 0
     answers = any(value(n) is not None for n in ("name", "symbol", "curator", "owner"))
     return {
@@ -544,90 +368,9 @@ def _totals(markets: Sequence[Mapping[str, Any]], suppliers: Sequence[Mapping[st
         "markets_look_through": sum(1 for m in markets if m["relation"] == "look-through"),
         "suppliers": len(suppliers),
         "vaults": sum(1 for s in suppliers if s["kind"] == "vault"),
-        "supplied_usd": _usd_sum(m["total_supplied_usd"] for m in markets),
-        "borrowed_usd": _usd_sum(m["total_borrowed_usd"] for m in markets),
-        "collateral_value_usd": _usd_sum(m["collateral_value_usd"] for m in markets),
-        "bad_debt_usd": _usd_sum(m["bad_debt_usd"] for m in markets),
+        "supplied_usd": usd_sum(m["total_supplied_usd"] for m in markets),
+        "borrowed_usd": usd_sum(m["total_borrowed_usd"] for m in markets),
+        "collateral_value_usd": usd_sum(m["collateral_value_usd"] for m in markets),
+        "bad_debt_usd": usd_sum(m["bad_debt_usd"] for m in markets),
         "unpriced_markets": [m["key"] for m in markets if m["total_supplied_usd"] is None],
     }
-
-
-# ------------------------------------------------------------------ Aave v3
-
-
-def _aave_section(
-    scope: Scope, pool: Venue, assets: Sequence[str], reads: tuple[list[ReadResult], list[ReadResult]],
-    collaterals: Mapping[str, Collateral], metadata: Mapping[str, tuple[int | None, str]], prices: _Prices,
-) -> dict[str, Any]:
-    """Reserves of the pool that list the token (or a token holding it): configuration and pool-wide totals."""
-    if not assets:
-        return {"pool": pool.address, "reserves": []}
-    reserves = []
-    for asset, totals in zip(assets, reserve_states(scope, assets, *reads), strict=True):
-        price = prices.of(scope.chain, asset)
-        collateral = collaterals[asset.lower()]
-        reserves.append({
-            "asset": asset,
-            "symbol": metadata.get(asset, (None, ""))[1],
-            "relation": collateral.relation,
-            "collateral_path": list(collateral.path),
-            **totals.configuration,
-            **_amounts("supplied", totals.supplied, totals.decimals, price, usd_name="supplied_value_usd"),
-            **_amounts("borrowed", totals.borrowed, totals.decimals, price, usd_name="borrowed_value_usd"),
-            "evidence": [e.as_dict() for e in totals.evidence],
-        })
-    return {"pool": pool.address, "reserves": reserves}
-
-
-# ------------------------------------------------------------------ numbers and text
-
-
-def _amounts(name: str, raw: int, decimals: int | None, price: Decimal | None,
-             usd_name: str | None = "") -> dict[str, Any]:
-    """`name_raw` (integer string), `name` (decimals applied, or null) and a USD value (null when unpriced)."""
-    out: dict[str, Any] = {f"{name}_raw": str(raw), name: None if decimals is None else exact(
-        _usd_value(raw, decimals, Decimal(1)) or Decimal(0))}
-    if usd_name is not None:
-        value = _usd_value(raw, decimals, price)
-        out[usd_name or f"{name}_usd"] = None if value is None else exact(value)
-    return out
-
-
-def _usd_value(raw: int, decimals: int | None, price: Decimal | None) -> Decimal | None:
-    """Whole tokens times a USD price, at 60 digits so 30-digit raw amounts are not rounded."""
-    if decimals is None or price is None:
-        return None
-    with decimal.localcontext(_context()):
-        return Decimal(raw) / Decimal(10) ** decimals * price
-
-
-def _pro_rata(amount: Decimal, part: int, whole: int) -> Decimal:
-    with decimal.localcontext(_context()):
-        return amount * Decimal(part) / Decimal(whole)
-
-
-def _ratio(part: int, whole: int) -> Decimal | None:
-    if not whole:
-        return None
-    with decimal.localcontext(_context()):
-        return Decimal(part) / Decimal(whole)
-
-
-def _usd_sum(values: Any) -> str | None:
-    total = Decimal(0)
-    with decimal.localcontext(context()):  # full precision: the default context keeps only 28 digits
-        for value in values:
-            if value is None:
-                return None
-            total += Decimal(value)
-    return exact(total)
-
-
-def _text(value: Any) -> str:
-    """An on-chain string made safe to print: control and format characters (escapes, bidi overrides) dropped."""
-    if not isinstance(value, str):
-        return ""
-    cleaned = "".join(ch for ch in value if not unicodedata.category(ch).startswith("C"))
-    return cleaned if len(cleaned) <= MAX_TEXT else cleaned[: MAX_TEXT - 1] + "…"
-
-

@@ -212,7 +212,11 @@ def test_exposure_map_exact(chain: Lab, tmp_path: Path) -> None:
     assert [s["address"] for s in exposure["suppliers"]] == [world.vault.address, chain.lender]  # by USD at risk
     assert num(exposure["totals"]["supplied_usd"]) == Decimal("1600")
     assert num(exposure["totals"]["borrowed_usd"]) == Decimal("650")
-    assert exposure["aave_v3"] == {"pool": None, "reserves": []}
+    # Only the venues the registry lists on the chain answer; each says how many of its markets lend against it.
+    assert set(exposure["venues"]) == {"morpho_blue"}
+    venue = exposure["venues"]["morpho_blue"]
+    assert venue["markets"] == len(exposure["markets"]) == exposure["totals"]["markets"] == 4
+    assert {m["venue"] for m in exposure["markets"]} == {"morpho_blue"}
 
     lines = summary_lines(exposure)
     text = "\n".join(lines)
@@ -241,7 +245,7 @@ def test_aave_reserve_listing_the_token(chain: Lab, tmp_path: Path) -> None:
     exposure = run_exposure(xusd.address, "ethereum", registry,
                             pinned_client(chain.url, int(supplied["blockNumber"], 16)),
                             look_through={token_key("ethereum", xusd.address): Decimal("0.5")})
-    (reserve,) = exposure["aave_v3"]["reserves"]
+    (reserve,) = exposure["venues"]["aave_v3"]["listings"]
     assert (reserve["asset"], reserve["symbol"], reserve["ltv_bps"], reserve["liquidation_threshold_bps"]) == (
         xusd.address, "xUSD", 8000, 8250)
     assert reserve["collateral_enabled"] and reserve["active"] and not reserve["frozen"]
@@ -249,7 +253,8 @@ def test_aave_reserve_listing_the_token(chain: Lab, tmp_path: Path) -> None:
         str(1_000 * USDC), "1000", Decimal("500"))
     assert reserve["borrowed_raw"] == "0"
     assert exposure["markets"] == []
-    assert any("Aave v3" in line and "LTV 80%" in line for line in summary_lines(exposure))
+    assert reserve["terms"] == {"LTV": "80%", "liquidation threshold": "82.5%"} and reserve["usable"]
+    assert any("aave_v3" in line and "xUSD listed, LTV 80%" in line for line in summary_lines(exposure))
 
 
 def test_bad_input_is_a_config_error(lab: Lab, tmp_path: Path) -> None:
@@ -257,7 +262,7 @@ def test_bad_input_is_a_config_error(lab: Lab, tmp_path: Path) -> None:
     client = pinned_client(lab.url)
     with pytest.raises(ConfigError, match=r"token '0x1234' is not an address"):
         run_exposure("0x1234", "ethereum", registry, client)
-    with pytest.raises(ConfigError, match=r"no morpho_blue venue on chain 'plume' \(chains with one: ethereum\)"):
+    with pytest.raises(ConfigError, match=r"no lending venue on chain 'plume' \(chains with one: ethereum\)"):
         run_exposure(lab.usdc.address, "plume", registry, client)
     mixed = lab.usdc.address[:2] + lab.usdc.address[2:].swapcase()
     if mixed != lab.usdc.address.lower() and mixed != "0x" + lab.usdc.address[2:].upper():

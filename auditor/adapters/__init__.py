@@ -22,6 +22,7 @@ from auditor import catalogue
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ConfigError
+from auditor.lending import Ask, Lending
 from auditor.model import Evidence, Gap, Market, Position, token_key
 from auditor.spec import Pool, Registry, Venue
 
@@ -153,7 +154,7 @@ class Quote:
 RateFn = Callable[[Position, Mapping[str, Market], Mapping[str, Decimal]], Rate]
 CollectFn = Callable[[Scope], Plan[Collected]]
 QuoteFn = Callable[[Pool], Plan[Quote]]
-ExposureFn = Callable[..., Plan[Any]]
+ExposureFn = Callable[[Scope, Ask], Plan[Lending]]
 
 
 @dataclass

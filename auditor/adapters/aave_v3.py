@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Rate, Scope, adapter, rate
-from auditor.chain.plan import Plan
+from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, rate
+from auditor.chain.plan import Plan, gather
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
+from auditor.lending import Ask, Lending, Valuing, amounts
 from auditor.model import DEBT, SUPPLY, Evidence, Market, Position
 from auditor.rates import ray_apy
 
@@ -300,3 +301,52 @@ def reserve_states(scope: Scope, assets: Sequence[str], data: Sequence[ReadResul
             evidence=tuple(scope.evidence(r) for r in (result, supplied, variable_debt, stable_debt)),
         ))
     return states
+
+
+@exposure_source(VENUE)
+def lending(scope: Scope, ask: Ask) -> Plan[Lending]:
+    """Reserves of the pool that accept the token (or a token holding it): configuration and pool-wide totals.
+    Aave lends from one pool-wide book, so these are listings, not markets of their own lenders."""
+    pool = scope.venue
+    assert pool is not None
+    (listed_result,) = yield from plan_reads([Read(pool.address, "getReservesList()", returns=("address[]",))])
+    if not listed_result.ok:
+        raise ChainError(scope.chain, listed_result.read.describe(), str(scope.block), listed_result.error)
+    assets = list(listed_result.one)
+    collaterals = yield from ask.look_through(set(assets))
+    listed = [a for a in assets if a.lower() in collaterals]
+    found = Lending(VENUE, pool.address, {}, collaterals)
+    if not listed:
+        return found
+    (data, totals), found.extras = yield from gather(reserve_totals(scope, pool.address, listed),
+                                                     ask.extras(set(), set(listed)))
+    states = reserve_states(scope, listed, data, totals)
+
+    def value(valuing: Valuing) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        listings = []
+        for asset, state in zip(listed, states, strict=True):
+            price = valuing.prices.of(scope.chain, asset)
+            collateral = collaterals[asset.lower()]
+            config = state.configuration
+            listings.append({
+                "asset": asset,
+                "symbol": valuing.metadata.get(asset, (None, ""))[1],
+                "relation": collateral.relation,
+                "collateral_path": list(collateral.path),
+                **config,
+                "terms": {"LTV": percent_bps(config["ltv_bps"]),
+                          "liquidation threshold": percent_bps(config["liquidation_threshold_bps"])},
+                "usable": config["active"] and not config["frozen"] and not config["paused"],
+                **amounts("supplied", state.supplied, state.decimals, price, usd_name="supplied_value_usd"),
+                **amounts("borrowed", state.borrowed, state.decimals, price, usd_name="borrowed_value_usd"),
+                "evidence": [e.as_dict() for e in state.evidence],
+            })
+        return [], listings
+
+    found.value = value
+    return found
+
+
+def percent_bps(bps: int) -> str:
+    """Basis points as a percentage for reading: 7500 -> '75%'."""
+    return format((Decimal(bps) / 100).normalize(), "f") + "%"

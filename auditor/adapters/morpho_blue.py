@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Rate, Scope, adapter, rate, token_metadata
+from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, rate, token_metadata
 from auditor.addresses import to_checksum
 from auditor.chain.abi import EventDecoder, address_topic
 from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
-from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position
+from auditor.lending import Ask, Collateral, Lending, Valuing, amounts, pro_rata, ratio, shortfall
+from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position, token_key
 from auditor.numbers import exact
 from auditor.rates import market_borrow_apy, market_supply_apy, utilization
 
@@ -407,3 +408,139 @@ def collect(scope: Scope) -> Plan[Collected]:
                                           loan_decimals, loan_symbol,
                                           {**base, "borrow_shares": borrow_shares}, evidence))
     return out
+
+
+# ------------------------------------------------------------------ exposure: who lends against a token
+
+
+@exposure_source("morpho_blue")
+def lending(scope: Scope, ask: Ask) -> Plan[Lending]:
+    """Every market ever created whose collateral is the token or holds it, with all its lenders and borrowers."""
+    venue = scope.venue
+    assert venue is not None
+    created, (fee,) = yield from gather(
+        created_markets(scope), plan_reads([Read(venue.address, "feeRecipient()", returns=("address",))]))
+    if not fee.ok:
+        from auditor.chain.rpc import ChainError
+
+        raise ChainError(scope.chain, fee.read.describe(), str(scope.block), fee.error)
+    fee_recipient = fee.one
+    collaterals = yield from ask.look_through({c.params[1] for c in created.values()})
+    chosen = sorted((c for c in created.values() if c.params[1].lower() in collaterals), key=lambda c: c.block)
+    ids = [c.id for c in chosen]
+    facts = {"markets_scanned": len(created), "fee_recipient": fee_recipient, "from_block": venue.from_block}
+    found = Lending("morpho_blue", venue.address, facts, collaterals)
+    if not ids:
+        return found
+    readings, (suppliers, borrowers) = yield from gather(read_markets(scope, ids), participants(scope, ids))
+    if int(fee_recipient, 16) != 0:
+        # Morpho pays its fee in supply shares without a Supply event: the fee recipient can hold a
+        # position that no log shows, so it is asked in every market.
+        suppliers |= {(i, fee_recipient) for i in ids}
+    tokens = {r.loan_token for r in readings.values()} | {r.collateral_token for r in readings.values()}
+    positions, found.extras = yield from gather(
+        read_positions(scope, sorted(suppliers | borrowers)), ask.extras({a for _i, a in suppliers}, tokens))
+    found.markets = market_models(scope.chain, readings, positions, found.extras.metadata)
+    by_market: dict[bytes, list[tuple[str, ReadResult]]] = {}
+    for (market_id, account), result in sorted(positions.items()):
+        by_market.setdefault(market_id, []).append((account, result))
+    by_id = {c.id: c for c in chosen}
+
+    def value(valuing: Valuing) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        markets = [_market_dict(scope, by_id[i], readings[i], collaterals[readings[i].collateral_token.lower()],
+                                by_market.get(i, []), valuing) for i in ids]
+        return markets, []
+
+    found.value = value
+    return found
+
+
+def _market_dict(scope: Scope, created: CreatedMarket, reading: MarketReading, collateral: Collateral,
+                 positions: Sequence[tuple[str, ReadResult]], valuing: Valuing) -> dict[str, Any]:
+    chain, prices = scope.chain, valuing.prices
+    state = reading.state
+    loan_decimals, loan_symbol = valuing.metadata[reading.loan_token]
+    collateral_decimals, collateral_symbol = valuing.metadata[reading.collateral_token]
+    loan_price = prices.of(chain, reading.loan_token)
+    collateral_price = prices.of(chain, reading.collateral_token)
+    key = market_key(chain, reading.id)
+    if loan_price is None:
+        valuing.notes.append(f"{key}: loan token {reading.loan_token} is not a priced hard asset; no USD figures")
+    suppliers: list[dict[str, Any]] = []
+    borrowers: list[dict[str, Any]] = []
+    collateral_posted = 0
+    bad_debt: Decimal | None = Decimal(0) if loan_price is not None and collateral_price is not None else None
+    for account, result in positions:
+        supply_shares, borrow_shares, collateral_amount = result.value
+        evidence = scope.evidence(result).as_dict()
+        if supply_shares:
+            supplied = to_assets_down(supply_shares, state.total_supply_assets, state.total_supply_shares)
+            # Every lender shares every borrower's default pro rata: its share of the borrowed assets is at risk.
+            at_risk = (supplied * state.total_borrow_assets // state.total_supply_assets
+                       if state.total_supply_assets else 0)
+            suppliers.append({
+                "address": account, "supply_shares": str(supply_shares),
+                **amounts("supplied", supplied, loan_decimals, loan_price),
+                **amounts("at_risk", at_risk, loan_decimals, loan_price),
+                "share_of_market": exact(ratio(supplied, state.total_supply_assets)),
+                "evidence": evidence,
+            })
+        if borrow_shares or collateral_amount:
+            debt = to_assets_up(borrow_shares, state.total_borrow_assets, state.total_borrow_shares)
+            collateral_posted += collateral_amount
+            short = shortfall(debt, loan_decimals, loan_price, collateral_amount, collateral_decimals,
+                              collateral_price)
+            if bad_debt is not None:
+                bad_debt = None if short is None else bad_debt + short
+            borrowers.append({
+                "address": account,
+                **amounts("debt", debt, loan_decimals, loan_price),
+                **amounts("collateral", collateral_amount, collateral_decimals, collateral_price),
+                "evidence": evidence,
+            })
+    for supplier in suppliers:
+        supplied_raw = int(supplier["supplied_raw"])
+        supplier["look_through_loss_usd"] = (
+            None if bad_debt is None or not state.total_supply_assets
+            else exact(pro_rata(bad_debt, supplied_raw, state.total_supply_assets))
+        )
+    suppliers.sort(key=lambda s: (-int(s["supplied_raw"]), s["address"]))
+    borrowers.sort(key=lambda b: (-int(b["debt_raw"]), b["address"]))
+    oracle_price = None
+    if reading.oracle_price is not None and loan_decimals is not None and collateral_decimals is not None:
+        oracle_price = oracle_in_loan_tokens(reading.oracle_price, loan_decimals, collateral_decimals)
+    return {
+        "key": key,
+        "venue": "morpho_blue",
+        "id": "0x" + reading.id.hex(),
+        "relation": collateral.relation,
+        "collateral_path": list(collateral.path),
+        "created_block": created.block,
+        "loan_token": reading.loan_token,
+        "loan_symbol": loan_symbol,
+        "loan_decimals": loan_decimals,
+        "loan_price_usd": None if loan_price is None else format(loan_price, "f"),
+        "collateral_token": reading.collateral_token,
+        "collateral_symbol": collateral_symbol,
+        "collateral_decimals": collateral_decimals,
+        "collateral_price_usd": None if collateral_price is None else format(collateral_price, "f"),
+        "collateral_price_source": prices.source.get(token_key(chain, reading.collateral_token)),
+        "oracle": reading.oracle,
+        "oracle_price_raw": None if reading.oracle_price is None else str(reading.oracle_price),
+        "oracle_price": None if oracle_price is None else exact(oracle_price),
+        "irm": reading.irm,
+        "lltv_raw": str(reading.lltv),
+        "lltv": exact(Decimal(reading.lltv) / Decimal(WAD)),
+        "fee": str(state.fee),
+        "last_update": reading.stored.last_update,
+        "accrued_to": state.last_update,
+        **amounts("total_supplied", state.total_supply_assets, loan_decimals, loan_price),
+        **amounts("total_borrowed", state.total_borrow_assets, loan_decimals, loan_price),
+        **amounts("collateral_posted", collateral_posted, collateral_decimals, collateral_price,
+                  usd_name="collateral_value_usd"),
+        "utilization": exact(ratio(state.total_borrow_assets, state.total_supply_assets)),
+        "bad_debt_usd": None if bad_debt is None else exact(bad_debt),
+        "suppliers": suppliers,
+        "borrowers": borrowers,
+        "evidence": [e.as_dict() for e in reading.evidence],
+    }
