@@ -447,3 +447,39 @@ def test_random_layouts_exit_liquidity_and_swaps_equal_the_pool(env: V3, seed: i
         _compare_swaps(env, pool, rng, ticks, 3)
     finally:
         assert rpc(url, "evm_revert", [snap])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_exit_depths_are_maximal_on_random_states(seed: int) -> None:
+    """Pure maths, no node: each depth's amount, swapped without a limit by the simulator, ends within the drop,
+    and one unit more ends beyond it (the search resumes from checkpoints; this walks from the start)."""
+    rng = random.Random(seed)
+    spacing = rng.choice([1, 10, 60, 200])
+    tick = rng.randint(-50000, 50000)
+    state = v3.PoolState(v3.get_sqrt_ratio_at_tick(tick) + rng.randint(0, 10**9), tick, 0,
+                         rng.choice([100, 500, 3000, 10000]), spacing)
+    base = tick // spacing * spacing
+    for _ in range(rng.randint(0, 6)):
+        lower = base + rng.randint(-40, 39) * spacing
+        upper = lower + rng.randint(1, 40) * spacing
+        liquidity = rng.randint(1, 10**20)
+        state.liquidity_net[lower] = state.liquidity_net.get(lower, 0) + liquidity
+        state.liquidity_net[upper] = state.liquidity_net.get(upper, 0) - liquidity
+        state.liquidity += liquidity if lower <= tick < upper else 0
+    state.liquidity_net = {t: n for t, n in state.liquidity_net.items() if n}
+    word = (base // spacing) >> 8
+    state.bitmap = dict.fromkeys(range(word - 40, word + 40), 0)
+    for t in state.liquidity_net:
+        state.bitmap[(t // spacing) >> 8] |= 1 << ((t // spacing) % 256)
+    base_is_token0 = rng.random() < 0.5
+    for depth in v3.exit_depths(state, base_is_token0, 18, 6, [Decimal("0.001"), Decimal("0.03"), Decimal("0.3")]):
+        limit = depth.limit_sqrt_price_x96
+        if depth.base_in_raw:
+            swap = v3.simulate_swap(state, base_is_token0, depth.base_in_raw)
+            paid_and_got = (swap.amount0, -swap.amount1) if base_is_token0 else (swap.amount1, -swap.amount0)
+            assert paid_and_got == (depth.base_in_raw, depth.quote_out_raw)
+            assert swap.sqrt_price_x96 == depth.end_sqrt_price_x96
+            assert swap.sqrt_price_x96 >= limit if base_is_token0 else swap.sqrt_price_x96 <= limit
+        over = v3.simulate_swap(state, base_is_token0, depth.base_in_raw + 1, stop_beyond=limit)
+        assert over.stopped_early

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import decimal
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read, ReadResult
@@ -33,6 +35,7 @@ __all__ = [
     "MIN_SQRT_RATIO",
     "MIN_TICK",
     "Q96",
+    "Checkpoint",
     "ExitDepth",
     "OutOfRange",
     "PoolState",
@@ -67,6 +70,7 @@ MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342  # getSqrtRat
 Q96 = 1 << 96
 _UINT256 = 1 << 256
 _UINT160 = 1 << 160
+_INT256_MAX = (1 << 255) - 1
 _FEE_DENOMINATOR = 1_000_000  # fees are in hundredths of a bip (pips)
 
 DEFAULT_DROPS: tuple[Decimal, ...] = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))
@@ -366,6 +370,19 @@ class SwapResult:
     stopped_early: bool = False  # the walk was cut at `stop_beyond` (see simulate_swap); amounts are partial
 
 
+class Checkpoint(NamedTuple):
+    """The swap loop's state at the start of a step: specified amount used so far, the other side's amount so far
+    (negative: paid out, for an exact input), price, tick and in-range liquidity. A swap of the same direction and
+    kind whose amount exceeds `used` passes through the same checkpoint (every earlier step reached its target),
+    so it can resume from there."""
+
+    used: int
+    calculated: int
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+
+
 def simulate_swap(
     state: PoolState,
     zero_for_one: bool,
@@ -373,6 +390,7 @@ def simulate_swap(
     sqrt_price_limit_x96: int | None = None,
     *,
     stop_beyond: int | None = None,
+    checkpoints: list[Checkpoint] | None = None,
 ) -> SwapResult:
     """UniswapV3Pool.swap's loop on `state` (unchanged): amounts and the final price, exactly as the pool computes.
 
@@ -380,7 +398,8 @@ def simulate_swap(
     furthest the pool allows (MIN_SQRT_RATIO + 1 or MAX_SQRT_RATIO - 1). `stop_beyond`, a sqrt price: stop as
     soon as a step ends beyond it (below it for zero_for_one), marking the result stopped_early; the walk then
     never needs bitmap words past that price. Raises ValueError where the pool reverts ('AS', 'SPL') and
-    OutOfRange when it needs a bitmap word that is not in `state`.
+    OutOfRange when it needs a bitmap word that is not in `state`. `checkpoints`, a list: the loop's state at the
+    start of every step is appended to it (see Checkpoint).
     """
     if amount_specified == 0:
         raise ValueError("AS: a swap of zero")
@@ -396,6 +415,8 @@ def simulate_swap(
     tick, liquidity = state.tick, state.liquidity
     stopped = False
     while remaining != 0 and price != limit:
+        if checkpoints is not None:
+            checkpoints.append(Checkpoint(amount_specified - remaining, calculated, price, tick, liquidity))
         start = price
         tick_next, initialized = next_initialized_tick_within_one_word(
             state.bitmap, tick, state.tick_spacing, zero_for_one
@@ -487,29 +508,34 @@ class ExitDepth:
     quote_out: Decimal
 
 
-def _sell(state: PoolState, base_is_token0: bool, amount: int, limit: int | None = None,
-          stop_beyond: int | None = None) -> SwapResult:
-    return simulate_swap(state, base_is_token0, amount, limit, stop_beyond=stop_beyond)
-
-
 def _max_sale(state: PoolState, base_is_token0: bool, limit: int) -> tuple[int, SwapResult | None]:
     """The largest exact input of base whose swap (no price limit) ends at or before the limit sqrt price, and that
-    swap (None for an amount of zero)."""
+    swap (None for an amount of zero). A search over amounts; each candidate resumes from the last checkpoint of
+    the swap to the limit that it passes, so it costs a step or two, not a walk over every tick."""
     if limit == state.sqrt_price_x96:
         return 0, None
+    # The amount that drives the price exactly to the limit bounds the answer up to rounding: the unlimited swap of
+    # it ends at or past the limit (every step rounds the price towards the limit).
+    marks: list[Checkpoint] = []
+    to_limit = simulate_swap(state, base_is_token0, _INT256_MAX, limit, checkpoints=marks)
+    used = [mark.used for mark in marks]
 
     def within(amount: int) -> SwapResult | None:
-        result = _sell(state, base_is_token0, amount, stop_beyond=limit)
-        return None if result.stopped_early else result
+        mark = marks[max(0, bisect_left(used, amount) - 1)]  # the last checkpoint with less used than `amount`
+        resumed = simulate_swap(
+            replace(state, sqrt_price_x96=mark.sqrt_price_x96, tick=mark.tick, liquidity=mark.liquidity),
+            base_is_token0, amount - mark.used, stop_beyond=limit,
+        )
+        if resumed.stopped_early:
+            return None
+        if base_is_token0:
+            return replace(resumed, amount0=resumed.amount0 + mark.used, amount1=resumed.amount1 + mark.calculated)
+        return replace(resumed, amount0=resumed.amount0 + mark.calculated, amount1=resumed.amount1 + mark.used)
 
-    # The amount that drives the price exactly to the limit is an upper bound up to rounding: the unlimited swap
-    # of it ends at or past the limit (every step rounds the price towards the limit).
-    to_limit = _sell(state, base_is_token0, (1 << 255) - 1, limit)
     reach = to_limit.amount0 if base_is_token0 else to_limit.amount1
     low, high = 0, reach + 1
     while within(high) is not None:
-        step = 2 * (high - reach)
-        low, high = high, reach + step
+        low, high = high, reach + 2 * (high - reach)
     best: SwapResult | None = None if low == 0 else within(low)
     while high - low > 1:
         middle = (low + high) // 2
