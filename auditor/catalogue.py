@@ -2,7 +2,7 @@
 
 `auditor validate` checks a registry's `venues:` and pool `kind:` names without pulling in the chain layer
 (eth-abi, requests) that the venue modules import. The venue modules register with decorators whose first
-argument is a string literal (`@adapter("morpho_blue")`, `@price_source("uniswap_v3")`); this module reads
+argument is a string literal (`@adapter("morpho_blue")`, `@price_source("some_pool_kind")`); this module reads
 those literals from the package's sources. tests/test_adapters.py checks it equals the live registry.
 """
 
@@ -13,13 +13,14 @@ import functools
 from pathlib import Path
 
 VENUES_DIR = Path(__file__).resolve().parent / "adapters"
-CAPABILITIES = {"adapter": "collect", "rate": "rate", "price_source": "quote", "exposure_source": "exposure"}
+CAPABILITIES = {"adapter": "collect", "rate": "rate", "price_source": "quote", "exposure_source": "exposure",
+                "flow_source": "flows"}
 TOKEN_STANDARDS = ("erc20",)  # position adapters that run on every chain: not a registry venue
 
 
 @functools.cache
 def registered() -> dict[str, frozenset[str]]:
-    """Capability ("collect", "rate", "quote", "exposure") -> the venue names registering it."""
+    """Capability ("collect", "rate", "quote", "exposure", "flows") -> the venue names registering it."""
     found: dict[str, set[str]] = {capability: set() for capability in CAPABILITIES.values()}
     for path in sorted(VENUES_DIR.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))

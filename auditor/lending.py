@@ -167,3 +167,35 @@ def printable(value: Any) -> str:
 def collaterals_among(found: Mapping[str, Collateral], tokens: Sequence[str]) -> list[str]:
     """The tokens (in order) that are the audited token or hold it."""
     return [t for t in tokens if t.lower() in found]
+
+
+# ------------------------------------------------------------------ flows: the lending events the tracer reads
+
+
+@dataclass(frozen=True)
+class LendingFlow:
+    """One lending event touching an issuer account, decoded by its venue: `token` moved from `src` to `dst`
+    (the venue contract is one side), for the position of `account` in `market`. `kind` is one of
+    auditor.flows.LENDING_KINDS."""
+
+    block: int
+    log_index: int
+    tx_hash: str
+    kind: str
+    market: str  # market key
+    token: str  # the token that moved: the loan token, or the collateral for collateral events
+    amount: int  # raw units
+    src: str
+    dst: str
+    account: str
+
+
+@dataclass
+class VenueFlows:
+    """A venue's answer to the tracer for one block window."""
+
+    flows: list[LendingFlow] = field(default_factory=list)
+    markets: dict[str, tuple[str, str]] = field(default_factory=dict)  # market key -> (loan token, collateral)
+    logs: int = 0  # lending logs read
+    undecodable: int = 0
+    notes: list[str] = field(default_factory=list)

@@ -7,36 +7,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters.morpho_blue import (
-    BORROW_EVENT,
-    LIQUIDATE_EVENT,
-    REPAY_EVENT,
-    SUPPLY_COLLATERAL_EVENT,
-    SUPPLY_EVENT,
-    WITHDRAW_COLLATERAL_EVENT,
-    WITHDRAW_EVENT,
-    market_key,
-)
+from auditor.adapters import Scope, load_venues
 from auditor.chain.abi import EventDecoder, address_topic, checksum_address
+from auditor.chain.plan import run_plan
 from auditor.chain.reader import ChainClient, Read
 from auditor.chain.rpc import ChainError, ConfigError
 from auditor.flows import (
     ACCOUNT,
-    BORROW,
     BRIDGE_LOCK,
     BRIDGE_MINT,
     BURN,
     ESCROW,
     ISSUER_CONTRACT,
-    LIQUIDATE,
     MINT,
-    REPAY,
-    SUPPLY,
-    SUPPLY_COLLATERAL,
     TRANSFER,
     VENUE,
-    WITHDRAW,
-    WITHDRAW_COLLATERAL,
     ZERO_ADDRESS,
     FlowEvent,
     Labelling,
@@ -46,26 +31,13 @@ from auditor.flows import (
     analyze,
 )
 from auditor.ledger import chains_needed, issuers_in_audit
+from auditor.lending import VenueFlows
 from auditor.model import token_key
 from auditor.numbers import multiple, percent, tokens
 from auditor.spec import Registry, Spec
 from auditor.text import inert
 
 TRANSFER_EVENT = EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)")
-MORPHO_VENUE = "morpho_blue"
-# Morpho Blue topic0 -> (flow kind, decoder, field with the amount moved, field naming the position's owner)
-MORPHO_KINDS: dict[str, tuple[str, EventDecoder, str, str]] = {
-    SUPPLY_EVENT.topic: (SUPPLY, SUPPLY_EVENT, "assets", "onBehalf"),
-    WITHDRAW_EVENT.topic: (WITHDRAW, WITHDRAW_EVENT, "assets", "onBehalf"),
-    BORROW_EVENT.topic: (BORROW, BORROW_EVENT, "assets", "onBehalf"),
-    REPAY_EVENT.topic: (REPAY, REPAY_EVENT, "assets", "onBehalf"),
-    SUPPLY_COLLATERAL_EVENT.topic: (SUPPLY_COLLATERAL, SUPPLY_COLLATERAL_EVENT, "assets", "onBehalf"),
-    WITHDRAW_COLLATERAL_EVENT.topic: (WITHDRAW_COLLATERAL, WITHDRAW_COLLATERAL_EVENT, "assets", "onBehalf"),
-    LIQUIDATE_EVENT.topic: (LIQUIDATE, LIQUIDATE_EVENT, "seizedAssets", "borrower"),
-}
-# Kinds whose tokens leave the venue (to the receiver / liquidator); the others flow from the caller into it.
-FROM_VENUE = frozenset({WITHDRAW, BORROW, WITHDRAW_COLLATERAL, LIQUIDATE})
-COLLATERAL_KINDS = frozenset({SUPPLY_COLLATERAL, WITHDRAW_COLLATERAL, LIQUIDATE})
 ZERO_TOPIC = address_topic(ZERO_ADDRESS)
 
 TraceProgress = Callable[[str, int, int], None]  # (what is being scanned, blocks done, blocks in the window)
@@ -79,23 +51,6 @@ class Collection:
     labelling: Labelling = field(default_factory=Labelling)
     scanned: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Raw:
-    """A decoded Morpho log, waiting for its market's tokens."""
-
-    chain: str
-    block: int
-    log_index: int
-    tx_hash: str
-    kind: str
-    venue: str
-    market_id: bytes
-    amount: int
-    caller: str
-    receiver: str
-    account: str
 
 
 # ------------------------------------------------------------------ input checks
@@ -264,30 +219,22 @@ def _collect_chain(chain: str, client: ChainClient, window: tuple[int, int], spe
             out.events.append(_transfer_event(chain, log.address, fields, log.block_number, log.log_index,
                                               log.tx_hash, lab, escrows))
     accounts = sorted(address_topic(k.split(":", 1)[1]) for k, v in lab.addresses.items() if v.role == ACCOUNT)
-    raws: list[_Raw] = []
+    modules = load_venues()
+    answers: list[tuple[str, str, VenueFlows]] = []
     for name, per_chain in sorted(registry.venues.items()):
         venue = per_chain.get(chain)
         if venue is None:
             continue
-        if name != MORPHO_VENUE:
-            out.notes.append(f"{chain}: {name} events are not traced (only Morpho Blue's are, so far)")
+        source = modules[name].flows if name in modules else None
+        if source is None:
+            out.notes.append(f"{chain}: {name} events are not traced (its venue module reads no lending events yet)")
             continue
-        start = max(window[0], venue.from_block)
-        if start > window[1] or not accounts:
-            continue
-        for log in _scan_both_sides(client, [venue.address], list(MORPHO_KINDS), accounts, (2, 3), (start, window[1]),
-                                    "Morpho Blue events", progress):
-            counts["lending_logs"] += 1
-            kind, decoder, amount_field, owner_field = MORPHO_KINDS[log.topics[0]]
-            try:
-                fields = decoder.decode(log.topics, log.data)
-            except ValueError:
-                counts["undecodable_logs"] += 1
-                continue
-            raws.append(_Raw(chain, log.block_number, log.log_index, log.tx_hash, kind, venue.address, fields["id"],
-                             fields[amount_field], fields["caller"], fields.get("receiver", fields["caller"]),
-                             fields[owner_field]))
-    out.events.extend(_lending_events(client, raws, lab, out.notes))
+        found = run_plan(client, source(Scope(chain, client, registry, [], {}, venue=venue), accounts, window))
+        counts["lending_logs"] += found.logs
+        counts["undecodable_logs"] += found.undecodable
+        out.notes += found.notes
+        answers.append((name, venue.address, found))
+    out.events.extend(_lending_events(client, answers, lab, out.notes))
     _merge(out.labelling, lab)
     out.scanned[chain] = counts
 
@@ -311,44 +258,29 @@ def _transfer_event(chain: str, token: str, fields: dict[str, Any], block: int, 
                      symbol=info.symbol if info is not None else "")
 
 
-def _lending_events(client: ChainClient, raws: Sequence[_Raw], lab: Labelling, notes: list[str]) -> list[FlowEvent]:
-    """Give each Morpho event its market's tokens (idToMarketParams at the pin) and their decimals."""
-    if not raws:
-        return []
+def _lending_events(client: ChainClient, answers: Sequence[tuple[str, str, VenueFlows]], lab: Labelling,
+                    notes: list[str]) -> list[FlowEvent]:
+    """Every venue's lending flows as flow events, with their markets labelled and their tokens' decimals."""
     chain = client.chain
-    ids = sorted({(r.venue, r.market_id) for r in raws})
-    results = client.read([Read(venue, "idToMarketParams(bytes32)", (market_id,),
-                                returns=("address", "address", "address", "address", "uint256"))
-                           for venue, market_id in ids])
-    params: dict[tuple[str, bytes], tuple[str, str]] = {}
-    for (venue, market_id), result in zip(ids, results, strict=True):
-        if not result.ok:
-            notes.append(f"{chain}: Morpho market 0x{market_id.hex()} unreadable ({result.error}); its events "
-                         "are left out")
-            continue
-        loan, collateral = result.value[0], result.value[1]
-        params[(venue, market_id)] = (loan, collateral)
-        lab.markets[market_key(chain, market_id)] = MarketLabel(MORPHO_VENUE, token_key(chain, loan),
-                                                               token_key(chain, collateral))
-    unknown = [t for pair in params.values() for t in pair if token_key(chain, t) not in lab.tokens]
+    for name, _address, found in answers:
+        for market, (loan, collateral) in found.markets.items():
+            lab.markets[market] = MarketLabel(name, token_key(chain, loan), token_key(chain, collateral))
+    unknown = [t for _n, _a, found in answers for pair in found.markets.values() for t in pair
+               if token_key(chain, t) not in lab.tokens]
     for key, (decimals, symbol) in _token_facts(client, unknown).items():
         if decimals is None:  # a guess would scale every amount by powers of ten: leave its events out, say so
             notes.append(f"{chain}: decimals() of {key.split(':', 1)[1]} unreadable; its lending events are left out")
             continue
         lab.tokens[key] = TokenLabel(symbol or key.split(":", 1)[1][:10], decimals)
     events = []
-    for raw in raws:
-        pair = params.get((raw.venue, raw.market_id))
-        if pair is None:
-            continue
-        token = pair[1] if raw.kind in COLLATERAL_KINDS else pair[0]
-        info = lab.tokens.get(token_key(chain, token))
-        if info is None:
-            continue
-        src, dst = (raw.venue, raw.receiver) if raw.kind in FROM_VENUE else (raw.caller, raw.venue)
-        events.append(FlowEvent(chain, raw.block, raw.log_index, raw.tx_hash, raw.kind, token,
-                                token_key(chain, token), raw.amount, info.decimals, src, dst,
-                                market_key(chain, raw.market_id), raw.account, info.symbol))
+    for _name, _address, found in answers:
+        for flow in found.flows:
+            info = lab.tokens.get(token_key(chain, flow.token))
+            if info is None:
+                continue
+            events.append(FlowEvent(chain, flow.block, flow.log_index, flow.tx_hash, flow.kind, flow.token,
+                                    token_key(chain, flow.token), flow.amount, info.decimals, flow.src, flow.dst,
+                                    flow.market, flow.account, info.symbol))
     return events
 
 

@@ -6,7 +6,9 @@ scans it needs and never talks to a node itself:
 - `@rate(name)`: what one of its positions earns or costs a year (yields);
 - `@price_source(name)`: `quote(pool) -> Plan[Quote]`, the price of a registry pool of that kind (market prices
   and the oracle checks' samples, at the pin or, through `at_block`, before it);
-- `@exposure_source(name)`: who lends against a token there (the exposure map).
+- `@exposure_source(name)`: who lends against a token there (the exposure map, auditor/lending.py);
+- `@flow_source(name)`: `flows(scope, accounts, window) -> Plan[VenueFlows]`, the lending events of issuer
+  accounts in a block window (the tracer).
 The registry's `venues:` and `pools: kind:` names are exactly the registered names. Adding a venue is adding
 one module to this package (found by `load_all`), its lab deployment and its tests; nothing else changes.
 """
@@ -22,7 +24,7 @@ from auditor import catalogue
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ConfigError
-from auditor.lending import Ask, Lending
+from auditor.lending import Ask, Lending, VenueFlows
 from auditor.model import Evidence, Gap, Market, Position, token_key
 from auditor.spec import Pool, Registry, Venue
 
@@ -155,6 +157,7 @@ RateFn = Callable[[Position, Mapping[str, Market], Mapping[str, Decimal]], Rate]
 CollectFn = Callable[[Scope], Plan[Collected]]
 QuoteFn = Callable[[Pool], Plan[Quote]]
 ExposureFn = Callable[[Scope, Ask], Plan[Lending]]
+FlowFn = Callable[[Scope, Sequence[str], tuple[int, int]], Plan[VenueFlows]]
 
 
 @dataclass
@@ -166,6 +169,7 @@ class VenueModule:
     rate: RateFn | None = None
     quote: QuoteFn | None = None
     exposure: ExposureFn | None = None
+    flows: FlowFn | None = None
 
 
 VENUES: dict[str, VenueModule] = {}
@@ -197,6 +201,10 @@ def price_source(name: str) -> Callable[[QuoteFn], QuoteFn]:
 
 def exposure_source(name: str) -> Callable[[ExposureFn], ExposureFn]:
     return _register(name, "exposure")
+
+
+def flow_source(name: str) -> Callable[[FlowFn], FlowFn]:
+    return _register(name, "flows")
 
 
 def load_venues() -> dict[str, VenueModule]:

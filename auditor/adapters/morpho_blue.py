@@ -13,13 +13,25 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, rate, token_metadata
+from auditor import flows
+from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, flow_source, rate, token_metadata
 from auditor.addresses import to_checksum
 from auditor.chain.abi import EventDecoder, address_topic
 from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
-from auditor.lending import Ask, Collateral, Lending, Valuing, amounts, pro_rata, ratio, shortfall
+from auditor.lending import (
+    Ask,
+    Collateral,
+    Lending,
+    LendingFlow,
+    Valuing,
+    VenueFlows,
+    amounts,
+    pro_rata,
+    ratio,
+    shortfall,
+)
 from auditor.model import COLLATERAL, DEBT, SUPPLY, Borrower, Evidence, Market, Position, token_key
 from auditor.numbers import exact
 from auditor.rates import market_borrow_apy, market_supply_apy, utilization
@@ -544,3 +556,68 @@ def _market_dict(scope: Scope, created: CreatedMarket, reading: MarketReading, c
         "borrowers": borrowers,
         "evidence": [e.as_dict() for e in reading.evidence],
     }
+
+
+# ------------------------------------------------------------------ flows: the lending events the tracer reads
+
+# topic0 -> (flow kind, decoder, field with the amount moved, field naming the position's owner)
+FLOW_KINDS: dict[str, tuple[str, EventDecoder, str, str]] = {
+    SUPPLY_EVENT.topic: (flows.SUPPLY, SUPPLY_EVENT, "assets", "onBehalf"),
+    WITHDRAW_EVENT.topic: (flows.WITHDRAW, WITHDRAW_EVENT, "assets", "onBehalf"),
+    BORROW_EVENT.topic: (flows.BORROW, BORROW_EVENT, "assets", "onBehalf"),
+    REPAY_EVENT.topic: (flows.REPAY, REPAY_EVENT, "assets", "onBehalf"),
+    SUPPLY_COLLATERAL_EVENT.topic: (flows.SUPPLY_COLLATERAL, SUPPLY_COLLATERAL_EVENT, "assets", "onBehalf"),
+    WITHDRAW_COLLATERAL_EVENT.topic: (flows.WITHDRAW_COLLATERAL, WITHDRAW_COLLATERAL_EVENT, "assets", "onBehalf"),
+    LIQUIDATE_EVENT.topic: (flows.LIQUIDATE, LIQUIDATE_EVENT, "seizedAssets", "borrower"),
+}
+# Kinds whose tokens leave the venue (to the receiver / liquidator); the others flow from the caller into it.
+FROM_VENUE = frozenset({flows.WITHDRAW, flows.BORROW, flows.WITHDRAW_COLLATERAL, flows.LIQUIDATE})
+COLLATERAL_KINDS = frozenset({flows.SUPPLY_COLLATERAL, flows.WITHDRAW_COLLATERAL, flows.LIQUIDATE})
+
+
+@flow_source("morpho_blue")
+def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) -> Plan[VenueFlows]:
+    """Every Morpho event whose caller or position owner is one of `accounts` (address topics) in the window:
+    both sides in one round, then each market's tokens (idToMarketParams at the pin)."""
+    venue = scope.venue
+    assert venue is not None
+    out = VenueFlows()
+    start = max(window[0], venue.from_block)
+    if start > window[1] or not accounts:
+        return out
+    kinds, watched = sorted(FLOW_KINDS), list(accounts)
+    by_caller, by_owner = yield from gather(logs([venue.address], [kinds, None, watched], start, window[1]),
+                                            logs([venue.address], [kinds, None, None, watched], start, window[1]))
+    first_side = {a.lower() for a in watched}
+    found = by_caller + [log for log in by_owner if not (len(log.topics) > 2 and log.topics[2].lower() in first_side)]
+    decoded = []
+    for log in sorted(found, key=lambda item: (item.block_number, item.log_index)):
+        out.logs += 1
+        kind, decoder, amount_field, owner_field = FLOW_KINDS[log.topics[0]]
+        try:
+            fields = decoder.decode(log.topics, log.data)
+        except ValueError:
+            out.undecodable += 1
+            continue
+        decoded.append((log, kind, fields, fields[amount_field], fields[owner_field]))
+    ids = sorted({fields["id"] for _log, _kind, fields, _amount, _owner in decoded})
+    results = yield from plan_reads([Read(venue.address, "idToMarketParams(bytes32)", (i,), returns=(
+        "address", "address", "address", "address", "uint256")) for i in ids])
+    tokens: dict[bytes, tuple[str, str]] = {}
+    for market_id, result in zip(ids, results, strict=True):
+        if not result.ok:
+            out.notes.append(f"{scope.chain}: Morpho market 0x{market_id.hex()} unreadable ({result.error}); its "
+                             "events are left out")
+            continue
+        tokens[market_id] = (result.value[0], result.value[1])
+        out.markets[market_key(scope.chain, market_id)] = tokens[market_id]
+    for log, kind, fields, amount, owner in decoded:
+        pair = tokens.get(fields["id"])
+        if pair is None:
+            continue
+        caller, receiver = fields["caller"], fields.get("receiver", fields["caller"])
+        src, dst = (venue.address, receiver) if kind in FROM_VENUE else (caller, venue.address)
+        out.flows.append(LendingFlow(log.block_number, log.log_index, log.tx_hash, kind,
+                                     market_key(scope.chain, fields["id"]),
+                                     pair[1] if kind in COLLATERAL_KINDS else pair[0], amount, src, dst, owner))
+    return out

@@ -22,6 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
+from auditor.adapters import Quote, price_source
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.numbers import context
@@ -57,6 +58,7 @@ __all__ = [
     "read_state",
     "sell_limit",
     "simulate_swap",
+    "spot",
     "twap",
 ]
 
@@ -639,20 +641,30 @@ def _head(pool: Pool, results: Sequence[ReadResult]) -> tuple[_Head | None, str]
     return _Head(int(slot0[0]), int(slot0[1]), token0 == base, int(results[3].one), int(results[4].one)), ""
 
 
-def quote(pool: Pool) -> Plan[tuple[Decimal | None, str]]:
-    """Spot price of the pool's base token: whole quote tokens per whole base token from slot0's sqrtPriceX96,
-    exact to auditor.numbers' precision; None and why when there is none ("could not be read", "is empty" for an
-    uninitialized pool, "has no liquidity at its price" when nothing backs the price and anyone can move it).
-    One round of reads: slot0, token0, token1, liquidity and both tokens' decimals."""
+@price_source(KIND)
+def spot(pool: Pool) -> Plan[Quote]:
+    """The registry's `kind: uniswap_v3` pools as market prices (the audit's and the oracle checks' samples):
+    `quote`'s spot price with the reads it came from, and whether the node failed to answer."""
     results = yield from reads([*_pool_reads(pool), Read(pool.address, "liquidity()", returns=("uint128",))])
+    failed = Quote.of(results)
+    if failed is not None:
+        return failed
     head, reason = _head(pool, results)
     if head is None:
-        return None, reason
-    if not results[5].ok:
-        return None, "could not be read"
+        return Quote(None, reason, results=tuple(results))
     if results[5].one == 0:
-        return None, "has no liquidity at its price"
-    return price_of_sqrt(head.sqrt_price_x96, head.base_is_token0, head.base_decimals, head.quote_decimals), ""
+        return Quote(None, "has no liquidity at its price", results=tuple(results))
+    price = price_of_sqrt(head.sqrt_price_x96, head.base_is_token0, head.base_decimals, head.quote_decimals)
+    return Quote(price, results=tuple(results))
+
+
+def quote(pool: Pool) -> Plan[tuple[Decimal | None, str]]:
+    """Spot price of the pool's base token: whole quote tokens per whole base token from slot0's sqrtPriceX96,
+    exact to auditor.numbers' precision; None and why when there is none ("could not be read: ...", "is empty"
+    for an uninitialized pool, "has no liquidity at its price" when nothing backs the price and anyone can move
+    it). One round of reads: slot0, token0, token1, liquidity and both tokens' decimals."""
+    found = yield from spot(pool)
+    return found.price, found.why
 
 
 def twap(pool: Pool, seconds: int) -> Plan[tuple[Decimal | None, str]]:
