@@ -171,18 +171,19 @@ def sample_window(request: AuditRequest, clients: Mapping[str, Any], universe: A
     skipped: list[Skipped] = []
     sampled: dict[str, Any] = {}
     failure = ""
+    short: set[str] = set()  # chains whose node answered nothing at some sampled block
     for key, (value, error) in found.items():
         if key[0] != "oracles":
             continue
         unavailable = [] if error else value[0].unavailable + value[1].unavailable
+        if unavailable:
+            short.add(key[1])
         if error or unavailable:
             failure = failure or (f"oracle sampling failed: {error}" if error else
                                   f"{len(unavailable)} sampled reads failed, first: {unavailable[0]}")
         else:
             sampled[key[1]] = value
     watches = [] if failure else list(watch_markets(universe, sampled))
-    if failure:
-        skipped.append(Skipped("oracle-frozen", failure))
     apys: dict[str, Decimal] = {}
     why = ""
     for key, (value, error) in found.items():
@@ -193,15 +194,60 @@ def sample_window(request: AuditRequest, clients: Mapping[str, Any], universe: A
             why = f"vault share-price sampling failed: {error}"
             continue
         first, last = value
+        if first.unavailable or last.unavailable:
+            short.add(chain)
         apy = share_price_apy(first, last)
         if apy is None:
             why = f"no share-price growth for vault {vault} on {chain}: {first.error or last.error}"
             continue
         apys[token_key(chain, vault)] = apy
+    # Old state the node did not have: say how far back it keeps state, so the reader knows what to change.
+    state_from = state_horizon({chain: clients[chain] for chain in short}) if short else {}
+    if failure:
+        skipped.append(Skipped("oracle-frozen", failure + horizon_text(state_from, clients), state_from))
     if why:
-        skipped.append(Skipped("unexplained-yield", why))
+        skipped.append(Skipped("unexplained-yield", why + horizon_text(state_from, clients), state_from))
         apys = {}
     return watches, apys, skipped
+
+
+STATE_PROBES = 17  # blocks pin - 2**k, k < 17: reaches 65,536 blocks back, past the oracle window
+
+
+def state_horizon(clients: Mapping[str, Any]) -> dict[str, int | None]:
+    """Per chain, the oldest block at pin - 2**k (k = 0..16) from which the node still answers, when every newer
+    probe answers too; None when even the block before the pin has no state. One request per chain."""
+    from auditor.chain.plan import at_block, gather, optional, reads, run_plans
+    from auditor.chain.reader import Read
+
+    plans = {}
+    probes: dict[str, list[int]] = {}
+    for name, client in clients.items():
+        pin = client.pinned.number
+        probes[name] = sorted({max(0, pin - 2**k) for k in range(STATE_PROBES)}, reverse=True)
+        plans[name] = (client, optional(gather(*(
+            at_block(block, reads([Read(client.multicall, "getBlockNumber()")])) for block in probes[name]))))
+    answers = run_plans(plans)
+    out: dict[str, int | None] = {}
+    for name, (found, error) in answers.items():
+        oldest: int | None = None
+        if error is None:
+            for block, (result,) in zip(probes[name], found, strict=True):
+                if result.unavailable:
+                    break
+                oldest = block
+        out[name] = oldest
+    return out
+
+
+def horizon_text(state_from: Mapping[str, int | None], clients: Mapping[str, Any]) -> str:
+    parts = []
+    for chain, oldest in sorted(state_from.items()):
+        pin = clients[chain].pinned.number
+        parts.append(f"{chain}: no state even one block before the pin" if oldest is None else
+                     f"{chain}: state from block {oldest} ({pin - oldest} blocks before the pin) on")
+    return ("; the node keeps too little old state (" + "; ".join(parts) + "): use an archive node for the "
+            f"{ORACLE_WINDOW_BLOCKS}-block window") if parts else ""
 
 
 def exposure_plans(spec: Spec, registry: Registry, clients: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:

@@ -69,9 +69,14 @@ class Skipped:
 
     check: str
     reason: str
+    # When old state was missing: per chain, the oldest probed block the node still had state for (None: none).
+    state_from: dict[str, int | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "reason": self.reason}
+        out: dict[str, Any] = {"check": self.check, "reason": self.reason}
+        if self.state_from:
+            out["state_from"] = dict(sorted(self.state_from.items()))
+        return out
 
 
 @dataclass

@@ -23,7 +23,8 @@ class ItemFault:
     kind "error" answers with `error`; "result" replaces the node's result by `result` (a value, or a
     function of the real result); "block" asks the node at block tag `block` instead of the one requested.
     It hits items of `method` (any if None) whose params contain `contains` (case-insensitive), `count`
-    times (None: every time, a persistent fault).
+    times (None: every time, a persistent fault). `before_block`: only calls at a block number below it, as a
+    node that keeps state for the latest blocks only (the default of most non-archive providers).
     """
 
     kind: str
@@ -33,6 +34,7 @@ class ItemFault:
     error: dict[str, Any] = field(default_factory=lambda: dict(HEADER_NOT_FOUND))
     result: Any = None
     block: str = "latest"
+    before_block: int | None = None
     hits: int = 0
 
     def take(self, request: dict[str, Any]) -> bool:
@@ -40,6 +42,11 @@ class ItemFault:
             return False
         if self.contains is not None and self.contains.lower() not in json.dumps(request.get("params")).lower():
             return False
+        if self.before_block is not None:
+            params = request.get("params") or []
+            tag = params[1] if len(params) > 1 else None
+            if not (isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) < self.before_block):
+                return False
         if self.count is not None and self.hits >= self.count:
             return False
         self.hits += 1

@@ -88,10 +88,12 @@ def test_the_gate_never_passes_on_a_fault(world: dict[str, Any], tmp_path: Path,
 def test_pruned_old_state_leaves_the_figures_and_the_gate_says_not_evaluated(world: dict[str, Any],  # noqa: F811
                                                                               tmp_path: Path) -> None:
     """Oracle sampling reads state up to 50,400 blocks before the pin, which most nodes have pruned: the audit's
-    figures stand, the frozen-oracle check is listed as not evaluated, and a gate that needs it cannot pass."""
+    figures stand, the frozen-oracle check is listed as not evaluated with how far back the node keeps state, and
+    a gate that needs it cannot pass."""
     code, _ = audit(world, world["url"], tmp_path / "clean.json")
     assert code == 0
-    pruned = ItemFault("error", contains='"0x0"', error={"code": -32000, "message": "missing trie node"})
+    keeps = world["block"] - 3  # the node has state for the pin and the three blocks before it
+    pruned = ItemFault("error", before_block=keeps, error={"code": -32000, "message": "missing trie node"})
     with FaultProxy(world["url"], item_faults=[pruned]) as proxy:
         code, output = audit(world, proxy.url, tmp_path / "pruned.json")
         assert code == 0, output
@@ -101,6 +103,9 @@ def test_pruned_old_state_leaves_the_figures_and_the_gate_says_not_evaluated(wor
     clean, faulted = (json.loads((tmp_path / name).read_text()) for name in ("clean.json", "pruned.json"))
     assert faulted["complete"] is True and faulted["backing"] == clean["backing"]
     assert [s["check"] for s in faulted["not_evaluated"]] == ["oracle-frozen"]
+    # Probed at pin - 2**k: pin-1 and pin-2 have state, pin-4 has none.
+    assert faulted["not_evaluated"][0]["state_from"] == {"ethereum": world["block"] - 2}
+    assert f"state from block {world['block'] - 2} (2 blocks before the pin)" in faulted["not_evaluated"][0]["reason"]
     assert gate_code == 2 and "UNDECIDED  flag:oracle-frozen" in gate_output
     assert "PASS  min-backing-ratio" in gate_output
 

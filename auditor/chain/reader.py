@@ -182,6 +182,7 @@ class ChainClient:
         self.prove_block = prove_block and expected_chain_id not in PARENT_BLOCK_NUMBER_CHAINS
         if isinstance(wire, HttpTransport):
             wire.check = self._check_answer  # below the cache: only proven answers are ever stored
+            wire.final = self._pruned
         self.unread: list[Unread] = []
         self._unread_seen: set[tuple[int, str]] = set()
         self._cached: Layer = wire
@@ -358,6 +359,16 @@ class ChainClient:
         if (block is None or block == self.pinned.number) and self.pinned.number > 0:
             proof.append((self.multicall, True, encode_call("getBlockHash(uint256)", self.pinned.number - 1)))
         return proof
+
+    def _pruned(self, call: Call, answer: Response) -> bool:
+        """A read at a block before the pin that the node answers with "no state there": final, not retried.
+        (At the pin the same words may be a lagging backend behind a load balancer, and are retried.)"""
+        if self._pin is None or call.method != "eth_call" or len(call.params) < 2:
+            return False
+        tag = call.params[1]
+        if not (isinstance(tag, str) and tag.startswith("0x")) or int(tag, 16) >= self._pin.number:
+            return False
+        return bool(_NO_OLD_STATE.search(error_text(answer)))
 
     def _check_answer(self, call: Call, answer: Response) -> str | ChainError | None:
         """The transport's check of each answer: retried when unusable, refused when at the wrong block."""
@@ -680,6 +691,9 @@ def _decoded(read: Read, success: bool, raw: bytes) -> ReadResult:
         return ReadResult(read, False, error=f"undecodable return ({type(exc).__name__}: {len(raw)} bytes)")
 
 
+# How nodes and providers say they keep no state at a block (geth/erigon/reth, hosted RPCs' archive notices).
+_NO_OLD_STATE = re.compile(r"missing trie node|pruned|archive|historical state|state (?:is )?not available|"
+                           r"state histor", re.IGNORECASE)
 _SUGGESTED_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 _MAX_RANGE = re.compile(r"(?:range|limit(?:ed)?|maximum|max)\D{0,30}?(\d{2,})", re.IGNORECASE)
 _TOO_MUCH = re.compile(

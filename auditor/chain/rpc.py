@@ -291,6 +291,9 @@ class HttpTransport:
         # Set by the chain client once it knows its pin: checks answers against it (block proofs).
         # A str means "unusable, retry"; a ChainError is raised if the node keeps answering that way.
         self.check: Callable[[Call, Response], str | ChainError | None] | None = None
+        # Also set by the chain client: an error item that is final although it reads as transient (old state a
+        # node has pruned will not come back on a retry), so it is not retried.
+        self.final: Callable[[Call, Response], bool] | None = None
 
     def send(self, calls: Sequence[Call]) -> list[Response]:
         """Answer every call. A whole request that keeps failing raises ChainError; items the node keeps
@@ -322,7 +325,8 @@ class HttpTransport:
         for index in indexes:
             call, answer = calls[index], answers[index]
             if is_error(answer):
-                problem: str | ChainError | None = error_text(answer) if is_transient(answer) else None
+                retry = is_transient(answer) and not (self.final is not None and self.final(call, answer))
+                problem: str | ChainError | None = error_text(answer) if retry else None
             else:
                 problem = malformed(call, answer["result"])
                 if problem is None and self.check is not None:
