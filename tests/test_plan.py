@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from auditor.chain.abi import address_topic
 from auditor.chain.plan import Plan, at_block, gather, logs, optional, reads, run_plan, run_plans
 from auditor.chain.reader import Read
 from auditor.chain.rpc import ChainError, ConfigError
@@ -112,3 +113,27 @@ def test_a_past_block_the_node_cannot_read_is_the_samples_business(chain: Lab) -
     # Pruned state does not come back on a retry: asked once. At the pin the same words are retried (a lagging
     # backend behind a load balancer).
     assert client.stats.retries == 0 and pruned.hits == 1
+
+
+def test_scans_of_one_shape_share_one_filter_and_get_their_own_logs(chain: Lab) -> None:
+    """Two Transfer scans of the same token and blocks, one per recipient, go to the node as one filter (topics
+    OR-ed); each gets exactly the logs it asked for, as separate scans would."""
+    lab = chain
+    first, second, other = lab.accounts[3], lab.accounts[4], lab.accounts[5]
+    start = int(rpc(lab.url, "eth_blockNumber"), 16) + 1
+    for index, holder in enumerate((first, second, other, first)):
+        lab.usdc.transact("mint", holder, (index + 1) * 10**6)
+    recipients = [[TRANSFER, None, address_topic(first)], [TRANSFER, None, address_topic(second)]]
+
+    def both() -> Plan[list[Any]]:
+        found: list[Any] = yield from gather(*(logs([lab.usdc.address], topics, start) for topics in recipients))
+        return found
+
+    client = client_for(lab.url)
+    before = client.stats.calls["eth_getLogs"]
+    to_first, to_second = run_plan(client, both())
+    assert client.stats.calls["eth_getLogs"] - before == 1  # one filter, one window
+    separately = [run_plan(client_for(lab.url), logs([lab.usdc.address], topics, start)) for topics in recipients]
+    assert [to_first, to_second] == separately
+    assert [int.from_bytes(log.data, "big") for log in to_first] == [10**6, 4 * 10**6]
+    assert [int.from_bytes(log.data, "big") for log in to_second] == [2 * 10**6]

@@ -39,6 +39,7 @@ DEFAULT_BATCH_CHARS = 1_000_000  # request body budget; anvil refuses bodies ove
 DEFAULT_LOG_SPAN = 100_000  # widest eth_getLogs window; sparse ranges grow to it
 FIRST_LOG_SPAN = 128  # start small: a dense first window would hold the whole answer in memory
 TARGET_LOGS_PER_WINDOW = 10_000  # keeps each answer (and so peak memory) bounded, as providers do
+LOG_SPAN_GROWTH = 16  # how much wider than the last window the next may be
 RUNTIME_HEX = Path(__file__).with_name("multicall3_runtime.hex")  # our Multicall3 (auditor/lab/contracts)
 BLOCK_NUMBER_CALL = encode_call("getBlockNumber()")
 # Chains where the EVM's block.number and blockhash are the parent chain's (Arbitrum and its Orbit chains,
@@ -558,7 +559,16 @@ class ChainClient:
         """One round of planned work in as few requests as the node allows: the reads (at the pin, key None, and
         at earlier blocks) go in one batch that also carries every scan's first window; later windows of all
         scans go out together. A scan the node refuses ends with its error in its place; the others go on."""
-        scans = [_Scan(self, addresses, topics, start, end) for addresses, topics, start, end in filters]
+        # Scans of the same contracts over the same blocks that constrain the same topic positions go out as one
+        # filter (each position's topics OR-ed); every log is then handed to each scan it matches.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, (addresses, topics, start, end) in enumerate(filters):
+            shape = tuple(topic is None for topic in topics)
+            where = None if addresses is None else tuple(sorted({a.lower() for a in addresses}))
+            groups.setdefault((where, start, end, shape), []).append(index)
+        merged = [_merged_topics([filters[i][1] for i in members]) for members in groups.values()]
+        scans = [_Scan(self, filters[members[0]][0], topics, filters[members[0]][2], filters[members[0]][3])
+                 for members, topics in zip(groups.values(), merged, strict=True)]
         first = [scan.call() for scan in scans]
         self._riders, self._rider_answers = list(first), []
         try:
@@ -568,7 +578,13 @@ class ChainClient:
             answers = self._rider_answers
         finally:
             self._riders, self._rider_answers = [], []
-        return results, self._scan(scans, answers)
+        found = self._scan(scans, answers)
+        out: list[list[Log] | ChainError] = [[] for _ in filters]
+        for members, logs in zip(groups.values(), found, strict=True):
+            for index in members:
+                out[index] = logs if isinstance(logs, ChainError) or len(members) == 1 else [
+                    log for log in logs if _matches(filters[index][1], log)]
+        return results, out
 
     def _scan(self, scans: Sequence[_Scan], answers: Sequence[Response]) -> list[list[Log] | ChainError]:
         found: list[list[Log] | ChainError] = [[] for _ in scans]
@@ -629,11 +645,10 @@ class _Scan:
         items: list[dict[str, Any]] = answer["result"]
         window_blocks = self.end - self.start + 1
         self.start = self.end + 1
-        # Steer the window towards TARGET_LOGS_PER_WINDOW from the density just seen.
-        if len(items) > TARGET_LOGS_PER_WINDOW:
-            self.span = max(1, window_blocks * TARGET_LOGS_PER_WINDOW // len(items))
-        elif len(items) < TARGET_LOGS_PER_WINDOW // 2:
-            self.span = min(self.client.log_span, self.span * 2)
+        # Steer the next window to TARGET_LOGS_PER_WINDOW at the density just seen, from the first window on; at
+        # most LOG_SPAN_GROWTH times wider per step (an empty window says little about the blocks after it).
+        predicted = window_blocks * TARGET_LOGS_PER_WINDOW // max(1, len(items))
+        self.span = max(1, min(self.client.log_span, predicted, window_blocks * LOG_SPAN_GROWTH))
         return items
 
 
@@ -715,6 +730,28 @@ def _next_span(message: str, start: int, end: int) -> int | None:
     if _TOO_MUCH.search(message) and current > 1:
         return current // 2
     return None
+
+
+def _topic_set(topic: Any) -> set[str]:
+    return {topic.lower()} if isinstance(topic, str) else {t.lower() for t in topic}
+
+
+def _merged_topics(filters: Sequence[Sequence[Any]]) -> list[Any]:
+    """The topics of filters of one shape, OR-ed position by position (None stays a wildcard)."""
+    if len(filters) == 1:
+        return list(filters[0])
+    return [None if topics[0] is None else sorted(set().union(*(_topic_set(t) for t in topics)))
+            for topics in zip(*filters, strict=True)]
+
+
+def _matches(topics: Sequence[Any], log: Log) -> bool:
+    """Whether a log matches a filter's topics, as the node would decide it (addresses are shared by the group)."""
+    for position, wanted in enumerate(topics):
+        if wanted is None:
+            continue
+        if position >= len(log.topics) or log.topics[position].lower() not in _topic_set(wanted):
+            return False
+    return True
 
 
 def _log(item: Mapping[str, Any]) -> Log:
