@@ -388,9 +388,10 @@ def summary_lines(result: AuditResult) -> list[str]:
                      "audit's result:")
         lines += [f"    - {inert(gap.line())}" for gap in result.gaps]
     for name, pin in document["pins"].items():
-        stats = result.requests.get(name, {"reads": 0, "http_requests": 0, "cache_hits": 0})
-        lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats['reads']} reads in "
-                     f"{stats['http_requests']} HTTP requests, {stats['cache_hits']} answers from cache")
+        stats = result.requests.get(name, {})
+        lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats.get('reads', 0)} reads in "
+                     f"{stats.get('http_requests', 0)} HTTP requests ({stats.get('rounds', 0)} rounds, "
+                     f"{stats.get('retries', 0)} retries), {stats.get('cache_hits', 0)} answers from cache")
     for issuer, figures in sorted(result.backing.issuers.items()):
         bound = "" if result.complete else "[incomplete] "
         lines.append(

@@ -83,6 +83,11 @@ def test_xusd_deusd_shaped_pair_audited_through_the_cli(chain: Lab, tmp_path: Pa
     assert Decimal(alpha["debt_usd"]) == 500 and near(alpha["gross_assets_usd"], "750")
     assert alpha["complete"] is True and json.loads(out.read_text())["complete"] is True
     assert "aUSD: supply $1,000.00, verifiable backing $250.00 (25.0%), expansion 4.0x" in result.output
+    # The terminal states the requests the JSON counts: one client per chain sent every one of them.
+    stats = json.loads(out.read_text())["requests"]["ethereum"]
+    assert 0 < stats["http_requests"] <= stats["rounds"] + 2  # connect, the rounds, the pin check
+    assert (f"{stats['reads']} reads in {stats['http_requests']} HTTP requests ({stats['rounds']} rounds, "
+            f"{stats['retries']} retries), {stats['cache_hits']} answers from cache") in result.output
 
 
 def test_oracle_overvalues_with_exact_hidden_bad_debt(chain: Lab, tmp_path: Path) -> None:

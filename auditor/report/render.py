@@ -418,7 +418,7 @@ def _stage_view(index: int, name: str, stage: Mapping[str, Any], stage_headline:
         "pins": _table((pin for _, pin in _items(audit.get("pins"))), ("chain", "number", "hash", "time", "chain_id")),
         "requests": _table(
             ({"chain": chain, **_map(stats)} for chain, stats in _items(audit.get("requests"))),
-            ("chain", "http_requests", "reads", "cache_hits", "retries", "calls"),
+            ("chain", "http_requests", "rounds", "reads", "cache_hits", "retries", "calls"),
         ),
         "tool": _tool_text(audit.get("tool")),
         "evidence_digest": text(evidence.get("digest") or audit.get("evidence_digest")),
