@@ -1,12 +1,21 @@
-"""Encode calls and decode returns with eth-abi directly (no web3 contract objects: ~15x cheaper per call)."""
+"""Encode calls and decode returns without web3 contract objects.
+
+Static argument and return types (uint<N>, int<N>, address, bool, bytes<N> and tuples of them: nearly every
+read the auditor makes) go through a codec compiled once per type tuple, which lays the 32-byte words out by
+hand: 9-40x less CPU than eth-abi (benchmarks/codec.md), with eth-abi's validation and exception types
+(tests/test_codec.py uses eth-abi as the oracle). Anything else (string, bytes, arrays, tuples holding them)
+falls back to eth-abi.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
 from eth_abi.abi import decode, encode
+from eth_abi.exceptions import EncodingTypeError, InsufficientDataBytes, NonEmptyPaddingBytes, ValueOutOfBounds
 from eth_hash.auto import keccak
 
 
@@ -42,12 +51,30 @@ def parse_signature(signature: str) -> tuple[bytes, tuple[str, ...]]:
 
 
 def encode_call(signature: str, *args: Any) -> bytes:
+    selector, types, encoder = _call_encoder(signature)
+    if not types:
+        return selector
+    if encoder is not None:
+        return selector + encoder(args)
+    return selector + encode(list(types), list(args))
+
+
+@lru_cache(maxsize=1024)
+def _call_encoder(signature: str) -> tuple[bytes, tuple[str, ...], Callable[[Sequence[Any]], bytes] | None]:
     selector, types = parse_signature(signature)
-    return selector + (encode(list(types), list(args)) if types else b"")
+    return selector, types, _static_encoder(types)
 
 
 def decode_values(types: tuple[str, ...], data: bytes) -> tuple[Any, ...]:
-    """Decode return data; addresses come back EIP-55 checksummed, like everywhere else in the program."""
+    """Decode return data; addresses come back EIP-55 checksummed, like everywhere else in the program.
+
+    Raises what eth-abi raises on the same input (InsufficientDataBytes for short data, NonEmptyPaddingBytes for
+    a word out of its type's range); bytes after the last word are ignored, as eth-abi ignores them.
+    """
+    if type(data) is bytes:
+        decoder = _static_decoder(types if type(types) is tuple else tuple(types))
+        if decoder is not None:
+            return decoder(data)
     return tuple(_checksummed(kind, value) for kind, value in zip(types, decode(list(types), data), strict=True))
 
 
@@ -144,3 +171,315 @@ def _word_decoder(kind: str) -> Callable[[bytes], Any] | None:
         size = int(kind[5:])
         return lambda word: word[:size]
     return None
+
+
+# --- The static codec --------------------------------------------------------------------------------------------
+# Every static type is one 32-byte word per leaf, laid out in order (tuples of static types are inlined), so a type
+# tuple compiles to a flat list of word readers/writers plus its nesting. Checks and exception types are eth-abi's:
+# encoding raises EncodingTypeError for a value of the wrong kind and ValueOutOfBounds for one out of range (or a
+# tuple of the wrong length); decoding raises InsufficientDataBytes for short data and NonEmptyPaddingBytes for a
+# word its type cannot hold (dirty padding, a bool other than 0/1, an int not sign-extended).
+
+_ZERO_WORD = bytes(32)
+_ZERO_12 = bytes(12)
+_TRUE_WORD = (1).to_bytes(32, "big")
+# eth-utils' is_hex_address, which eth-abi's AddressEncoder applies: the same pattern with the same flags.
+_HEX_ADDRESS = re.compile(r"(0x)?[0-9a-f]{40}", re.IGNORECASE)
+_SIZED = re.compile(r"(uint|int|bytes)([1-9][0-9]{0,2})")
+
+_WordReader = Callable[[bytes], Any]
+_ValueWriter = Callable[[Any], bytes]
+
+
+class _Leaf:
+    """One elementary static type: how to read its word and how to write a value as a word."""
+
+    __slots__ = ("read", "write")
+
+    def __init__(self, read: _WordReader, write: _ValueWriter) -> None:
+        self.read = read
+        self.write = write
+
+
+class _Tuple:
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[_Leaf | _Tuple, ...]) -> None:
+        self.parts = parts
+
+
+_Shape: TypeAlias = _Leaf | _Tuple
+
+
+def _wrong_type(value: Any, kind: str) -> EncodingTypeError:
+    return EncodingTypeError(f"Value `{value!r}` of type {type(value)} cannot be encoded as {kind}")
+
+
+def _out_of_range(value: Any, kind: str, why: str) -> ValueOutOfBounds:
+    return ValueOutOfBounds(f"Value `{value!r}` of type {type(value)} cannot be encoded as {kind}: {why}")
+
+
+def _dirty(word: bytes, kind: str) -> NonEmptyPaddingBytes:
+    return NonEmptyPaddingBytes(f"Padding bytes were not empty: 0x{word.hex()} is not a {kind}")
+
+
+def _read_uint256(word: bytes) -> int:
+    return int.from_bytes(word, "big")
+
+
+def _uint(bits: int) -> _Leaf:
+    kind, high = f"uint{bits}", (1 << bits) - 1
+
+    def read(word: bytes) -> int:
+        value = int.from_bytes(word, "big")
+        if value > high:
+            raise _dirty(word, kind)
+        return value
+
+    def write(value: Any) -> bytes:
+        if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _wrong_type(value, kind)
+        if value < 0 or value > high:
+            raise _out_of_range(value, kind, f"must be bounded between [0, {high}]")
+        return value.to_bytes(32, "big")
+
+    return _Leaf(_read_uint256 if bits == 256 else read, write)
+
+
+def _int(bits: int) -> _Leaf:
+    kind, low, high = f"int{bits}", -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def read(word: bytes) -> int:
+        value = int.from_bytes(word, "big", signed=True)
+        if value < low or value > high:  # the word is not the sign extension of an int<bits>
+            raise _dirty(word, kind)
+        return value
+
+    def write(value: Any) -> bytes:
+        if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _wrong_type(value, kind)
+        if value < low or value > high:
+            raise _out_of_range(value, kind, f"must be bounded between [{low}, {high}]")
+        return value.to_bytes(32, "big", signed=True)
+
+    return _Leaf(read, write)
+
+
+def _fixed_bytes(size: int) -> _Leaf:
+    kind, padding = f"bytes{size}", bytes(32 - size)
+
+    def read(word: bytes) -> bytes:
+        if word[size:] != padding:
+            raise _dirty(word, kind)
+        return word[:size]
+
+    def write(value: Any) -> bytes:
+        if not isinstance(value, bytes | bytearray):
+            raise _wrong_type(value, kind)
+        if len(value) > size:
+            raise _out_of_range(value, kind, f"exceeds total byte size for {kind} encoding")
+        return bytes(value) + bytes(32 - len(value))
+
+    return _Leaf(read, write)
+
+
+def _read_bool(word: bytes) -> bool:
+    if word == _TRUE_WORD:
+        return True
+    if word == _ZERO_WORD:
+        return False
+    raise _dirty(word, "bool")
+
+
+def _write_bool(value: Any) -> bytes:
+    if value is True:
+        return _TRUE_WORD
+    if value is False:
+        return _ZERO_WORD
+    raise _wrong_type(value, "bool")
+
+
+def _read_address(word: bytes) -> str:
+    if word[:12] != _ZERO_12:
+        raise _dirty(word, "address")
+    return checksum_address(word[12:])
+
+
+def address_word(value: Any) -> bytes:
+    """The ABI word of an address given as eth-abi takes one: 40 hex digits in any case, 0x optional (the checksum
+    is not checked, as eth-abi does not), or 20 raw bytes. Anything else raises EncodingTypeError."""
+    if isinstance(value, str):
+        return _address_text_word(value)
+    if isinstance(value, bytes | bytearray) and len(value) == 20:
+        return _ZERO_12 + bytes(value)
+    raise _wrong_type(value, "address")
+
+
+@lru_cache(maxsize=65536)
+def _address_text_word(text: str) -> bytes:
+    if _HEX_ADDRESS.fullmatch(text) is None:
+        raise _wrong_type(text, "address")
+    return _ZERO_12 + bytes.fromhex(text[-40:])
+
+
+_ADDRESS = _Leaf(_read_address, address_word)
+_BOOL = _Leaf(_read_bool, _write_bool)
+
+
+@lru_cache(maxsize=1024)
+def _static_type(kind: str) -> _Shape | None:
+    """The compiled form of a canonical static type string, or None to leave it to eth-abi (dynamic types, aliases
+    such as 'uint', spaces, anything eth-abi might parse differently)."""
+    if kind.startswith("(") and kind.endswith(")"):
+        inner = kind[1:-1]
+        names = split_types(inner)
+        if not names or ",".join(names) != inner:
+            return None
+        parts = tuple(_static_type(name) for name in names)
+        return None if any(part is None for part in parts) else _Tuple(tuple(p for p in parts if p is not None))
+    if kind == "address":
+        return _ADDRESS
+    if kind == "bool":
+        return _BOOL
+    sized = _SIZED.fullmatch(kind)
+    if sized is None:
+        return None
+    base, size = sized.group(1), int(sized.group(2))
+    if base == "bytes":
+        return _fixed_bytes(size) if size <= 32 else None
+    if size > 256 or size % 8:
+        return None
+    return _uint(size) if base == "uint" else _int(size)
+
+
+def _leaves(shapes: Sequence[_Shape]) -> list[_Leaf]:
+    out: list[_Leaf] = []
+    for shape in shapes:
+        out.extend([shape] if isinstance(shape, _Leaf) else _leaves(shape.parts))
+    return out
+
+
+def _static_shapes(types: tuple[str, ...]) -> list[_Shape] | None:
+    shapes = [_static_type(kind) for kind in types]
+    return None if any(shape is None for shape in shapes) else [s for s in shapes if s is not None]
+
+
+def _short(data: bytes, start: int) -> InsufficientDataBytes:
+    return InsufficientDataBytes(f"Tried to read 32 bytes, only got {max(len(data) - start, 0)} bytes.")
+
+
+def _builder(shape: _Shape, start: int) -> tuple[Callable[[list[Any]], Any], int]:
+    """How to pick a shape's value out of the flat list of word values, and the index after it."""
+    if isinstance(shape, _Leaf):
+        return (lambda values: values[start]), start + 1
+    if all(isinstance(part, _Leaf) for part in shape.parts):
+        end = start + len(shape.parts)
+        return (lambda values: tuple(values[start:end])), end
+    builders = []
+    at = start
+    for part in shape.parts:
+        build, at = _builder(part, at)
+        builders.append(build)
+    return (lambda values: tuple([build(values) for build in builders])), at
+
+
+@lru_cache(maxsize=1024)
+def _static_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple[Any, ...]] | None:
+    shapes = _static_shapes(types)
+    if shapes is None:
+        return None
+    readers = tuple(leaf.read for leaf in _leaves(shapes))
+    size = 32 * len(readers)
+    placed = tuple(zip(readers, range(0, size, 32), range(32, size + 32, 32), strict=True))
+
+    def words(data: bytes) -> list[Any]:
+        if len(data) >= size:
+            return [read(data[start:end]) for read, start, end in placed]
+        # Short: read word by word like eth-abi, so a bad word before the missing ones raises what eth-abi raises.
+        values = []
+        for read, start, end in placed:
+            if end > len(data):
+                raise _short(data, start)
+            values.append(read(data[start:end]))
+        return values
+
+    if len(readers) == 1 and isinstance(shapes[0], _Leaf):
+        (read,) = readers
+
+        def decode_one(data: bytes) -> tuple[Any, ...]:
+            if len(data) < 32:
+                raise _short(data, 0)
+            return (read(data[:32]),)
+
+        return decode_one
+    if all(isinstance(shape, _Leaf) for shape in shapes):
+        def decode_flat(data: bytes) -> tuple[Any, ...]:
+            return tuple(words(data))
+
+        return decode_flat
+    only = shapes[0]
+    if len(shapes) == 1 and isinstance(only, _Tuple) and all(isinstance(part, _Leaf) for part in only.parts):
+        def decode_one_tuple(data: bytes) -> tuple[Any, ...]:
+            return (tuple(words(data)),)
+
+        return decode_one_tuple
+    builders = []
+    at = 0
+    for shape in shapes:
+        build, at = _builder(shape, at)
+        builders.append(build)
+
+    def decode_nested(data: bytes) -> tuple[Any, ...]:
+        values = words(data)
+        return tuple([build(values) for build in builders])
+
+    return decode_nested
+
+
+def _list_like(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
+def _write(shape: _Shape, value: Any, out: list[bytes]) -> None:
+    if isinstance(shape, _Leaf):
+        out.append(shape.write(value))
+        return
+    if not _list_like(value):
+        raise _wrong_type(value, "tuple")
+    if len(value) != len(shape.parts):
+        raise _out_of_range(value, "tuple", f"value has {len(value)} items when {len(shape.parts)} were expected")
+    for part, item in zip(shape.parts, value, strict=True):
+        _write(part, item, out)
+
+
+@lru_cache(maxsize=1024)
+def _static_encoder(types: tuple[str, ...]) -> Callable[[Sequence[Any]], bytes] | None:
+    shapes = _static_shapes(types)
+    if shapes is None:
+        return None
+    top = _Tuple(tuple(shapes))
+    if any(isinstance(shape, _Tuple) for shape in shapes):
+        def encode_nested(values: Sequence[Any]) -> bytes:
+            out: list[bytes] = []
+            _write(top, values, out)
+            return b"".join(out)
+
+        return encode_nested
+    writers = tuple(shape.write for shape in shapes if isinstance(shape, _Leaf))
+    count = len(writers)
+    if count == 1:
+        (write_one,) = writers
+
+        def encode_one(values: Sequence[Any]) -> bytes:
+            if len(values) != 1:
+                raise _out_of_range(values, "tuple", f"value has {len(values)} items when 1 were expected")
+            return write_one(values[0])
+
+        return encode_one
+
+    def encode_flat(values: Sequence[Any]) -> bytes:
+        if len(values) != count:
+            raise _out_of_range(values, "tuple", f"value has {len(values)} items when {count} were expected")
+        return b"".join([write(value) for write, value in zip(writers, values, strict=True)])
+
+    return encode_flat

