@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _HEX40 = re.compile(r"0x[0-9a-fA-F]{40}")
+_UPPER_WHERE = "89abcdef"  # hash nibbles that upper-case the address character at the same position
 
 
 def _keccak(data: bytes) -> bytes:
@@ -17,11 +19,16 @@ def _keccak(data: bytes) -> bytes:
 
 def to_checksum(address: str) -> str:
     """Return the EIP-55 mixed-case form of a 0x-prefixed 40-hex-digit address."""
-    lower = address[2:].lower()
+    return _checksum_of(address[2:].lower())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _checksum_of(lower: str) -> str:
+    # Cached: a trace sees the same accounts, tokens and venues in most of its logs.
     digest = _keccak(lower.encode("ascii")).hex()
     # a letter is upper-cased where the hash's nibble is >= 8; upper() leaves digits alone
-    pairs = zip(lower, digest[:40], strict=True)
-    return "0x" + "".join(char.upper() if nibble in "89abcdef" else char for char, nibble in pairs)
+    return "0x" + "".join(char.upper() if nibble in _UPPER_WHERE else char
+                          for char, nibble in zip(lower, digest, strict=False))
 
 
 def check_address(text: str) -> str:

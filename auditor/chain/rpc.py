@@ -137,17 +137,20 @@ def is_transient(response: Response) -> bool:
     return code in (-32603, UNUSABLE_CODE) or bool(_TRANSIENT.search(error_text(response)))
 
 
+# Deleting every hex digit leaves nothing of a hex string: str.translate does it in C, ~3x faster than a regex,
+# which matters when every field of 100,000 logs is checked before anything is cached.
+_NOT_HEX = str.maketrans("", "", "0123456789abcdefABCDEF")
+
+
 def _is_quantity(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]+", value) is not None
+    return type(value) is str and len(value) > 2 and value[:2] == "0x" and not value[2:].translate(_NOT_HEX)
 
 
 def _is_data(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"0x(?:[0-9a-fA-F]{2})*", value) is not None
+    return type(value) is str and value[:2] == "0x" and not len(value) % 2 and not value[2:].translate(_NOT_HEX)
 
 
 _HEADER_FIELDS = ("number", "hash", "parentHash", "timestamp")
-_LOG_QUANTITIES = ("blockNumber", "logIndex")
-_LOG_DATA = ("address", "data", "transactionHash", "blockHash")
 
 
 def malformed(call: Call, result: Any) -> str | None:
@@ -182,12 +185,16 @@ def _malformed_logs(call: Call, result: Any) -> str | None:
     window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
     low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
     for item in result:
+        if type(item) is not dict:
+            return f"malformed log {str(item)[:80]}"
+        get = item.get
+        topics = get("topics")
         if (
-            not isinstance(item, dict)
-            or not all(_is_quantity(item.get(k)) for k in _LOG_QUANTITIES)
-            or not all(_is_data(item.get(k)) for k in _LOG_DATA)
-            or not isinstance(item.get("topics"), list)
-            or not all(_is_data(t) for t in item["topics"])
+            not (_is_quantity(get("blockNumber")) and _is_quantity(get("logIndex")))
+            or not (_is_data(get("address")) and _is_data(get("data")) and _is_data(get("transactionHash"))
+                    and _is_data(get("blockHash")))
+            or type(topics) is not list
+            or not all(_is_data(t) for t in topics)
         ):
             return f"malformed log {str(item)[:80]}"
         number = int(item["blockNumber"], 16)
