@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import auditor.chain.abi as abi_module
 import auditor.chain.multicall as multicall_module
+from auditor.addresses import to_checksum
 from auditor.chain.abi import _static_type, decode_values, encode_call, parse_signature, split_types
 from auditor.chain.multicall import AGGREGATE3_SELECTOR, decode_aggregate3, encode_aggregate3
 
@@ -333,3 +334,12 @@ def test_decode_aggregate3_accepts_and_refuses_like_before(results: list[tuple[b
     assert ours == reference
     if ours[0] == "ok":  # never looser than eth-abi
         assert [(bool(ok), bytes(b)) for ok, b in decode(["(bool,bytes)[]"], raw)[0]] == ours[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=20, max_size=20), st.sampled_from(["lower", "upper", "mixed"]))
+def test_eip55_checksum_equals_eth_utils(raw: bytes, case: str) -> None:
+    """The integer-step EIP-55 (auditor.addresses) against eth_utils' reference, on any address in any case."""
+    text = "0x" + raw.hex()
+    given_text = {"lower": text, "upper": "0x" + raw.hex().upper(), "mixed": to_checksum_address(text)}[case]
+    assert to_checksum(given_text) == to_checksum_address(text)
