@@ -384,6 +384,10 @@ class Step:
     paid: list[tuple[str, int, int, str]] = field(default_factory=list)  # token key, raw, decimals, payer key
 
 
+NEARBY_BLOCKS = 5  # how many blocks after a payment an operator's mint may still claim it
+MAX_UNCLAIMED = 64  # payments kept claimable per chain (the newest)
+
+
 def _blend(parts: Sequence[tuple[Fraction, Mix]]) -> Mix:
     total = sum((w for w, _ in parts), Fraction(0))
     if not parts or total == 0:
@@ -418,6 +422,8 @@ class _Engine:
         self.posts_pending: dict[tuple[str, str], list[int]] = {}
         self.posts_all: dict[tuple[str, str], list[int]] = {}
         self.inflows: dict[str, list[_Portion]] = {}
+        self.unclaimed: dict[str, list[tuple[int, str, _Portion]]] = {}  # chain -> (block, payee, payment)
+        self.last_tx: tuple[str, int] | None = None
         self.tx_minted: dict[str, Fraction] = {}
         self.prior_outflows = 0
         self.unpaired_bridge_mints = 0
@@ -450,10 +456,27 @@ class _Engine:
                     if self.pairs.get(seq) not in (None, *done_locks):
                         del self.pairs[seq]
 
+    def _keep_unclaimed(self) -> None:
+        """What issuer-side holders paid out in the transaction just done, to addresses the trace does not follow,
+        and no mint claimed, stays claimable by a mint in the next NEARBY_BLOCKS blocks of that chain (an operator
+        mints once the payment has arrived)."""
+        if self.last_tx is None:
+            return
+        chain, block = self.last_tx
+        kept = self.unclaimed.setdefault(chain, [])
+        for payee, portions in self.inflows.items():
+            for portion in portions:
+                if portion.remaining and portion.payer in self.tracked and payee not in self.tracked:
+                    kept.append((block, payee, portion))
+        self.unclaimed[chain] = [k for k in kept if k[2].remaining and block - k[0] <= NEARBY_BLOCKS][-MAX_UNCLAIMED:]
+
     def _blocked(self, tx: list[int], done_locks: set[int]) -> bool:
         return any(seq in self.pairs and self.pairs[seq] not in done_locks for seq in tx)
 
     def _run_tx(self, tx: list[int]) -> None:
+        self._keep_unclaimed()
+        first = self.events[tx[0]]
+        self.last_tx = (first.chain, first.block)
         self.inflows = {}
         self.tx_minted = {}
         for seq in tx:
@@ -472,15 +495,23 @@ class _Engine:
         info = self.lab.tokens.get(event.token_key)
         return info.issuer if info is not None and not info.bridged else None
 
-    def _pays(self, event: FlowEvent, issuer: str) -> bool:
+    def _pays(self, event: FlowEvent, issuer: str, mint: FlowEvent) -> bool:
+        """Whether `event` may pay for `mint` (same transaction): a deposit into the issuer's token contract, or
+        a payment by the mint's recipient or an account of the issuer to someone else."""
         if event.kind != TRANSFER:
             return False
         info = self.lab.tokens.get(event.token_key)
-        return (info is None or info.issuer != issuer) and token_key(event.chain, event.dst) in self.vaults.get(
-            (event.chain, issuer), ())
+        if info is not None and info.issuer == issuer:
+            return False
+        dst = token_key(event.chain, event.dst)
+        if dst in self.vaults.get((event.chain, issuer), ()):
+            return True
+        payers = set(self.accounts.get((event.chain, issuer), ())) | {token_key(mint.chain, mint.dst)}
+        return token_key(event.chain, event.src) in payers and dst not in payers
 
     def _payments_first(self, tx: list[int]) -> list[int]:
-        """Move a vault's payment in front of its mint when the contract minted first (rare, but legal)."""
+        """Move a mint's payment in front of it when the contract minted first (rare, but legal): a deposit into
+        the token contract when one follows and none came before; else any payment when none came before."""
         if not self.tx_minted:
             return tx
         order = list(tx)
@@ -488,17 +519,35 @@ class _Engine:
         while index < len(order):
             event = self.events[order[index]]
             issuer = self._mint_issuer(event)
-            if issuer is not None and not any(self._pays(self.events[s], issuer) for s in order[:index]):
+            if issuer is None:
+                index += 1
+                continue
+            vault = self.vaults.get((event.chain, issuer), ())
+
+            def deposit(seq: int, vault: tuple[str, ...] | list[str] = vault) -> bool:
+                found = self.events[seq]
+                return found.kind == TRANSFER and token_key(found.chain, found.dst) in vault
+
+            before = order[:index]
+            later = []
+            for s in order[index + 1:]:
+                if self._mint_issuer(self.events[s]) == issuer:
+                    break
+                if self._pays(self.events[s], issuer, event):
+                    later.append(s)
+            # A deposit into the token contract is the payment itself (what paid a router that then deposited is
+            # that deposit's history): it moves unless one came before.
+            deposits = [s for s in later if deposit(s)]
+            if any(deposit(s) for s in before):
                 later = []
-                for s in order[index + 1:]:
-                    if self._mint_issuer(self.events[s]) == issuer:
-                        break
-                    if self._pays(self.events[s], issuer):
-                        later.append(s)
-                if later:
-                    rest = [s for s in order[index:] if s not in later]
-                    order = order[:index] + later + rest
-                    index += len(later)
+            elif deposits:
+                later = deposits
+            elif any(self._pays(self.events[s], issuer, event) for s in before):
+                later = []
+            if later:
+                rest = [s for s in order[index:] if s not in later]
+                order = order[:index] + later + rest
+                index += len(later)
             index += 1
         return order
 
@@ -706,7 +755,7 @@ class _Engine:
             self._deliver(dst, event, [_Lot(event.amount, mix, step.id)], "mint", scale)
             return
         issuer = info.issuer
-        payments = self._payments(event.chain, issuer)
+        payments = self._payments(event.chain, issuer, dst, event.block)
         remaining_minted = self.tx_minted.get(issuer, units)
         share = units / remaining_minted if remaining_minted > units else Fraction(1)
         self.tx_minted[issuer] = max(Fraction(0), remaining_minted - units)
@@ -732,16 +781,36 @@ class _Engine:
             portion.lot.spent_by = portion.lot.spent_by | {issuer}
         self._deliver(dst, event, [_Lot(event.amount, mix, step.id)], "mint", scale)
 
-    def _payments(self, chain: str, issuer: str) -> list[_Portion]:
-        """What paid for a mint: this transaction's deposits into the issuer's token contract, else (custody-style
-        issuers) what outsiders sent to the issuer's accounts; never the issuer's own token."""
+    def _payments(self, chain: str, issuer: str, recipient: str, block: int) -> list[_Portion]:
+        """What paid for a mint of `issuer`'s token to `recipient`, never the issuer's own tokens; the first of:
+        1. this transaction's deposits into the issuer's token contract (the token is its vault);
+        2. what the recipient, or an account of the issuer, paid in this transaction to anyone outside the
+           issuer's accounts (a separate minting contract, a custodian, a router);
+        3. what outsiders sent to the issuer's accounts in this transaction (custody-style issuers);
+        4. what the recipient paid to another account of the issuer in this transaction (a custodian account);
+        5. what the recipient, or an account of the issuer, paid out in a transaction of the last few blocks
+           that no mint has claimed yet (an operator mints after the payment arrived)."""
         own = {k for k, t in self.lab.tokens.items() if t.issuer == issuer}
         found = [p for key in self.vaults.get((chain, issuer), ()) for p in self.inflows.get(key, ())
                  if p.remaining and p.token not in own]
         if found:
             return found
-        return [p for key in self.accounts.get((chain, issuer), ()) for p in self.inflows.get(key, ())
-                if p.remaining and p.token not in own and self._holder_issuer(p.payer) != issuer]
+        accounts = set(self.accounts.get((chain, issuer), ()))
+        payers = accounts | {recipient}
+        sent = [(payee, p) for payee, portions in self.inflows.items() if payee.startswith(chain + ":")
+                for p in portions if p.remaining and p.token not in own and p.payer in payers and p.payer != payee]
+        found = [p for payee, p in sent if payee not in payers]
+        if found:
+            return found
+        found = [p for key in accounts for p in self.inflows.get(key, ())
+                 if p.remaining and p.token not in own and self._holder_issuer(p.payer) != issuer]
+        if found:
+            return found
+        found = [p for payee, p in sent if p.payer == recipient]
+        if found:
+            return found
+        return [p for seen, payee, p in self.unclaimed.get(chain, ()) if block - seen <= NEARBY_BLOCKS
+                and p.remaining and p.token not in own and p.payer in payers and payee not in payers]
 
     def _holder_issuer(self, key: str) -> str | None:
         label = self.lab.addresses.get(key)

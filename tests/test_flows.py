@@ -424,3 +424,87 @@ def test_unrelated_transfers_never_change_the_loop(noise: list[tuple[int, str, s
                                  token_key("ethereum", USDC), amount, 6, src, dst))
     noisy = analyze(events, world(), audited="alpha").loops[0].as_dict()
     assert noisy == clean
+
+
+# ------------------------------------------------------------------ minting designs and hops (issue 15)
+
+MINTER = addr(0x7000)  # alpha's separate minting contract: not labelled, the tracer follows the money to it
+CUSTODY = addr(0x7100)  # an account of alpha's where mint payments are kept
+X2 = addr(0x1100)  # a second alpha wallet
+DESIGNS = ("vault", "minter", "minter_logged_after", "custody_account", "operator")
+
+
+def designs_world() -> Labelling:
+    lab = world()
+    for address, name in ((CUSTODY, "alpha custody"), (X2, "alpha wallet 2")):
+        lab.addresses[token_key("ethereum", address)] = NodeLabel(ACCOUNT, name, "alpha")
+    return lab
+
+
+def mint_with(tape: Tape, design: str, amount: int, by: str) -> None:
+    """`by` pays `amount` USDC for as many ALPHA, the way the design takes payment."""
+    if design == "vault":
+        tape.tx(*deposit(ALPHA, amount, by))
+    elif design == "minter":  # DeUSDMinting-style: the minter pulls the USDC and mints in one transaction
+        tape.tx(t(USDC, amount, by, MINTER), minted(ALPHA, amount, by))
+    elif design == "minter_logged_after":
+        tape.tx(minted(ALPHA, amount, by), t(USDC, amount, by, MINTER))
+    elif design == "custody_account":
+        tape.tx(t(USDC, amount, by, CUSTODY), minted(ALPHA, amount, by))
+    else:  # operator: the payment lands first; the issuer's operator mints a block later
+        tape.tx(t(USDC, amount, by, MINTER))
+        tape.next_block()
+        tape.tx(minted(ALPHA, amount, by))
+
+
+@pytest.mark.parametrize("hops", [False, True])
+@pytest.mark.parametrize("design", DESIGNS)
+def test_loops_are_found_whatever_the_minting_design(design: str, hops: bool) -> None:
+    """Three borrow -> mint -> post turns paid with borrowed USDC, minted through each design, optionally with
+    the cash and the tokens hopping through a second wallet: the same loop and the same provenance."""
+    tape = Tape()
+    mkt = market("ethereum", "a")
+    tape.tx(t(USDC, 1000 * U, LENDER, X))  # outside money in
+    tape.next_block()
+    mint_with(tape, design, 1000 * U, X)
+    collateral, borrowed = 1000 * U, []
+    for _ in range(3):
+        tape.next_block()
+        tape.tx(*post(mkt, ALPHA, collateral, X))
+        amount = collateral * 3 // 4
+        tape.tx(*borrow(mkt, amount, X))
+        tape.next_block()
+        minter = X
+        if hops:
+            tape.tx(t(USDC, amount, X, X2))
+            minter = X2
+        tape.tx(t(USDC, 5 * U, USER, LENDER))  # noise
+        mint_with(tape, design, amount, minter)
+        if hops:
+            tape.tx(t(ALPHA, amount, X2, X))
+        borrowed.append(amount)
+        collateral = amount
+    report = analyze(tape.events, designs_world(), audited="alpha")
+    assert len(report.loops) == 1, design
+    loop = report.loops[0].as_dict()
+    assert loop["iteration_count"] == 3
+    assert [i["borrowed"]["raw"] for i in loop["iterations"]] == [str(b) for b in borrowed]
+    assert [[m["raw"] for m in i["minted"]] for i in loop["iterations"]] == [[str(b)] for b in borrowed]
+    assert units(loop["external_in_units"]) == 1000
+    provenance = report.as_dict()["provenance"]
+    assert [(m["raw"], m["shares"]["external"], m["shares"]["borrowed"], m["shares"]["unpaid"])
+            for m in provenance["mints"]] == [(str(1000 * U), "1", "0", "0")] + [
+        (str(b), "0", "1", "0") for b in borrowed]
+
+
+def test_a_payment_nobody_mints_against_within_a_few_blocks_pays_for_nothing() -> None:
+    """An operator mint is matched to a payment only nearby: ten blocks later the mint is unpaid."""
+    tape = Tape()
+    tape.tx(t(USDC, 100 * U, LENDER, X))
+    tape.next_block()
+    tape.tx(t(USDC, 100 * U, X, MINTER))
+    for _ in range(10):
+        tape.next_block()
+    tape.tx(minted(ALPHA, 100 * U, X))
+    provenance = analyze(tape.events, designs_world(), audited="alpha").as_dict()["provenance"]
+    assert [m["shares"]["unpaid"] for m in provenance["mints"]] == ["1"]
