@@ -402,10 +402,14 @@ def _blend(parts: Sequence[tuple[Fraction, Mix]]) -> Mix:
 class _Engine:
     """Replays the events transaction by transaction, moving FIFO lots between the issuers' holders."""
 
-    def __init__(self, labelling: Labelling, events: Sequence[FlowEvent], pairs: dict[int, int]) -> None:
+    def __init__(self, labelling: Labelling, events: Sequence[FlowEvent], pairs: dict[int, int],
+                 hard_pairs: dict[int, int] | None = None) -> None:
         self.lab = labelling
         self.events = events
         self.pairs = pairs  # bridge mint seq -> lock seq
+        self.hard_pairs = dict(hard_pairs or {})  # hard asset arriving over a bridge -> its departure
+        self.departing = set(self.hard_pairs.values())
+        self.departed: dict[int, list[_Lot]] = {}
         self.tracked = {k for k, v in labelling.addresses.items() if v.role in TRACKED_ROLES}
         self.vaults: dict[tuple[str, str], list[str]] = {}
         self.accounts: dict[tuple[str, str], list[str]] = {}
@@ -447,14 +451,15 @@ class _Engine:
                 while queue and not self._blocked(queue[0], done_locks):
                     tx = queue.popleft()
                     self._run_tx(tx)
-                    done_locks.update(seq for seq in tx if self.events[seq].kind == BRIDGE_LOCK)
+                    done_locks.update(tx)
                     progressed = True
             if not progressed:
                 # Pairs that cross in opposite directions cannot both be right: drop the first waiting one.
                 head = next(q[0] for _, q in sorted(pending.items()) if q)
                 for seq in head:
-                    if self.pairs.get(seq) not in (None, *done_locks):
-                        del self.pairs[seq]
+                    for pairs in (self.pairs, self.hard_pairs):
+                        if pairs.get(seq) not in (None, *done_locks):
+                            del pairs[seq]
 
     def _keep_unclaimed(self) -> None:
         """What issuer-side holders paid out in the transaction just done, to addresses the trace does not follow,
@@ -471,7 +476,8 @@ class _Engine:
         self.unclaimed[chain] = [k for k in kept if k[2].remaining and block - k[0] <= NEARBY_BLOCKS][-MAX_UNCLAIMED:]
 
     def _blocked(self, tx: list[int], done_locks: set[int]) -> bool:
-        return any(seq in self.pairs and self.pairs[seq] not in done_locks for seq in tx)
+        return any((seq in self.pairs and self.pairs[seq] not in done_locks)
+                   or (seq in self.hard_pairs and self.hard_pairs[seq] not in done_locks) for seq in tx)
 
     def _run_tx(self, tx: list[int]) -> None:
         self._keep_unclaimed()
@@ -559,6 +565,10 @@ class _Engine:
         src = token_key(chain, event.src)
         dst = token_key(chain, event.dst)
         scale = 10**event.decimals
+        if seq in self.hard_pairs:  # cash arriving over a bridge: what left the other chain, with its history
+            lots = self.departed.pop(self.hard_pairs[seq], None) or [_Lot(event.amount, EXTERNAL_MIX)]
+            self._deliver(dst, event, lots, src, scale)
+            return
         if kind in (MINT, BRIDGE_MINT) or (kind == TRANSFER and event.src.lower() == ZERO_ADDRESS):
             self._mint(seq, event, dst, scale)
             return
@@ -571,6 +581,8 @@ class _Engine:
             lots = self._take_position("collateral", event)
         else:
             lots = self._take_from(src, event, event.amount, scale)
+        if seq in self.departing:  # leaving for another chain over a bridge: the arrival there takes these
+            self.departed[seq] = [lot.part(lot.amount) for lot in lots]
         if kind == SUPPLY:
             self._put_position("supply", event, lots)
         elif kind == SUPPLY_COLLATERAL:
@@ -932,6 +944,50 @@ def pair_bridges(events: Sequence[FlowEvent], labelling: Labelling) -> dict[int,
     return pairs
 
 
+def pair_hard_bridges(events: Sequence[FlowEvent], labelling: Labelling) -> dict[int, int]:
+    """Match hard assets that arrive at an issuer's holder on one chain from an address the trace does not follow
+    (a bridge releasing or minting: USDC by lock/release or burn/mint) to the same amount of the same asset that
+    left one of the same issuer's holders on another chain for such an address. Event indexes: arrival ->
+    departure, first come first served. Without it, cash that goes round a cross-chain loop would come back as
+    new outside money."""
+    def holder(chain: str, address: str) -> NodeLabel | None:
+        label = labelling.addresses.get(token_key(chain, address))
+        return label if label is not None and label.role in TRACKED_ROLES else None
+
+    def asset(event: FlowEvent) -> str | None:
+        info = labelling.tokens.get(event.token_key)
+        return info.symbol if info is not None and info.issuer is None else None
+
+    departures: dict[tuple[str, str, Fraction], deque[tuple[str, int]]] = {}
+    for seq, event in enumerate(events):
+        symbol = asset(event)
+        if symbol is None or event.kind not in (TRANSFER, BURN):
+            continue
+        sender = holder(event.chain, event.src)
+        if sender is None or sender.issuer is None or holder(event.chain, event.dst) is not None:
+            continue
+        if labelling.node(event.chain, event.dst).role == VENUE:
+            continue
+        key = (sender.issuer, symbol, Fraction(event.amount, 10**event.decimals))
+        departures.setdefault(key, deque()).append((event.chain, seq))
+    pairs: dict[int, int] = {}
+    for seq, event in enumerate(events):
+        symbol = asset(event)
+        if symbol is None or event.kind not in (TRANSFER, MINT):
+            continue
+        receiver = holder(event.chain, event.dst)
+        if receiver is None or receiver.issuer is None or holder(event.chain, event.src) is not None:
+            continue
+        if labelling.node(event.chain, event.src).role == VENUE:
+            continue
+        waiting = departures.get((receiver.issuer, symbol, Fraction(event.amount, 10**event.decimals)))
+        match = next((item for item in waiting or () if item[0] != event.chain), None)
+        if waiting is not None and match is not None:
+            waiting.remove(match)
+            pairs[seq] = match[1]
+    return pairs
+
+
 def _node_id(labelling: Labelling, chain: str, address: str, market: str | None) -> str:
     label = labelling.node(chain, address)
     if label.role == MINT_NODE:
@@ -1221,7 +1277,7 @@ def analyze(events: Iterable[FlowEvent], labelling: Labelling, audited: str | No
     ordered, dropped = normalize(events)
     pairs = pair_bridges(ordered, labelling)
     graph = build_graph(ordered, labelling, pairs)
-    engine = _Engine(labelling, ordered, dict(pairs))
+    engine = _Engine(labelling, ordered, dict(pairs), pair_hard_bridges(ordered, labelling))
     engine.run()
     loops = find_loops(engine.steps, engine.dag, labelling)
     loop_of = {mint.where: loop.id for loop in loops for mint in loop.mints}

@@ -508,3 +508,54 @@ def test_a_payment_nobody_mints_against_within_a_few_blocks_pays_for_nothing() -
     tape.tx(minted(ALPHA, 100 * U, X))
     provenance = analyze(tape.events, designs_world(), audited="alpha").as_dict()["provenance"]
     assert [m["shares"]["unpaid"] for m in provenance["mints"]] == ["1"]
+
+
+USDC_BRIDGE = addr(0xCB)  # a USDC bridge (lock/release on both sides): not labelled, the tracer pairs amounts
+
+
+@pytest.mark.parametrize("cash_bridge", ["lock_release", "burn_mint"])
+def test_cash_that_crosses_chains_keeps_its_history(cash_bridge: str) -> None:
+    """USDC borrowed on arbitrum against bridged ALPHA is bridged home to ethereum, mints ALPHA there, and the ALPHA
+    goes back to arbitrum as collateral: one loop across two chains, every loop mint paid with borrowed money.
+    Without pairing the cash, its arrival on ethereum would read as new outside money."""
+    lab = world(("arbitrum", "ethereum"))
+    lab.addresses[token_key("ethereum", ESCROW_A)] = NodeLabel(ESCROW, "ALPHA escrow", "alpha")
+    lab.tokens[token_key("arbitrum", BRIDGED_ALPHA)] = TokenLabel("ALPHA", 6, "alpha", bridged=True)
+    del lab.tokens[token_key("arbitrum", ALPHA)]
+    eth, arb = Tape("ethereum"), Tape("arbitrum", block=5000)
+    eth.tx(t(USDC, 1000 * U, LENDER, X))
+    amount, borrowed = 1000 * U, []
+    for turn in range(3):
+        eth.tx(*deposit(ALPHA, amount, X))
+        eth.tx(("bridge_lock", ALPHA, amount, X, ESCROW_A))
+        eth.next_block()
+        arb.tx(("bridge_mint", BRIDGED_ALPHA, amount, ZERO_ADDRESS, X))
+        arb.tx(*post(market("arbitrum", "ba"), BRIDGED_ALPHA, amount, X))
+        amount = amount * 4 // 5
+        arb.tx(*borrow(market("arbitrum", "ba"), amount, X))
+        borrowed.append(amount)
+        if turn == 2:
+            break
+        away = (ZERO_ADDRESS if cash_bridge == "burn_mint" else USDC_BRIDGE)
+        arb.tx(t(USDC, amount, X, away))  # the cash leaves arbitrum ...
+        arb.next_block()
+        eth.tx(t(USDC, amount, away, X))  # ... and arrives on ethereum
+    report = analyze(eth.events + arb.events, lab, audited="alpha")
+    (loop,) = report.loops
+    data = loop.as_dict()
+    assert data["chains"] == ["arbitrum", "ethereum"]
+    assert [i["borrowed"]["raw"] for i in data["iterations"]] == [str(b) for b in borrowed]
+    assert units(data["external_in_units"]) == 1000
+    mints = report.as_dict()["provenance"]["mints"]
+    assert [(m["raw"], m["shares"]["external"], m["shares"]["borrowed"]) for m in mints] == [
+        (str(1000 * U), "1", "0"), (str(borrowed[0]), "0", "1"), (str(borrowed[1]), "0", "1")]
+
+
+def test_cash_arriving_without_a_matching_departure_is_outside_money() -> None:
+    lab = world(("arbitrum", "ethereum"))
+    eth, arb = Tape("ethereum"), Tape("arbitrum", block=5000)
+    arb.tx(t(USDC, 500 * U, X, USDC_BRIDGE))
+    eth.tx(t(USDC, 499 * U, USDC_BRIDGE, X))  # not the same amount: not the same money
+    eth.tx(*deposit(ALPHA, 499 * U, X))
+    (mint,) = analyze(eth.events + arb.events, lab, audited="alpha").as_dict()["provenance"]["mints"]
+    assert mint["shares"]["external"] == "1"
