@@ -1,186 +1,98 @@
-"""Benchmarks against a local anvil: the read API vs naive web3 calls vs raw Multicall3, and log scan speed.
+"""The chain client against the true floors and the best peers, on a local anvil, contenders interleaved.
 
-Run with `make bench`; results go to benchmarks/results.md (figures measured in this run only).
+    python benchmarks/run.py [--write] [--reps 5]
+
+Sections: bulk reads (benchmarks/reads_bench.py), log scans (logs_bench.py), scaling of the client alone
+(scaling_bench.py) and the flow tracer end to end (trace_bench.py). Peers (dank_mids, cryo, orjson) run in the
+bench-only venv `.venv-bench` (`make bench-env`, pinned by benchmarks/peers/requirements.txt); without it they
+are reported as not measured. A header and progress go to stderr; the markdown goes to stdout, or to
+benchmarks/results.md with --write (what `make bench` does), so a plain run leaves the tree clean.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
-import math
+import os
 import platform
 import sys
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import requests
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from auditor.chain.abi import EventDecoder, decode_values, encode_call
-from auditor.chain.multicall import MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
-from auditor.chain.reader import ChainClient, Read
-from auditor.chain.rpc import HttpTransport, Stats
-from auditor.lab.compile import compile_lab_contracts
-from auditor.lab.deploy import Contract, install_multicall3
-from auditor.lab.node import start_anvil
+from auditor.lab.deploy import install_multicall3  # noqa: E402
+from auditor.lab.node import rpc, start_anvil  # noqa: E402
+from benchmarks.common import bench_python, progress, versions  # noqa: E402
+from benchmarks.logs_bench import bench_logs  # noqa: E402
+from benchmarks.reads_bench import bench_reads  # noqa: E402
+from benchmarks.scaling_bench import bench_scaling  # noqa: E402
+from benchmarks.trace_bench import bench_trace  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.md")
-TRANSFER = EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)")
-ERC20_ABI = [
-    {
-        "type": "function",
-        "name": "balanceOf",
-        "stateMutability": "view",
-        "inputs": [{"name": "a", "type": "address"}],
-        "outputs": [{"name": "", "type": "uint256"}],
-    }
-]
 
 
-class CountingSession(requests.Session):
-    """Counts HTTP requests, so naive web3 and our reader are measured the same way."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.count += 1
-        return super().request(method, url, *args, **kwargs)
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
-
-
-def holders(n: int) -> list[str]:
-    return [f"0x{i + 0x1000:040x}" for i in range(n)]
-
-
-def reader(url: str) -> tuple[ChainClient, CountingSession]:
-    session = CountingSession()
-    stats = Stats()
-    client = ChainClient("bench", 1, HttpTransport("bench", url, stats, session=session), stats)
-    client.check_chain_id()
-    client.pin()
-    client.read([])  # detect Multicall3 once, outside the timed part
-    session.count = 0
-    return client, session
-
-
-def naive(url: str, token: str, owners: list[str]) -> tuple[float, int, list[int]]:
-    from web3 import Web3
-
-    session = CountingSession()
-    w3 = Web3(Web3.HTTPProvider(url, session=session))
-    contract = w3.eth.contract(address=Web3.to_checksum_address(token), abi=ERC20_ABI)
-    seconds, values = timed(lambda: [contract.functions.balanceOf(Web3.to_checksum_address(o)).call() for o in owners])
-    return seconds, session.count, values
-
-
-def raw_multicall(url: str, token: str, owners: list[str], chunk: int = 1000) -> tuple[float, int, list[int]]:
-    session = CountingSession()
-
-    def run() -> list[int]:
-        out: list[int] = []
-        for start in range(0, len(owners), chunk):
-            data = encode_aggregate3([(token, True, encode_call("balanceOf(address)", o))
-                                      for o in owners[start : start + chunk]])
-            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call",
-                    "params": [{"to": MULTICALL3_ADDRESS, "data": "0x" + data.hex()}, "latest"]}
-            result = session.post(url, json=body, timeout=60).json()["result"]
-            out += [decode_values(("uint256",), raw)[0] for _ok, raw in decode_aggregate3(bytes.fromhex(result[2:]))]
-        return out
-
-    seconds, values = timed(run)
-    return seconds, session.count, values
-
-
-def bench_reads(url: str, token: Contract, lines: list[str]) -> None:
-    lines += [
-        "## Contract reads: N ERC-20 balanceOf values",
-        "",
-        "| N | read API (s) | HTTP req | naive web3 `.call()` loop (s) | HTTP req | speed-up vs naive "
-        "| raw Multicall3, 1 call per 1000 (s) | read API / raw |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for n in (1_000, 10_000):
-        owners = holders(n)
-        client, session = reader(url)
-        reads = [Read(token.address, "balanceOf(address)", (o,)) for o in owners]
-        ours_s, results = timed(lambda reads=reads, client=client: client.read(reads))
-        ours_requests = session.count
-        naive_s, naive_requests, naive_values = naive(url, token.address, owners)
-        raw_s, _raw_requests, raw_values = raw_multicall(url, token.address, owners)
-        assert [r.one for r in results] == naive_values == raw_values
-        budget = math.ceil(n / 1000) + 2
-        lines.append(
-            f"| {n:,} | {ours_s:.3f} | {ours_requests} (budget {budget}) | {naive_s:.2f} | {naive_requests:,} "
-            f"| **{naive_s / ours_s:.0f}x** | {raw_s:.3f} | {ours_s / raw_s:.2f}x |"
-        )
-        print(lines[-1], flush=True)
-    lines.append("")
-
-
-def bench_logs(url: str, lines: list[str], target_logs: int = 100_000) -> None:
-    built = compile_lab_contracts()
-    spammer = Contract.deploy(url, built["LogSpammer"])
-    per_tx = 250  # one transaction per block: ~250 Transfer logs a block, a busy mainnet block's worth
-    for batch in range(math.ceil(target_logs / per_tx)):
-        spammer.transact("emitTransfers", per_tx, batch * per_tx)
-    client, session = reader(url)
-    head = client.pinned.number
-
-    def scan() -> tuple[int, int]:
-        count = total = 0
-        for log in client.scan_logs([spammer.address], [TRANSFER.topic], 0, head):
-            event = TRANSFER.decode(log.topics, log.data)
-            total += event["value"] + len(event["to"])
-            count += 1
-        return count, total
-
-    seconds, (count, _total) = timed(scan)
-    requests_used = session.count
-    # tracemalloc slows Python several-fold: measure memory in a second, untimed pass.
-    tracemalloc.start()
-    scan()
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    lines += [
-        "## Log scan: Transfer logs, scanned, decoded into typed events and consumed one by one",
-        "",
-        "| logs | seconds | logs/s | HTTP requests | peak Python memory (tracemalloc, separate pass) |",
-        "|---|---|---|---|---|",
-        f"| {count:,} | {seconds:.2f} | {count / seconds:,.0f} | {requests_used} | {peak / 2**20:.1f} MiB |",
-        "",
-    ]
-    print(lines[-2], flush=True)
+def machine() -> str:
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return f"{platform.platform()} ({platform.machine()}), {cores} cores ({usable} usable by this process)"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)} (else stdout)")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per contender (default 5)")
+    parser.add_argument("--naive-reps-10k", type=int, default=1,
+                        help="repetitions of naive web3 at N=10,000 (about 30 s each; default 1)")
+    parser.add_argument("--markets", type=int, default=200, help="Morpho markets in the scaling table")
+    parser.add_argument("--logs", type=int, default=100_000, help="Transfer logs to scan")
+    parser.add_argument("--range-blocks", type=int, default=10_000,
+                        help="widest log-scan range of the scaling table (empty blocks mined first)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000], help="N of the bulk-read rows")
+    args = parser.parse_args()
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+
+    bench_env = bench_python()
+    progress(f"reserve-auditor benchmark: {args.reps} interleaved repetitions per contender on {machine()}, "
+             f"Python {sys.version.split()[0]}; peers from "
+             f"{bench_env.parent.parent.name if bench_env else 'nowhere (no .venv-bench: `make bench-env`)'}; "
+             f"results to {'benchmarks/results.md' if args.write else 'stdout'}")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make bench` (`benchmarks/run.py --write`) on "
+        f"{machine()}, Python {sys.version.split()[0]}, against one local anvil on loopback (sharing those cores "
+        "with the benchmark and the peers, and with whatever else the machine ran). Every figure comes from this "
+        f"run. Contenders are interleaved: in each of the {args.reps} repetitions every contender runs once, "
+        "round-robin, each repetition starting one contender later; tables give medians. In-process contenders: "
+        f"{versions('web3', 'eth-abi', 'requests')}. Peers run as subprocesses of the bench-only venv "
+        "`.venv-bench` (`make bench-env`, pinned by `benchmarks/peers/requirements.txt`, never a project "
+        "dependency), set up once and timed inside the peer around the same work.",
+        "",
+    ]
+    notes: list[str] = []
     node = start_anvil(1)
     try:
         install_multicall3(node.url)
-        token = Contract.deploy(node.url, compile_lab_contracts()["LabToken"], "Bench", "BNCH", 18)
-        lines = [
-            "# Benchmarks",
-            "",
-            f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make bench` on {platform.machine()}, "
-            f"Python {sys.version.split()[0]}, against a local anvil on loopback. Every figure comes from this run.",
-            "",
-        ]
-        bench_reads(node.url, token, lines)
-        bench_logs(node.url, lines)
-        from trace_bench import bench_trace  # beside this script
-
-        bench_trace(node.url, lines)
-        RESULTS.write_text("\n".join(lines))
-        print(f"written {RESULTS}")
+        progress(f"anvil {rpc(node.url, 'web3_clientVersion')} at {node.url}")
+        bench_reads(node.url, lines, notes, args.reps, args.sizes, args.naive_reps_10k)
+        world = bench_logs(node.url, lines, notes, args.reps, target_logs=args.logs,
+                           empty_blocks=args.range_blocks)
+        bench_scaling(node.url, lines, world, markets=args.markets, spans=(10, 1_000, args.range_blocks))
+        progress("flow trace")
+        with contextlib.redirect_stdout(sys.stderr):  # it prints its row: progress, not the results
+            bench_trace(node.url, lines, target_logs=args.logs)
     finally:
         node.stop()
+    lines += ["## Not measured", "", *(notes or ["- nothing: every contender ran."]), ""]
+    text = "\n".join(lines)
+    if args.write:
+        RESULTS.write_text(text)
+        progress(f"written {RESULTS}")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":
