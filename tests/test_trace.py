@@ -379,3 +379,47 @@ def test_window_for_a_chain_the_trace_does_not_touch(
     registry, specs, connected, _head = simple_world
     with pytest.raises(ConfigError, match="no accounts or tokens on plume"):
         run_trace("alpha", specs, registry, connected, {"plume": (1, 2)})
+
+
+# ------------------------------------------------------------------ a loop through Aave v3 (issue 15)
+
+
+def test_loop_through_aave_is_found_from_its_own_events(chain: Lab, tmp_path: Path) -> None:
+    """supply ALPHA -> borrow USDC -> deposit into ALPHA -> supply, three times, on a real Aave v3 pool: Aave's own
+    Supply and Borrow events, read by its venue module, make the loop; every loop mint is borrowed money."""
+    from auditor.lab.aave import deploy_aave
+
+    treasury = chain.accounts[3]
+    alpha = issuer_vault(chain, chain.url, chain.usdc, "ALPHA", 6, treasury)
+    aave = deploy_aave(chain.url, chain.deployer, [chain.usdc, alpha], [1, 1])
+    chain.usdc.transact("mint", chain.lender, 10_000 * USDC)
+    aave.supply(chain.usdc, 10_000 * USDC, chain.lender)  # the pool's cash
+    start = head(chain.url) + 1
+    chain.usdc.transact("mint", treasury, 1_000 * USDC)  # outside money (a mint of USDC from nowhere)
+    deposit(alpha, chain.usdc, 1_000 * USDC, treasury)
+    collateral, borrows = 1_000 * USDC, []
+    for _ in range(3):
+        aave.supply(alpha, collateral, treasury)
+        amount = collateral * 3 // 4
+        borrows.append(aave.borrow(chain.usdc, amount, treasury)["transactionHash"])
+        deposit(alpha, chain.usdc, amount, treasury)
+        collateral = amount
+    (tmp_path / "registry.yaml").write_text(
+        "chains:\n  ethereum: {chain_id: 1}\n"
+        f"assets:\n  ethereum:\n    USDC: {{address: \"{chain.usdc.address}\", decimals: 6, price: par}}\n"
+        f"venues:\n  aave_v3:\n    ethereum: {{address: \"{aave.pool.address}\", from_block: 0}}\n")
+    (tmp_path / "alpha.yaml").write_text(spec_yaml("alpha", "ALPHA", [("ethereum", alpha.address, False)],
+                                                   [("ethereum", treasury, "looping wallet")]))
+    registry = load_registry(tmp_path / "registry.yaml")
+    specs = {"alpha": load_spec(tmp_path / "alpha.yaml", registry, frozenset({"alpha"}))}
+    findings = run_trace("alpha", specs, registry, clients(registry, {"ethereum": chain.url}),
+                         {"ethereum": (start, head(chain.url))})
+
+    (loop,) = findings["loops"]
+    assert loop["venues"] == ["aave_v3"] and loop["iteration_count"] == 3
+    assert [i["tx"] for i in loop["iterations"]] == borrows
+    assert [int(i["borrowed"]["raw"]) for i in loop["iterations"]] == [750 * USDC, 562_500_000, 421_875_000]
+    assert [(m["shares"]["external"], m["shares"]["borrowed"]) for m in findings["provenance"]["mints"]] == [
+        ("1", "0"), ("0", "1"), ("0", "1"), ("0", "1")]
+    # Aave's Transfer logs of the same moves (to and from the aToken) were merged into its events.
+    assert findings["events"]["by_kind"]["supply_collateral"] == 3 and findings["events"]["by_kind"]["borrow"] == 3

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, rate
-from auditor.chain.plan import Plan, gather
+from auditor import flows
+from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, flow_source, rate
+from auditor.chain.abi import EventDecoder
+from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
-from auditor.lending import Ask, Lending, Valuing, amounts
+from auditor.lending import Ask, Lending, LendingFlow, Valuing, VenueFlows, amounts
 from auditor.model import DEBT, SUPPLY, Evidence, Market, Position
 from auditor.rates import ray_apy
 
@@ -350,3 +352,88 @@ def lending(scope: Scope, ask: Ask) -> Plan[Lending]:
 def percent_bps(bps: int) -> str:
     """Basis points as a percentage for reading: 7500 -> '75%'."""
     return format((Decimal(bps) / 100).normalize(), "f") + "%"
+
+
+# ------------------------------------------------------------------ flows: the lending events the tracer reads
+# IPool events of aave-v3-core 1.19.3 (contracts/interfaces/IPool.sol). The underlying moves between the caller
+# and the reserve's aToken contract, not the pool: the tracer's Transfer logs of those moves are matched on it.
+
+SUPPLY_EVENT = EventDecoder(
+    "Supply(address indexed reserve,address user,address indexed onBehalfOf,uint256 amount,uint16 indexed referral)")
+WITHDRAW_EVENT = EventDecoder(
+    "Withdraw(address indexed reserve,address indexed user,address indexed to,uint256 amount)")
+BORROW_EVENT = EventDecoder(
+    "Borrow(address indexed reserve,address user,address indexed onBehalfOf,uint256 amount,uint8 interestRateMode,"
+    "uint256 borrowRate,uint16 indexed referral)")
+REPAY_EVENT = EventDecoder(
+    "Repay(address indexed reserve,address indexed user,address indexed repayer,uint256 amount,bool useATokens)")
+LIQUIDATION_EVENT = EventDecoder(
+    "LiquidationCall(address indexed collateralAsset,address indexed debtAsset,address indexed user,"
+    "uint256 debtToCover,uint256 liquidatedCollateralAmount,address liquidator,bool receiveAToken)")
+# Every supply is collateral in Aave (the position is account-wide), so supplies and withdrawals are posts.
+AAVE_KINDS = {SUPPLY_EVENT.topic: flows.SUPPLY_COLLATERAL, WITHDRAW_EVENT.topic: flows.WITHDRAW_COLLATERAL,
+              BORROW_EVENT.topic: flows.BORROW, REPAY_EVENT.topic: flows.REPAY,
+              LIQUIDATION_EVENT.topic: flows.LIQUIDATE}
+AAVE_DECODERS = {d.topic: d for d in (SUPPLY_EVENT, WITHDRAW_EVENT, BORROW_EVENT, REPAY_EVENT, LIQUIDATION_EVENT)}
+
+
+def pool_market(chain: str, pool: str) -> str:
+    """An Aave position is account-wide: one market key per pool, whatever the reserves."""
+    return f"{chain}:{VENUE}:{pool.lower()}"
+
+
+@flow_source(VENUE)
+def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) -> Plan[VenueFlows]:
+    """Supplies, withdrawals, borrows, repays and liquidations of issuer accounts in the window (as position owner,
+    topic 2, or as receiver / repayer, topic 3), then each reserve's aToken (the contract the money moves to)."""
+    pool = scope.venue
+    assert pool is not None
+    out = VenueFlows()
+    start = max(window[0], pool.from_block)
+    if start > window[1] or not accounts:
+        return out
+    kinds, watched = sorted(AAVE_KINDS), list(accounts)
+    by_owner, by_other = yield from gather(logs([pool.address], [kinds, None, watched], start, window[1]),
+                                           logs([pool.address], [kinds, None, None, watched], start, window[1]))
+    first_side = {a.lower() for a in watched}
+    found = by_owner + [log for log in by_other if not (len(log.topics) > 2 and log.topics[2].lower() in first_side)]
+    decoded = []
+    for log in sorted(found, key=lambda item: (item.block_number, item.log_index)):
+        out.logs += 1
+        try:
+            decoded.append((log, AAVE_DECODERS[log.topics[0]].decode(log.topics, log.data)))
+        except ValueError:
+            out.undecodable += 1
+    reserves = sorted({f.get("reserve") or f["collateralAsset"] for _log, f in decoded}
+                      | {f["debtAsset"] for _log, f in decoded if "debtAsset" in f})
+    data = yield from plan_reads([Read(pool.address, "getReserveData(address)", (r,), returns=RESERVE_DATA)
+                                  for r in reserves])
+    a_tokens: dict[str, str] = {}
+    for reserve, result in zip(reserves, data, strict=True):
+        if result.ok:
+            a_tokens[reserve.lower()] = result.value[8]
+        else:
+            out.notes.append(f"{scope.chain}: Aave reserve {reserve} unreadable ({result.error}); its events are "
+                             "left out")
+    market = pool_market(scope.chain, pool.address)
+    loans = [f["reserve"] for log, f in decoded if AAVE_KINDS[log.topics[0]] == flows.BORROW]
+    posts = [f["reserve"] for log, f in decoded if AAVE_KINDS[log.topics[0]] == flows.SUPPLY_COLLATERAL]
+    if decoded:  # the label shows the first asset borrowed and the first posted
+        out.markets[market] = ((loans or posts or reserves)[0], (posts or loans or reserves)[0])
+    for log, fields in decoded:
+        kind = AAVE_KINDS[log.topics[0]]
+        if kind == flows.LIQUIDATE:
+            token, owner = fields["collateralAsset"], fields["user"]
+            amount, src, dst = fields["liquidatedCollateralAmount"], None, fields["liquidator"]
+        else:
+            token, amount = fields["reserve"], fields["amount"]
+            owner = fields.get("onBehalfOf") or fields["user"]  # Withdraw and Repay: `user` owns the position
+            src = None if kind in (flows.BORROW, flows.WITHDRAW_COLLATERAL) else (
+                fields["repayer"] if kind == flows.REPAY else fields["user"])
+            dst = {flows.BORROW: fields["user"], flows.WITHDRAW_COLLATERAL: fields.get("to")}.get(kind)
+        a_token = a_tokens.get(token.lower())
+        if a_token is None:
+            continue
+        out.flows.append(LendingFlow(log.block_number, log.log_index, log.tx_hash, kind, market, token, amount,
+                                     src or a_token, dst or a_token, owner))
+    return out
