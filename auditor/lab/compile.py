@@ -399,6 +399,7 @@ LAB_UNITS: tuple[str, ...] = (
     "lab/Multicall3.sol",
     "lab/LogSpammer.sol",
     "lab/MetaVault.sol",
+    "lab/ScenarioMinting.sol",
 )
 
 
