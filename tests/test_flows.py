@@ -559,3 +559,10 @@ def test_cash_arriving_without_a_matching_departure_is_outside_money() -> None:
     eth.tx(*deposit(ALPHA, 499 * U, X))
     (mint,) = analyze(eth.events + arb.events, lab, audited="alpha").as_dict()["provenance"]["mints"]
     assert mint["shares"]["external"] == "1"
+
+
+def test_an_outsider_paying_a_separate_minter_mints_with_outside_money() -> None:
+    tape = Tape()
+    tape.tx(t(USDC, 40 * U, USER, MINTER), minted(ALPHA, 40 * U, USER))
+    (mint,) = analyze(tape.events, designs_world(), audited="alpha").as_dict()["provenance"]["mints"]
+    assert (mint["shares"]["external"], mint["paid"][0]["payer_address"]) == ("1", USER)
