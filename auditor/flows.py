@@ -588,6 +588,10 @@ class _Engine:
         elif kind == SUPPLY_COLLATERAL:
             self._post(event, src, lots, scale)
         elif kind in (REPAY, BURN) or (kind == TRANSFER and event.dst.lower() == ZERO_ADDRESS):
+            info = self.lab.tokens.get(event.token_key)
+            if info is not None and info.bridged and info.issuer is not None:  # debited to be credited elsewhere
+                inputs, mix = self._consumed(lots, scale)
+                self.lock_steps[seq] = self._step("lock", event, ("lock", info.issuer), info.issuer, mix, inputs).id
             return
         elif kind == BRIDGE_LOCK:
             self._lock(seq, event, src, dst, lots, scale)
@@ -926,7 +930,9 @@ def pair_bridges(events: Sequence[FlowEvent], labelling: Labelling) -> dict[int,
     locks: dict[tuple[str, Fraction], deque[tuple[str, int]]] = {}
     for seq, event in enumerate(events):
         info = labelling.tokens.get(event.token_key)
-        if event.kind == BRIDGE_LOCK and info is not None and info.issuer is not None:
+        # A lock into the escrow (OFT adapter), or a bridged copy burnt to be minted elsewhere (OFT to OFT).
+        burnt_copy = event.kind == BURN and info is not None and info.bridged
+        if (event.kind == BRIDGE_LOCK or burnt_copy) and info is not None and info.issuer is not None:
             key = (info.issuer, Fraction(event.amount, 10**event.decimals))
             locks.setdefault(key, deque()).append((event.chain, seq))
     pairs: dict[int, int] = {}

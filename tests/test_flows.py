@@ -566,3 +566,41 @@ def test_an_outsider_paying_a_separate_minter_mints_with_outside_money() -> None
     tape.tx(t(USDC, 40 * U, USER, MINTER), minted(ALPHA, 40 * U, USER))
     (mint,) = analyze(tape.events, designs_world(), audited="alpha").as_dict()["provenance"]["mints"]
     assert (mint["shares"]["external"], mint["paid"][0]["payer_address"]) == ("1", USER)
+
+
+def test_oft_to_oft_hop_keeps_the_history_and_closes_the_loop() -> None:
+    """ALPHA locked on ethereum is minted on arbitrum, burnt there and credited on base (LayerZero OFT to OFT),
+    posted on base; the USDC borrowed on base comes home and mints ALPHA again: one loop over three chains."""
+    chains = ("arbitrum", "base", "ethereum")
+    lab = world(chains)
+    lab.addresses[token_key("ethereum", ESCROW_A)] = NodeLabel(ESCROW, "ALPHA adapter", "alpha")
+    for other in ("arbitrum", "base"):
+        lab.tokens[token_key(other, BRIDGED_ALPHA)] = TokenLabel("ALPHA", 6, "alpha", bridged=True)
+        del lab.tokens[token_key(other, ALPHA)]
+    eth, arb, base = Tape("ethereum"), Tape("arbitrum", block=5000), Tape("base", block=9000)
+    eth.tx(t(USDC, 1000 * U, LENDER, X))
+    amount, borrowed = 1000 * U, []
+    for _turn in range(2):
+        eth.tx(*deposit(ALPHA, amount, X))
+        eth.tx(("bridge_lock", ALPHA, amount, X, ESCROW_A))
+        eth.next_block()
+        arb.tx(("bridge_mint", BRIDGED_ALPHA, amount, ZERO_ADDRESS, X))
+        arb.tx(("burn", BRIDGED_ALPHA, amount, X, ZERO_ADDRESS))  # OFT debit on arbitrum ...
+        arb.next_block()
+        base.tx(("bridge_mint", BRIDGED_ALPHA, amount, ZERO_ADDRESS, X))  # ... credit on base
+        base.tx(*post(market("base", "ba"), BRIDGED_ALPHA, amount, X))
+        amount = amount * 4 // 5
+        base.tx(*borrow(market("base", "ba"), amount, X))
+        borrowed.append(amount)
+        base.tx(t(USDC, amount, X, USDC_BRIDGE))
+        base.next_block()
+        eth.tx(t(USDC, amount, USDC_BRIDGE, X))
+    eth.tx(*deposit(ALPHA, amount, X))
+    report = analyze(eth.events + arb.events + base.events, lab, audited="alpha")
+    (loop,) = report.loops
+    data = loop.as_dict()
+    assert data["chains"] == list(chains)  # the hop through arbitrum is part of every turn
+    assert [i["borrowed"]["raw"] for i in data["iterations"]] == [str(b) for b in borrowed]
+    assert not any("no matching lock" in note for note in report.notes)
+    mints = report.as_dict()["provenance"]["mints"]
+    assert [(m["shares"]["external"], m["shares"]["borrowed"]) for m in mints] == [("1", "0"), ("0", "1"), ("0", "1")]
