@@ -956,6 +956,8 @@ def pair_hard_bridges(events: Sequence[FlowEvent], labelling: Labelling) -> dict
     left one of the same issuer's holders on another chain for such an address. Event indexes: arrival ->
     departure, first come first served. Without it, cash that goes round a cross-chain loop would come back as
     new outside money."""
+    if len({event.chain for event in events}) < 2:
+        return {}  # nothing can cross chains in a one-chain window
     def holder(chain: str, address: str) -> NodeLabel | None:
         label = labelling.addresses.get(token_key(chain, address))
         return label if label is not None and label.role in TRACKED_ROLES else None
