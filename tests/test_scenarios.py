@@ -26,11 +26,9 @@ SEEDS = {
     "minter": [1, 3, 22, 15, 8, 21],
     "operator": [0, 9, 12, 27, 38],
 }
-# What the tracer (as of commit 0822836) gets wrong, per seed, in one line. strict=True: the day the tracer
-# gets one of these right, the test fails and the entry must go.
+# What the tracer (as of commit 6e167ce) gets wrong, per seed, in one line. strict=True: the day the tracer
+# gets one of these right, the test fails and the entry must go (minter seeds 8 and 21 left this list with cea5f4b).
 KNOWN_FAILURES = {
-    8: "minter, custodian not in the spec: an outsider's USDC to the custodian is never scanned, its mint is 'unpaid'",
-    21: "minter, custodian not in the spec: outsiders' mints paid to the custodian are reported 'unpaid'",
     0: "operator, custodian in the spec: a payment to an issuer account is not claimable by a later operator mint: "
        "every mint 'unpaid', no loop",
     9: "operator, custodian in the spec: every mint 'unpaid', no loop",
