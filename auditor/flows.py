@@ -360,14 +360,15 @@ class _Lot:
 class _Portion:
     """What an address received in the current transaction, not yet claimed by a mint, a swap or a pass-through."""
 
-    __slots__ = ("lot", "payer", "remaining", "scale", "token")
+    __slots__ = ("lot", "payer", "remaining", "scale", "source", "token")
 
-    def __init__(self, token: str, scale: int, lot: _Lot, payer: str) -> None:
+    def __init__(self, token: str, scale: int, lot: _Lot, payer: str, source: tuple[str, int] = ("", 0)) -> None:
         self.token = token
         self.scale = scale
         self.lot = lot
         self.remaining = lot.amount
         self.payer = payer
+        self.source = source  # the transfer it came with (tx hash, log index): one payment, maybe several lots
 
 
 @dataclass
@@ -462,16 +463,16 @@ class _Engine:
                             del pairs[seq]
 
     def _keep_unclaimed(self) -> None:
-        """What issuer-side holders paid out in the transaction just done, to addresses the trace does not follow,
-        and no mint claimed, stays claimable by a mint in the next NEARBY_BLOCKS blocks of that chain (an operator
-        mints once the payment has arrived)."""
+        """What issuer-side holders paid to someone else in the transaction just done and no mint claimed stays
+        claimable by a mint in the next NEARBY_BLOCKS blocks of that chain (an operator mints once the payment has
+        arrived)."""
         if self.last_tx is None:
             return
         chain, block = self.last_tx
         kept = self.unclaimed.setdefault(chain, [])
         for payee, portions in self.inflows.items():
             for portion in portions:
-                if portion.remaining and portion.payer in self.tracked and payee not in self.tracked:
+                if portion.remaining and payee != portion.payer:
                     kept.append((block, payee, portion))
         self.unclaimed[chain] = [k for k in kept if k[2].remaining and block - k[0] <= NEARBY_BLOCKS][-MAX_UNCLAIMED:]
 
@@ -705,7 +706,7 @@ class _Engine:
         portions = self.inflows.get(dst)
         if portions is None:
             portions = self.inflows[dst] = []
-        portions.extend(_Portion(event.token_key, scale, lot, payer) for lot in lots)
+        portions.extend(_Portion(event.token_key, scale, lot, payer, (event.tx_hash, event.log_index)) for lot in lots)
 
     def _position_key(self, what: str, event: FlowEvent) -> tuple[str, str] | None:
         if event.account is None:
@@ -771,13 +772,18 @@ class _Engine:
             self._deliver(dst, event, [_Lot(event.amount, mix, step.id)], "mint", scale)
             return
         issuer = info.issuer
-        payments = self._payments(event.chain, issuer, dst, event.block)
+        payments, capped = self._payments(event.chain, issuer, dst, event.block, units)
         remaining_minted = self.tx_minted.get(issuer, units)
         share = units / remaining_minted if remaining_minted > units else Fraction(1)
         self.tx_minted[issuer] = max(Fraction(0), remaining_minted - units)
         claimed: list[tuple[_Portion, int]] = []
+        room = units  # for payments from earlier transactions: no more than the mint is worth
         for portion in payments:
-            take = portion.remaining if share == 1 else portion.remaining * share.numerator // share.denominator
+            if capped:
+                take = min(portion.remaining, int(room * portion.scale))
+                room -= Fraction(take, portion.scale)
+            else:
+                take = portion.remaining if share == 1 else portion.remaining * share.numerator // share.denominator
             portion.remaining -= take
             if take:
                 claimed.append((portion, take))
@@ -797,7 +803,8 @@ class _Engine:
             portion.lot.spent_by = portion.lot.spent_by | {issuer}
         self._deliver(dst, event, [_Lot(event.amount, mix, step.id)], "mint", scale)
 
-    def _payments(self, chain: str, issuer: str, recipient: str, block: int) -> list[_Portion]:
+    def _payments(self, chain: str, issuer: str, recipient: str, block: int, units: Fraction
+                  ) -> tuple[list[_Portion], bool]:
         """What paid for a mint of `issuer`'s token to `recipient`, never the issuer's own tokens; the first of:
         1. this transaction's deposits into the issuer's token contract (the token is its vault);
         2. what the recipient, or an account of the issuer, paid in this transaction to anyone outside the
@@ -805,28 +812,40 @@ class _Engine:
         3. what outsiders sent to the issuer's accounts in this transaction (custody-style issuers);
         4. what the recipient paid to another account of the issuer in this transaction (a custodian account);
         5. what the recipient, or an account of the issuer, paid out in a transaction of the last few blocks
-           that no mint has claimed yet (an operator mints after the payment arrived)."""
+           that no mint has claimed yet (an operator mints after the payment arrived); else what the recipient
+           paid to another account of the issuer then (a custodian the spec lists). Such payments are claimed
+           up to the mint's units (True in the result), the one of exactly the mint's units first, else oldest
+           first: one payment, one mint."""
         own = {k for k, t in self.lab.tokens.items() if t.issuer == issuer}
         found = [p for key in self.vaults.get((chain, issuer), ()) for p in self.inflows.get(key, ())
                  if p.remaining and p.token not in own]
         if found:
-            return found
+            return found, False
         accounts = set(self.accounts.get((chain, issuer), ()))
         payers = accounts | {recipient}
         sent = [(payee, p) for payee, portions in self.inflows.items() if payee.startswith(chain + ":")
                 for p in portions if p.remaining and p.token not in own and p.payer in payers and p.payer != payee]
         found = [p for payee, p in sent if payee not in payers]
         if found:
-            return found
+            return found, False
         found = [p for key in accounts for p in self.inflows.get(key, ())
                  if p.remaining and p.token not in own and self._holder_issuer(p.payer) != issuer]
         if found:
-            return found
+            return found, False
         found = [p for payee, p in sent if p.payer == recipient]
         if found:
-            return found
-        return [p for seen, payee, p in self.unclaimed.get(chain, ()) if block - seen <= NEARBY_BLOCKS
-                and p.remaining and p.token not in own and p.payer in payers and payee not in payers]
+            return found, False
+        nearby = [(payee, p) for seen, payee, p in self.unclaimed.get(chain, ()) if block - seen <= NEARBY_BLOCKS
+                  and p.remaining and p.token not in own and p.payer in payers]
+        outside = [p for payee, p in nearby if payee not in payers]
+        inside = [p for payee, p in nearby if payee in payers and p.payer == recipient]
+        # The payment of exactly what was minted is that mint's (an operator mints what arrived); else the oldest.
+        payments: dict[tuple[str, int], list[_Portion]] = {}
+        for portion in outside + inside:
+            payments.setdefault(portion.source, []).append(portion)
+        exact = [parts for parts in payments.values()
+                 if sum((Fraction(p.remaining, p.scale) for p in parts), Fraction(0)) == units]
+        return (exact[0] if exact else outside or inside), True
 
     def _holder_issuer(self, key: str) -> str | None:
         label = self.lab.addresses.get(key)

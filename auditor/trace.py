@@ -20,6 +20,7 @@ from auditor.flows import (
     ESCROW,
     ISSUER_CONTRACT,
     MINT,
+    NEARBY_BLOCKS,
     TRANSFER,
     VENUE,
     ZERO_ADDRESS,
@@ -248,7 +249,8 @@ def _mint_payments(client: ChainClient, chain: str, hard: Sequence[str], out: Co
                    escrows: Mapping[str, str]) -> int:
     """Hard-asset transfers inside the transactions that mint an issued token, between addresses the trace does not
     watch: an outsider paying a separate minting contract (DeUSDMinting-style) mints with outside money, and only
-    these logs show it. One filter per block with mints, all in one round; returns how many logs were added."""
+    these logs show it; and what an unwatched recipient paid in the NEARBY_BLOCKS blocks before its mint (an
+    operator mints once the payment has arrived). All in one round; returns how many logs were added."""
     mints = [e for e in out.events if e.chain == chain and e.kind == MINT]
     txs = {e.tx_hash for e in mints}
     blocks = sorted({e.block for e in mints})
@@ -259,11 +261,18 @@ def _mint_payments(client: ChainClient, chain: str, hard: Sequence[str], out: Co
                          "mints; mints after them paid to a separate minter by outsiders may show as unpaid")
         blocks = blocks[:MAX_MINT_BLOCKS]
     seen = {(e.tx_hash, e.log_index) for e in out.events if e.chain == chain}
-    found = run_plan(client, gather(*(logs(list(hard), [TRANSFER_EVENT.topic], b, b) for b in blocks)))
+    # An operator mints after the payment arrived: what each unwatched recipient paid in the blocks just before.
+    recipients = sorted({(e.dst.lower(), e.block) for e in mints if e.block in set(blocks)
+                         and token_key(chain, e.dst) not in lab.addresses})
+    earlier = [logs(list(hard), [TRANSFER_EVENT.topic, address_topic(r)], max(0, b - NEARBY_BLOCKS), b - 1)
+               for r, b in recipients if b > 0]
+    found = run_plan(client, gather(*(logs(list(hard), [TRANSFER_EVENT.topic], b, b) for b in blocks), *earlier))
+    paid_before = {log.tx_hash for per_scan in found[len(blocks):] for log in per_scan}
     added = 0
     for log in (log for per_block in found for log in per_block):
-        if log.tx_hash not in txs or (log.tx_hash, log.log_index) in seen:
+        if (log.tx_hash not in txs and log.tx_hash not in paid_before) or (log.tx_hash, log.log_index) in seen:
             continue
+        seen.add((log.tx_hash, log.log_index))
         try:
             fields = TRANSFER_EVENT.decode(log.topics, log.data)
         except ValueError:

@@ -26,16 +26,10 @@ SEEDS = {
     "minter": [1, 3, 22, 15, 8, 21],
     "operator": [0, 9, 12, 27, 38],
 }
-# What the tracer (as of commit 6e167ce) gets wrong, per seed, in one line. strict=True: the day the tracer
-# gets one of these right, the test fails and the entry must go (minter seeds 8 and 21 left this list with cea5f4b).
-KNOWN_FAILURES = {
-    0: "operator, custodian in the spec: a payment to an issuer account is not claimable by a later operator mint: "
-       "every mint 'unpaid', no loop",
-    9: "operator, custodian in the spec: every mint 'unpaid', no loop",
-    12: "operator, custodian not in the spec: the outsider's mint (USDC to the custodian, not scanned) is 'unpaid'",
-    27: "operator, custodian not in the spec: outsiders' mints are 'unpaid'",
-    38: "operator, custodian not in the spec: outsiders' mints are 'unpaid'",
-}
+# What the tracer gets wrong, per seed, in one line. strict=True: the day the tracer gets one of these right, the
+# test fails and the entry must go (minter seeds 8 and 21 left with cea5f4b, operator seeds 0, 9, 12, 27, 38 with
+# the nearby-payment rule: payments of the last blocks claimed one payment per mint, exact amounts first).
+KNOWN_FAILURES: dict[int, str] = {}
 
 
 def _cases() -> list[Any]:
