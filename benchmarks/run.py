@@ -63,8 +63,8 @@ def main() -> None:
         "# Benchmarks",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/run.py --write` (what `make bench` "
-        f"runs) on {machine()}, Python {sys.version.split()[0]}, against one local anvil on loopback (sharing those cores "
-        "with the benchmark and the peers, and with whatever else the machine ran). Every figure comes from this "
+        f"runs) on {machine()}, Python {sys.version.split()[0]}, against one local anvil on loopback (sharing those "
+        "cores with the benchmark and the peers, and with whatever else the machine ran). Every figure comes from this "
         f"run. Contenders are interleaved: in each of the {args.reps} repetitions every contender runs once, "
         "round-robin, each repetition starting one contender later; tables give medians. In-process contenders: "
         f"{versions('web3', 'eth-abi', 'requests')}. Peers run as subprocesses of the bench-only venv "
