@@ -194,6 +194,8 @@ class ChainClient:
         self.batch_chars = batch_chars
         self.mode: str | None = None
         self._answers: dict[tuple[Any, ...], ReadResult] = {}
+        # Aggregate3 answers the transport already decoded to check them, by id (the object is kept to be sure).
+        self._checked: dict[int, tuple[Response, list[tuple[bool, bytes]]]] = {}
         self._pin: Pin | None = None
         self._code_at_pin: str | None = None  # Multicall3's code at the pin, when `open` asked for it
         # Calls that ride along with the next batch of reads (a round's first log windows) and their answers.
@@ -376,11 +378,12 @@ class ChainClient:
         if self._pin is None or not _is_aggregate(call, self.multicall):
             return None
         try:
-            self._unpack(call, answer)
+            unpacked = self._unpack(call, answer)
         except _Unusable as exc:
             return str(exc)
         except WrongBlockError as exc:
             return exc
+        self._checked[id(answer)] = (answer, unpacked)  # the results use it: one decode per answer
         return None
 
     def _unpack(self, call: Call, answer: Response) -> list[tuple[bool, bytes]]:
@@ -438,25 +441,32 @@ class ChainClient:
             raise ConfigError(f"{self.chain}: reads asked at a block after the pin {pin}")
         # Answers at a block never change, so a read several stages ask for (decimals, symbol, a market's
         # state) goes to the node once per audit.
-        missing = list({_answer_key(r, b): (b, r) for b, r in items if _answer_key(r, b) not in self._answers}.values())
+        keys = [_answer_key(r, b) for b, r in items]
+        known = self._answers
+        missing_by_key: dict[tuple[Any, ...], tuple[int | None, Read]] = {}
+        for key, item in zip(keys, items, strict=True):
+            if key not in known and key not in missing_by_key:
+                missing_by_key[key] = item
         fresh: dict[tuple[Any, ...], ReadResult] = {}
-        if missing:
+        if missing_by_key:
+            missing = list(missing_by_key.values())
             results: list[ReadResult | None] = [None] * len(missing)
             if self.mode == "direct":
                 self._read_direct(missing, results)
             else:
                 self._read_multicall(missing, results, progress)
-            for (block, read), result in zip(missing, results, strict=True):
+            for key, (block, _read), result in zip(missing_by_key, missing, results, strict=True):
                 assert result is not None
-                fresh[_answer_key(read, block)] = result
+                fresh[key] = result
                 if not result.unavailable:
-                    self._answers[_answer_key(read, block)] = result  # a later read of an unavailable one asks again
+                    known[key] = result  # a later read of an unavailable one asks again
                 elif block is None:
                     self._note_unread(result)
         out: dict[int | None, list[ReadResult]] = {}
+        at = 0
         for block, reads in groups.items():
-            at = None if block == pin else block
-            answers = [fresh.get(_answer_key(r, at)) or self._answers[_answer_key(r, at)] for r in reads]
+            answers = [fresh.get(key) or known[key] for key in keys[at : at + len(reads)]]
+            at += len(reads)
             out[block] = [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
         return out
 
@@ -510,11 +520,14 @@ class ChainClient:
                 done += len(chunk)
             if progress is not None:
                 progress(done, len(items))
+        self._checked.clear()  # answers another layer copied were decoded again: nothing of them is kept
 
     def _chunk_results(self, chunk: Sequence[Read], call: Call, answer: Response) -> list[ReadResult]:
+        checked = self._checked.pop(id(answer), None)
         if not is_error(answer):
             try:
-                return [_decoded(r, ok, raw) for r, (ok, raw) in zip(chunk, self._unpack(call, answer), strict=True)]
+                unpacked = checked[1] if checked is not None and checked[0] is answer else self._unpack(call, answer)
+                return [_decoded(r, ok, raw) for r, (ok, raw) in zip(chunk, unpacked, strict=True)]
             except _Unusable as exc:  # only from a replayed answer: live ones were checked by the transport
                 answer = {"error": {"message": str(exc)}}
         return [_failed(read, answer) for read in chunk]
