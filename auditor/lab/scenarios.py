@@ -43,7 +43,24 @@ iteration: borrow USDC at a random LTV (below the market's LLTV; fixed price 1, 
 what was borrowed) -> hops -> optional outside top-up -> mint (all, or 50-95% of the minting wallet's USDC) ->
 token hops -> post everything minted -> next borrow by the wallet that posted.
 
-Soak: `python -m auditor.lab.scenarios --seeds 300 --out benchmarks/scenarios.md`.
+Lender and chains (only seeds >= TOPOLOGY_FROM = 1000 draw them, from a second `random.Random` of their own, so
+seeds below keep the exact plans they had: Morpho on one chain):
+
+- lender "morpho" (a Morpho Blue market, zero-rate IRM) or "aave" (a real Aave v3 pool deployed per scenario,
+  auditor.lab.aave, listing USDC and the collateral at price 1 with zero rates: debt = borrowed; posts are Aave
+  supplies of the collateral, borrows variable-rate USDC borrows);
+- one chain, or two: the lending happens on a second chain (LENDING_CHAIN "plume", chain id 98866). Before each
+  post the poster locks its tokens in the token's escrow on the home chain (lab BridgeEscrow) and the relayer mints
+  the bridged copy on the lending chain (lab BridgedToken), where it is posted; 30% of the time 5-40% of it goes back
+  first (burnToExit there, release from the escrow here) and only the rest is posted. Each borrow crosses back to the
+  home chain whole, to the same wallet, before anything else happens: lock/release (an escrow there, a pre-funded
+  escrow here) or burn/mint (USDC there is a bridged token; the lab USDC here is minted), drawn per seed. Bridging
+  moves no lot between wallets, so the lot ledger and the truth's buckets are those of one chain. The spec lists the
+  token on both chains (the copy `bridged: true`), its escrow, and the wallets on both chains; the registry both
+  chains, USDC on both, and the lender on the lending chain.
+
+Soak: `python -m auditor.lab.scenarios --seeds 300 --out benchmarks/scenarios.md` (add `--first 1000` for seeds that
+draw lenders and chains).
 """
 
 from __future__ import annotations
@@ -64,15 +81,18 @@ from typing import Any, Protocol
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from auditor.lab.aave import POOL_TX_GAS, VARIABLE_RATE_MODE, AaveLab, RateStrategy
 from auditor.lab.compile import Compiled
-from auditor.lab.deploy import Contract
+from auditor.lab.deploy import Contract, send_transaction
 from auditor.lab.morpho import MarketParams, MorphoLab, oracle_price
 from auditor.lab.node import rpc
 
 __all__ = [
     "BUCKETS",
     "DESIGNS",
+    "LENDERS",
     "IterationTruth",
+    "LendingChain",
     "MintTruth",
     "Plan",
     "Scenario",
@@ -83,15 +103,21 @@ __all__ = [
     "compare",
     "draw",
     "start_lab",
+    "start_lending_chain",
     "trace",
 ]
 
 BUCKETS = ("external", "borrowed", "prior", "recycled", "unpaid")  # the tracer's buckets, in its order
 DESIGNS = ("vault", "minter", "erc4626", "operator")
+LENDERS = ("morpho", "aave")
+USDC_BRIDGES = ("lock", "burn")  # how borrowed USDC crosses back: lock/release or burn/mint
+TOPOLOGY_FROM = 1000  # seeds below draw nothing new (Morpho, one chain): their plans stay what they were
 USDC = 10**6
 MAX_UINT = 2**256 - 1
 LAB_LLTV = 860_000_000_000_000_000
 CHAIN = "ethereum"
+LENDING_CHAIN = "plume"
+PLUME_CHAIN_ID = 98866  # Plume mainnet's chain id, as the reconstruction uses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +132,10 @@ class Step:
 
     kinds: "usdc" (actor -> to USDC), "token" (actor -> to issued token), "mint" (actor pays `amount` USDC by the
     plan's design and receives `minted`; "operator" mints `gap` blocks after the payment), "post" (actor supplies
-    `amount` tokens as Morpho collateral), "borrow" (actor borrows `amount` USDC against its collateral).
+    `amount` tokens, or their bridged copies, as collateral to the lender), "borrow" (actor borrows `amount` USDC
+    against its collateral); two chains only: "bridge_token" (lock `amount` tokens here, their copy minted to the
+    actor on the lending chain), "token_back" (burn `amount` copies there, released to the actor here),
+    "bridge_usdc" (`amount` borrowed USDC from the actor there to the actor here).
     `purpose` says why: seed, hop, topup, loop, outsider, noise. `iteration`: the loop iteration (0 = the seed).
     """
 
@@ -161,6 +190,13 @@ class Plan:
     ltvs: tuple[Fraction, ...]  # per loop iteration
     steps: tuple[Step, ...]
     expected: Expected
+    lender: str = "morpho"  # "morpho" (Morpho Blue) | "aave" (Aave v3); drawn for seeds >= TOPOLOGY_FROM
+    chains: int = 1  # 2: the token is bridged to LENDING_CHAIN, borrowed against there, USDC bridged back
+    usdc_bridge: str = ""  # two chains: "lock" (lock/release) | "burn" (burn/mint)
+
+    @property
+    def lending_chain(self) -> str:
+        return LENDING_CHAIN if self.chains == 2 else CHAIN
 
     @property
     def iterations(self) -> int:
@@ -241,6 +277,12 @@ def draw(seed: int) -> Plan:
     n_iterations = rng.randint(0, 8)
     ltvs = tuple(Fraction(rng.randint(30, 80), 100) for _ in range(n_iterations))
     seed_usdc = _money(rng, 1_000, 100_000)
+    # Lender and chains come from a stream of their own, and only for seeds >= TOPOLOGY_FROM: `rng` draws exactly
+    # what it drew before they existed, so every older seed's plan is unchanged.
+    topo = random.Random(f"reserve-auditor scenario topology {seed}") if seed >= TOPOLOGY_FROM else None
+    lender = topo.choice(LENDERS) if topo is not None else "morpho"
+    chains = topo.choice((1, 2)) if topo is not None else 1
+    usdc_bridge = topo.choice(USDC_BRIDGES) if topo is not None and chains == 2 else ""
 
     ledger = _Ledger()
     outsider_funds = tuple((o, _money(rng, 600_000, 900_000)) for o in outsiders)
@@ -300,6 +342,21 @@ def draw(seed: int) -> Plan:
             at = nxt
         return at
 
+    def post(poster: str, amount: int, purpose: str, iteration: int) -> int:
+        """Post `amount` tokens (two chains: bridge them to the lending chain first, maybe sending some back by
+        burn/release); returns what was posted."""
+        if chains == 2:
+            assert topo is not None
+            steps.append(Step("bridge_token", poster, amount, purpose=purpose, iteration=iteration))
+            if topo.random() < 0.3:
+                back = amount * topo.randint(5, 40) // 100
+                steps.append(Step("token_back", poster, back, purpose=purpose, iteration=iteration))
+                amount -= back
+        steps.append(Step("post", poster, amount, purpose=purpose, iteration=iteration))
+        ledger.tokens[poster] -= amount
+        collateral[poster] = collateral.get(poster, 0) + amount
+        return amount
+
     def outside_noise() -> None:
         for _ in range(rng.choice((0, 0, 1, 2))):
             who = rng.choice(outsiders)
@@ -325,9 +382,7 @@ def draw(seed: int) -> Plan:
     outside_noise()
     posted = mint(minter_wallet, seed_usdc, "seed", 0)
     poster = hops(minter_wallet, posted, transfer_token, "hop", 0)
-    steps.append(Step("post", poster, posted, purpose="seed", iteration=0))
-    ledger.tokens[poster] -= posted
-    collateral[poster] = collateral.get(poster, 0) + posted
+    posted = post(poster, posted, "seed", 0)
     borrowed_total = 0
     for iteration, ltv in enumerate(ltvs, 1):
         outside_noise()
@@ -336,6 +391,8 @@ def draw(seed: int) -> Plan:
         ledger.receive(poster, borrow, 1, iteration)
         debt[poster] = debt.get(poster, 0) + borrow
         borrowed_total += borrow
+        if chains == 2:  # the whole borrow crosses back to the home chain, to the same wallet, before any hop
+            steps.append(Step("bridge_usdc", poster, borrow, purpose="loop", iteration=iteration))
         minter_wallet = hops(poster, borrow, transfer_usdc, "hop", iteration)
         outside_noise()
         if rng.random() < 0.3:
@@ -344,9 +401,7 @@ def draw(seed: int) -> Plan:
         pay = cash if rng.random() < 0.7 else cash * rng.randint(50, 95) // 100
         posted = mint(minter_wallet, pay, "loop", iteration)
         poster = hops(minter_wallet, posted, transfer_token, "hop", iteration)
-        steps.append(Step("post", poster, posted, purpose="loop", iteration=iteration))
-        ledger.tokens[poster] -= posted
-        collateral[poster] = collateral.get(poster, 0) + posted
+        posted = post(poster, posted, "loop", iteration)
     outside_noise()
 
     expected = Expected(
@@ -359,7 +414,8 @@ def draw(seed: int) -> Plan:
     return Plan(seed=seed, design=design, decimals=decimals, wallets=wallets, outsiders=outsiders,
                 seed_source=seed_source,
                 custodian_listed=custodian_listed, prior=prior, outsider_funds=outsider_funds,
-                lender_supply=borrowed_total + 1_000 * USDC, ltvs=ltvs, steps=tuple(steps), expected=expected)
+                lender_supply=borrowed_total + 1_000 * USDC, ltvs=ltvs, steps=tuple(steps), expected=expected,
+                lender=lender, chains=chains, usdc_bridge=usdc_bridge)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +450,7 @@ class Truth:
     mints: tuple[MintTruth, ...]  # every mint of the issued token in the window, in order
     supply: int  # the token's total supply at the end (raw)
     held_usdc: int  # raw USDC held by the issuer's wallets and its custodian / vault at the end
-    debt: int  # raw USDC the issuer owes Morpho at the end (zero-rate IRM: what it borrowed)
+    debt: int  # raw USDC the issuer owes the lender at the end (zero rates: what it borrowed)
     collateral: Mapping[str, int]  # wallet address -> raw tokens posted in the market
     debt_by_wallet: Mapping[str, int]
 
@@ -410,13 +466,22 @@ class Scenario:
     spec_id: str
     spec_yaml: str
     registry_yaml: str
-    window: tuple[int, int]  # (from_block, to_block), inclusive
+    window: tuple[int, int]  # (from_block, to_block) on the home chain, inclusive
     truth: Truth
     token: str
     usdc: str
-    morpho: str
-    market: MarketParams
+    morpho: str  # the Morpho Blue contract on the lending chain ("" when the lender is Aave)
+    market: MarketParams | None  # the Morpho market (None when the lender is Aave)
     addresses: Mapping[str, str] = field(default_factory=dict)  # role -> address
+    windows: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # chain -> window (every chain used)
+    urls: Mapping[str, str] = field(default_factory=dict)  # chain -> node URL
+    venue: str = "morpho_blue"  # the registry's venue name: "morpho_blue" | "aave_v3"
+    venue_address: str = ""  # Morpho, or Aave's Pool, on the lending chain
+    collateral_token: str = ""  # what is posted: the token, or its bridged copy on the lending chain
+    lending_usdc: str = ""  # USDC on the lending chain
+    morpho_lab: MorphoLab | None = None  # the lending chain's Morpho (when it is the lender)
+    aave: AaveLab | None = None  # the per-scenario Aave market (when it is the lender)
+    escrow: str = ""  # two chains: the token's escrow on the home chain
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Write registry.yaml and <spec_id>.yaml into `folder`; returns (registry path, spec path)."""
@@ -425,6 +490,27 @@ class Scenario:
         registry.write_text(self.registry_yaml)
         spec.write_text(self.spec_yaml)
         return registry, spec
+
+    def position(self, wallet: str, block: int) -> tuple[int, int]:
+        """(raw collateral posted, raw USDC owed) of `wallet` at `block` on the lending chain, as the lender says."""
+        if self.aave is not None:
+            collateral = self.aave.reserve(self.collateral_token).a_token
+            debt = self.aave.reserve(self.lending_usdc).variable_debt_token
+            return self.aave.balance(collateral, wallet, block), self.aave.balance(debt, wallet, block)
+        assert self.morpho_lab is not None and self.market is not None
+        owned = self.morpho_lab.morpho.call("position", self.market.id, wallet, block=block)
+        return int(owned[2]), self.morpho_lab.debt_at(self.market, wallet, block)
+
+
+@dataclass(frozen=True)
+class LendingChain:
+    """The second chain of two-chain scenarios: its node, a Morpho Blue with the lab's IRM and LLTV enabled, and
+    USDC as a bridged token (lab BridgedToken: the deployer, as relayer, mints it; anyone burns to exit)."""
+
+    url: str
+    chain_id: int
+    usdc: Contract
+    morpho: MorphoLab
 
 
 class LabLike(Protocol):
@@ -455,14 +541,36 @@ def _head(url: str) -> int:
     return int(rpc(url, "eth_blockNumber"), 16)
 
 
-def build(plan: Plan, lab: LabLike) -> Scenario:
-    """Deploy and run `plan` on the lab node (fresh addresses per seed: run each seed once per chain state)."""
+# Aave at a zero rate, so the debt is exactly what was borrowed (the optimal usage ratio must stay positive: the
+# strategy divides by it)
+ZERO_RATES = RateStrategy(base_variable_borrow_rate=0, variable_rate_slope1=0, variable_rate_slope2=0,
+                          stable_rate_slope1=0, stable_rate_slope2=0, base_stable_rate_offset=0,
+                          stable_rate_excess_offset=0)
+
+
+def _mint_usdc(usdc: Contract, to: str, raw: int, deployer: str) -> dict[str, Any]:
+    """Create USDC: the lab token's open mint, or a bridged USDC's relayer mint."""
+    if any(e.get("name") == "relayMint" for e in usdc.abi):
+        return usdc.transact("relayMint", to, raw, 0, sender=deployer)
+    return usdc.transact("mint", to, raw, sender=deployer)
+
+
+def build(plan: Plan, lab: LabLike, plume: LendingChain | None = None) -> Scenario:
+    """Deploy and run `plan` on the lab node (and, for two chains, on `plume`); fresh addresses per seed: run each
+    seed once per chain state."""
+    from auditor.lab.aave import deploy_aave
+
     url, deployer = lab.url, lab.deployer
+    if plan.chains == 2 and plume is None:
+        raise ValueError(f"seed {plan.seed} runs on two chains: build() needs the lending chain")
+    lend_url = plume.url if plume is not None and plan.chains == 2 else url
     addr: dict[str, str] = {role: plan.address(role) for role in plan.roles}
-    for address in addr.values():
-        rpc(url, "anvil_impersonateAccount", [address])
-        rpc(url, "anvil_setBalance", [address, hex(10**21)])
+    for node in {url, lend_url}:
+        for address in addr.values():
+            rpc(node, "anvil_impersonateAccount", [address])
+            rpc(node, "anvil_setBalance", [address, hex(10**21)])
     usdc, morpho = lab.usdc, lab.morpho
+    lend_usdc, lend_morpho = (plume.usdc, plume.morpho) if plume is not None and plan.chains == 2 else (usdc, morpho)
     built = lab.lab_contracts
     symbol = f"S{plan.seed}"
     name = f"Scenario {plan.seed} ({plan.design})"
@@ -484,41 +592,98 @@ def build(plan: Plan, lab: LabLike) -> Scenario:
             token.transact("setMinter", minter.address, sender=deployer)
         payee = str(minter.address) if minter is not None else addr["custodian"]
     addr["token"] = token.address
-    # the market: the issued token as collateral, USDC loans, fixed price 1, a zero-rate IRM (debt = borrowed)
-    irm = Contract.deploy(url, morpho.compiled["FixedRateIrm"], 0, sender=deployer)
-    morpho.enable_irm(irm.address)
-    if not morpho.morpho.call("isLltvEnabled", lab.lltv):
-        morpho.enable_lltv(lab.lltv)
-    oracle = morpho.deploy_oracle(oracle_price(1, 6, plan.decimals))
-    market = MarketParams(usdc.address, token.address, oracle.address, irm.address, lab.lltv)
-    morpho.create_market(market)
+    # two chains: the token's escrow here, its bridged copy there (the deployer relays), and a USDC bridge back
+    escrow = copy = usdc_out = usdc_in = None
+    if plan.chains == 2:
+        escrow = Contract.deploy(url, built["BridgeEscrow"], sender=deployer)
+        copy = Contract.deploy(lend_url, built["BridgedToken"], f"{name} (bridged)", symbol, plan.decimals,
+                               sender=deployer)
+        addr["escrow"], addr["copy"] = escrow.address, copy.address
+        if plan.usdc_bridge == "lock":
+            usdc_out = Contract.deploy(lend_url, built["BridgeEscrow"], sender=deployer)  # locks on the lending chain
+            usdc_in = Contract.deploy(url, built["BridgeEscrow"], sender=deployer)  # releases on the home chain
+            borrowed = sum(s.amount for s in plan.steps if s.kind == "borrow")
+            if borrowed:
+                usdc.transact("mint", usdc_in.address, borrowed, sender=deployer)
+    collateral_token = copy if copy is not None else token
+    # the lender: the issued token (or its copy) as collateral, USDC loans, price 1, zero rates (debt = borrowed)
+    market: MarketParams | None = None
+    aave = None
+    if plan.lender == "aave":
+        aave = deploy_aave(lend_url, deployer, [lend_usdc.address, collateral_token.address], [1, 1], ltv=8500,
+                           liquidation_threshold=8600, liquidation_bonus=10500, reserve_factor=0,
+                           strategy=ZERO_RATES)
+        venue, venue_address = "aave_v3", aave.pool.address
+    else:
+        irm = Contract.deploy(lend_url, lend_morpho.compiled["FixedRateIrm"], 0, sender=deployer)
+        lend_morpho.enable_irm(irm.address)
+        if not lend_morpho.morpho.call("isLltvEnabled", lab.lltv):
+            lend_morpho.enable_lltv(lab.lltv)
+        oracle = lend_morpho.deploy_oracle(oracle_price(1, 6, plan.decimals))
+        market = MarketParams(lend_usdc.address, collateral_token.address, oracle.address, irm.address, lab.lltv)
+        lend_morpho.create_market(market)
+        venue, venue_address = "morpho_blue", lend_morpho.morpho.address
     # pre-window funding and approvals (no Transfer of the issued token, no issuer USDC but the prior seed)
-    usdc.transact("mint", addr["lender"], plan.lender_supply, sender=deployer)
-    usdc.transact("approve", morpho.morpho.address, MAX_UINT, sender=addr["lender"])
-    morpho.morpho.transact("supply", market.as_tuple(), plan.lender_supply, 0, addr["lender"], b"",
-                           sender=addr["lender"])
+    _mint_usdc(lend_usdc, addr["lender"], plan.lender_supply, deployer)
+    if aave is not None:
+        aave.supply(lend_usdc.address, plan.lender_supply, addr["lender"])
+    else:
+        assert market is not None
+        lend_usdc.transact("approve", lend_morpho.morpho.address, MAX_UINT, sender=addr["lender"])
+        lend_morpho.morpho.transact("supply", market.as_tuple(), plan.lender_supply, 0, addr["lender"], b"",
+                                    sender=addr["lender"])
     for role, raw in (*plan.outsider_funds, *plan.prior):
         usdc.transact("mint", addr[role], raw, sender=deployer)
     for role in (*plan.wallets, *plan.outsiders):
         if plan.design != "operator":
             usdc.transact("approve", payee, MAX_UINT, sender=addr[role])
     for role in plan.wallets:
-        token.transact("approve", morpho.morpho.address, MAX_UINT, sender=addr[role])
+        collateral_token.transact("approve", venue_address, MAX_UINT, sender=addr[role])
+        if escrow is not None:
+            token.transact("approve", escrow.address, MAX_UINT, sender=addr[role])
+        if usdc_out is not None:
+            lend_usdc.transact("approve", usdc_out.address, MAX_UINT, sender=addr[role])
 
     start = _head(url) + 1
+    lend_start = _head(lend_url) + 1
     txs: list[str] = []  # per step: its (last) transaction
     paid: dict[int, str] = {}  # step index -> payment tx (operator mints)
+    nonce = 0
     for index, step in enumerate(plan.steps):
         actor = addr[step.actor]
         if step.kind == "usdc":
             receipt = usdc.transact("transfer", addr[step.to], step.amount, sender=actor)
         elif step.kind == "token":
             receipt = token.transact("transfer", addr[step.to], step.amount, sender=actor)
+        elif step.kind == "post" and aave is not None:
+            receipt = _pool(aave, "supply", collateral_token.address, step.amount, actor, 0, sender=actor)
         elif step.kind == "post":
-            receipt = morpho.morpho.transact("supplyCollateral", market.as_tuple(), step.amount, actor, b"",
-                                             sender=actor)
+            assert market is not None
+            receipt = lend_morpho.morpho.transact("supplyCollateral", market.as_tuple(), step.amount, actor, b"",
+                                                  sender=actor)
+        elif step.kind == "borrow" and aave is not None:
+            receipt = _pool(aave, "borrow", lend_usdc.address, step.amount, VARIABLE_RATE_MODE, 0, actor,
+                            sender=actor)
         elif step.kind == "borrow":
-            receipt = morpho.morpho.transact("borrow", market.as_tuple(), step.amount, 0, actor, actor, sender=actor)
+            assert market is not None
+            receipt = lend_morpho.morpho.transact("borrow", market.as_tuple(), step.amount, 0, actor, actor,
+                                                  sender=actor)
+        elif step.kind == "bridge_token":  # lock here, the relayer mints the copy there
+            assert escrow is not None and copy is not None
+            escrow.transact("lock", token.address, step.amount, actor, sender=actor)
+            receipt = copy.transact("relayMint", actor, step.amount, nonce, sender=deployer)
+            nonce += 1
+        elif step.kind == "token_back":  # burn the copy there, the relayer releases here
+            assert escrow is not None and copy is not None
+            copy.transact("burnToExit", step.amount, actor, sender=actor)
+            receipt = escrow.transact("release", token.address, actor, step.amount, sender=deployer)
+        elif step.kind == "bridge_usdc":  # borrowed USDC back home: lock/release or burn/mint
+            if usdc_out is not None and usdc_in is not None:
+                usdc_out.transact("lock", lend_usdc.address, step.amount, actor, sender=actor)
+                receipt = usdc_in.transact("release", usdc.address, actor, step.amount, sender=deployer)
+            else:
+                lend_usdc.transact("burnToExit", step.amount, actor, sender=actor)
+                receipt = usdc.transact("mint", actor, step.amount, sender=deployer)
         elif plan.design in ("vault", "erc4626"):
             receipt = token.transact("deposit", step.amount, actor, sender=actor)
         elif plan.design == "minter":
@@ -532,12 +697,31 @@ def build(plan: Plan, lab: LabLike) -> Scenario:
             receipt = token.transact("mint", actor, step.minted, sender=addr["operator"])
         txs.append(receipt["transactionHash"])
     end = _head(url)
+    windows = {CHAIN: (start, end)}
+    urls = {CHAIN: url}
+    if plan.chains == 2:
+        windows[LENDING_CHAIN] = (lend_start, _head(lend_url))
+        urls[LENDING_CHAIN] = lend_url
     truth = _truth(plan, txs, paid, addr)
     spec_id = f"scenario-{plan.seed}"
+    chain_ids = {CHAIN: lab.chain_id, **({LENDING_CHAIN: plume.chain_id} if plume is not None and plan.chains == 2
+                                         else {})}
+    usdcs = {CHAIN: usdc.address, **({LENDING_CHAIN: lend_usdc.address} if plan.chains == 2 else {})}
     return Scenario(plan=plan, spec_id=spec_id, spec_yaml=_spec_yaml(spec_id, plan, addr, symbol),
-                    registry_yaml=_registry_yaml(lab.chain_id, usdc.address, morpho.morpho.address),
+                    registry_yaml=_registry_yaml(chain_ids, usdcs, venue, plan.lending_chain, venue_address),
                     window=(start, end), truth=truth, token=token.address, usdc=usdc.address,
-                    morpho=morpho.morpho.address, market=market, addresses=addr)
+                    morpho=lend_morpho.morpho.address if market is not None else "", market=market, addresses=addr,
+                    windows=windows, urls=urls, venue=venue, venue_address=venue_address,
+                    collateral_token=collateral_token.address, lending_usdc=lend_usdc.address,
+                    morpho_lab=lend_morpho if market is not None else None, aave=aave,
+                    escrow=escrow.address if escrow is not None else "")
+
+
+def _pool(aave: AaveLab, fn: str, *args: Any, sender: str) -> dict[str, Any]:
+    # A fixed gas limit, as AaveLab's own calls use (anvil's estimate can miss Aave's interest-accrual path).
+    return send_transaction(aave.url, to=aave.pool.address, data=aave.pool.encode(fn, *args), sender=sender,
+                            gas=POOL_TX_GAS, abi=aave.pool.abi, what=f"Pool.{fn}")
+
 
 
 def _truth(plan: Plan, txs: Sequence[str], paid: Mapping[int, str], addr: Mapping[str, str]) -> Truth:
@@ -568,18 +752,26 @@ def _truth(plan: Plan, txs: Sequence[str], paid: Mapping[int, str], addr: Mappin
 
 
 def _spec_yaml(spec_id: str, plan: Plan, addr: Mapping[str, str], symbol: str) -> str:
-    accounts = [(addr[w], f"issuer wallet {w}") for w in plan.wallets]
+    accounts = [(CHAIN, addr[w], f"issuer wallet {w}") for w in plan.wallets]
     if plan.custodian_listed:
-        accounts.append((addr["custodian"], "custodian"))
+        accounts.append((CHAIN, addr["custodian"], "custodian"))
+    deployments = f"    - {{chain: {CHAIN}, address: \"{addr['token']}\"}}\n"
+    escrow = ""
+    if plan.chains == 2:
+        accounts += [(LENDING_CHAIN, addr[w], f"issuer wallet {w} ({LENDING_CHAIN})") for w in plan.wallets]
+        deployments += f"    - {{chain: {LENDING_CHAIN}, address: \"{addr['copy']}\", bridged: true}}\n"
+        escrow = f"  escrow:\n    - {{chain: {CHAIN}, address: \"{addr['escrow']}\", label: {symbol} escrow}}\n"
     text = (f"id: {spec_id}\nname: {spec_id} ({plan.design}, lab)\ntoken:\n  symbol: {symbol}\n  deployments:\n"
-            f"    - {{chain: {CHAIN}, address: \"{addr['token']}\"}}\naccounts:\n")
-    return text + "".join(f"  - {{chain: {CHAIN}, address: \"{a}\", label: {label}}}\n" for a, label in accounts)
+            f"{deployments}{escrow}accounts:\n")
+    return text + "".join(f"  - {{chain: {c}, address: \"{a}\", label: {label}}}\n" for c, a, label in accounts)
 
 
-def _registry_yaml(chain_id: int, usdc: str, morpho: str) -> str:
-    return (f"chains:\n  {CHAIN}: {{chain_id: {chain_id}}}\nassets:\n  {CHAIN}:\n"
-            f"    USDC: {{address: \"{usdc}\", decimals: 6, price: par}}\n"
-            f"venues:\n  morpho_blue:\n    {CHAIN}: {{address: \"{morpho}\", from_block: 0}}\n")
+def _registry_yaml(chain_ids: Mapping[str, int], usdc: Mapping[str, str], venue: str, venue_chain: str,
+                   venue_address: str) -> str:
+    text = "chains:\n" + "".join(f"  {c}: {{chain_id: {i}}}\n" for c, i in chain_ids.items())
+    text += "assets:\n" + "".join(f"  {c}:\n    USDC: {{address: \"{a}\", decimals: 6, price: par}}\n"
+                                  for c, a in usdc.items())
+    return text + f"venues:\n  {venue}:\n    {venue_chain}: {{address: \"{venue_address}\", from_block: 0}}\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,7 +780,8 @@ def _registry_yaml(chain_id: int, usdc: str, morpho: str) -> str:
 
 
 def trace(scenario: Scenario, url: str, folder: Path) -> dict[str, Any]:
-    """Write the scenario's inputs to `folder` and run the tracer on its window (no read cache)."""
+    """Write the scenario's inputs to `folder` and run the tracer on its windows (no read cache). `url` is the home
+    chain's node; a two-chain scenario reads the lending chain at the URL it was built on."""
     from auditor.chain.reader import ConnectOptions, connect
     from auditor.spec import load_registry, load_spec
     from auditor.trace import run_trace
@@ -596,8 +789,10 @@ def trace(scenario: Scenario, url: str, folder: Path) -> dict[str, Any]:
     registry_path, spec_path = scenario.write(folder)
     registry = load_registry(registry_path)
     spec = load_spec(spec_path, registry, frozenset({scenario.spec_id}))
-    clients = connect({CHAIN: registry.chains[CHAIN]}, ConnectOptions(rpc={CHAIN: url}, use_cache=False))
-    return run_trace(scenario.spec_id, {scenario.spec_id: spec}, registry, clients, {CHAIN: scenario.window})
+    urls = {**scenario.urls, CHAIN: url}
+    windows = dict(scenario.windows) or {CHAIN: scenario.window}
+    clients = connect({c: registry.chains[c] for c in windows}, ConnectOptions(rpc=urls, use_cache=False))
+    return run_trace(scenario.spec_id, {scenario.spec_id: spec}, registry, clients, windows)
 
 
 def share_text(value: Fraction) -> Decimal:
@@ -680,48 +875,90 @@ def start_lab(chain_id: int = 1) -> Generator[ScenarioLab, None, None]:
         node.stop()
 
 
-def run_seed(seed: int, lab: LabLike, folder: Path) -> tuple[Plan, list[str]]:
-    """Build and trace one seed on `lab` and roll the chain back; returns the plan and the differences."""
-    plan = draw(seed)
-    snapshot = rpc(lab.url, "evm_snapshot")
+def start_lending_chain(lab: LabLike, chain_id: int = PLUME_CHAIN_ID) -> Generator[LendingChain, None, None]:
+    """A generator yielding the second chain of two-chain scenarios (anvil at `chain_id`, Multicall3, Morpho Blue
+    built as `lab`'s, bridged USDC relayed by `lab.deployer`); stops the node when closed."""
+    from auditor.lab.deploy import install_multicall3
+    from auditor.lab.morpho import deploy_morpho
+    from auditor.lab.node import start_anvil
+
+    node = start_anvil(chain_id)
     try:
-        scenario = build(plan, lab)
+        install_multicall3(node.url)
+        morpho = deploy_morpho(node.url, lab.deployer, compiled=lab.morpho.compiled)
+        morpho.enable_irm()
+        morpho.enable_lltv(lab.lltv)
+        usdc = Contract.deploy(node.url, lab.lab_contracts["BridgedToken"], "USD Coin (bridged)", "USDC", 6,
+                               sender=lab.deployer)
+        yield LendingChain(node.url, chain_id, usdc, morpho)
+    finally:
+        node.stop()
+
+
+def run_seed(seed: int, lab: LabLike, folder: Path, plume: LendingChain | None = None) -> tuple[Plan, list[str]]:
+    """Build and trace one seed on `lab` (and `plume`) and roll the chains back; returns the plan and the
+    differences."""
+    plan = draw(seed)
+    urls = [lab.url, *([plume.url] if plume is not None and plan.chains == 2 else [])]
+    snapshots = [(u, rpc(u, "evm_snapshot")) for u in urls]
+    try:
+        scenario = build(plan, lab, plume)
         problems = compare(scenario.truth, trace(scenario, lab.url, folder / f"seed-{seed}"))
     finally:
-        rpc(lab.url, "evm_revert", [snapshot])
+        for u, snapshot in snapshots:
+            rpc(u, "evm_revert", [snapshot])
     return plan, problems
+
+
+def topology(plan: Plan) -> str:
+    """The lender and chains of a plan, as the soak reports them: "morpho", "aave", "morpho, 2 chains (lock)"."""
+    return plan.lender + (f", 2 chains ({plan.usdc_bridge})" if plan.chains == 2 else "")
+
+
+def _table(title: str, results: Mapping[str, Sequence[tuple[int, list[str]]]]) -> list[str]:
+    lines = [f"| {title} | seeds | exact | failing | first failure |", "|---|---|---|---|---|"]
+    for key, rows in results.items():
+        failing = [(s, p) for s, p in rows if p]
+        first = f"seed {failing[0][0]}: {failing[0][1][0]}" if failing else ""
+        first = first.replace("|", "\\|")[:300]
+        lines.append(f"| {key} | {len(rows)} | {len(rows) - len(failing)} | {len(failing)} | {first} |")
+    return lines
 
 
 def _soak(seeds: Sequence[int], out: Path | None) -> int:
     lab_gen = start_lab()
     lab = next(lab_gen)
-    results: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in DESIGNS}
+    plume_gen = start_lending_chain(lab) if any(draw(seed).chains == 2 for seed in seeds) else None
+    plume = next(plume_gen) if plume_gen is not None else None
+    by_design: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in DESIGNS}
+    by_topology: dict[str, list[tuple[int, list[str]]]] = {}
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="scenarios-") as tmp:
             for seed in seeds:
-                plan, problems = run_seed(seed, lab, Path(tmp))
-                results[plan.design].append((seed, problems))
+                plan, problems = run_seed(seed, lab, Path(tmp), plume)
+                by_design[plan.design].append((seed, problems))
+                by_topology.setdefault(topology(plan), []).append((seed, problems))
                 status = "ok" if not problems else f"FAIL: {problems[0]}"
-                print(f"seed {seed} ({plan.design}, {plan.iterations} iteration(s)): {status}", file=sys.stderr)
+                print(f"seed {seed} ({plan.design}, {topology(plan)}, {plan.iterations} iteration(s)): {status}",
+                      file=sys.stderr)
     finally:
+        if plume_gen is not None:
+            plume_gen.close()
         lab_gen.close()
     elapsed = time.monotonic() - began
-    passed = sum(not p for rows in results.values() for _s, p in rows)
+    passed = sum(not p for rows in by_design.values() for _s, p in rows)
+    first = f" --first {seeds[0]}" if seeds[0] else ""
     lines = [
         "# Generated scenarios: tracer vs construction truth",
         "",
-        f"`python -m auditor.lab.scenarios --seeds {len(seeds)}` (seeds {seeds[0]}..{seeds[-1]}): "
+        f"`python -m auditor.lab.scenarios --seeds {len(seeds)}{first}` (seeds {seeds[0]}..{seeds[-1]}): "
         f"**{passed} of {len(seeds)}** match exactly ({elapsed:.0f} s).",
         "",
-        "| design | seeds | exact | failing | first failure |",
-        "|---|---|---|---|---|",
+        *_table("design", by_design),
+        "",
+        *_table("lender, chains", dict(sorted(by_topology.items()))),
     ]
-    for design, rows in results.items():
-        failing = [(s, p) for s, p in rows if p]
-        first = f"seed {failing[0][0]}: {failing[0][1][0]}" if failing else ""
-        first = first.replace("|", "\\|")[:300]
-        lines.append(f"| {design} | {len(rows)} | {len(rows) - len(failing)} | {len(failing)} | {first} |")
     text = "\n".join(lines) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
