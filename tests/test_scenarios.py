@@ -52,8 +52,8 @@ TOPOLOGY_SEEDS = {
 # What the tracer gets wrong, per seed, in one line. strict=True: the day the tracer gets one of these right, the
 # test fails and the entry must go (minter seeds 8 and 21 left with cea5f4b, operator seeds 0, 9, 12, 27, 38 with
 # the nearby-payment rule: payments of the last blocks claimed one payment per mint, exact amounts first).
-# Seeds 1088, 1090, 1123, 1133 and 1135 fail in a 300-seed soak from 1000 but match alone (state-dependent, not
-# marked: a strict xfail would flip with the order).
+# Seeds 1088, 1090, 1123, 1133 and 1135 failed in a 300-seed soak from 1000 that ran while the tracer changed
+# (1f443ec landed during it); run alone on a later tracer they match, so none is marked.
 KNOWN_FAILURES: dict[int, str] = {}
 
 
