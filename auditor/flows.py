@@ -1153,13 +1153,35 @@ def find_loops(steps: Sequence[Step], dag: Any, labelling: Labelling) -> list[Lo
             continue
         members = [s.id for s in steps if s.stage in stages]
         sub = dag.subgraph(members)
-        for group in nx.weakly_connected_components(sub):
+        for group in _by_position(list(nx.weakly_connected_components(sub)), steps):
             group_graph = sub.subgraph(group)
             if _turned(group_graph, steps):
                 loops.append(_loop(sorted(group), group_graph, stage_graph.subgraph(stages), steps, labelling))
     loops.sort(key=lambda loop: (loop.iterations[0].where.chain, loop.iterations[0].where.block)
                if loop.iterations else ("", 0))
     return [replace(loop, id=f"loop-{n}") for n, loop in enumerate(loops, 1)]
+
+
+def _by_position(groups: list[set[int]], steps: Sequence[Step]) -> list[set[int]]:
+    """Causal groups of one repeated path that borrow against the same positions (market, account) are one loop.
+
+    Money is fungible and FIFO decides which of it paid for what: when a turn's borrowed cash stays parked in the
+    issuer's wallets while older cash pays for that turn's mint, the funds trail breaks although the positions
+    go on borrowing against what each turn posted. The loop is the positions' history, not one trail of lots."""
+    def positions(group: set[int]) -> set[tuple[str | None, str]]:
+        return {(steps[i].event.market, (steps[i].event.account or "").lower())
+                for i in group if steps[i].kind in ("borrow", "post") and steps[i].event.account}
+
+    merged: list[tuple[set[int], set[tuple[str | None, str]]]] = []
+    for group in groups:
+        own = positions(group)
+        members = set(group)
+        for m in [m for m in merged if own and m[1] & own]:
+            merged.remove(m)
+            members |= m[0]
+            own = own | m[1]
+        merged.append((members, own))
+    return [group for group, _own in merged]
 
 
 def _turned(group: Any, steps: Sequence[Step]) -> bool:
