@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint demo bench bench-env clean browser
+.PHONY: setup test lint demo bench bench-env soak clean browser
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -58,6 +58,12 @@ bench: setup
 	$(BIN)/python benchmarks/run.py --write
 	$(BIN)/python benchmarks/requests_bench.py --out benchmarks/requests.md
 	$(BIN)/python benchmarks/fuzz_inputs.py --cases 10000 --out benchmarks/fuzz_inputs.md
+
+# Issue 15's soak: 300 generated scenarios of each family traced against the truth of their construction
+# (seeds 0-299: one chain, Morpho; 1000-1299: Aave and two chains with bridges). Pass counts in benchmarks/scenarios.md.
+soak: setup
+	$(BIN)/python -m auditor.lab.scenarios --seeds 300 --first 0 --out benchmarks/scenarios.md
+	$(BIN)/python -m auditor.lab.scenarios --seeds 300 --first 1000 --out benchmarks/scenarios-topologies.md
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -87,6 +87,11 @@ def main() -> None:
     finally:
         node.stop()
     lines += ["## Not measured", "", *(notes or ["- nothing: every contender ran."]), ""]
+    for name in ("scenarios.md", "scenarios-topologies.md"):  # `make soak`: tracer against generated truth
+        soak = RESULTS.with_name(name)
+        if soak.exists():
+            lines += [f"## Generated scenarios (the last `make soak`, from benchmarks/{name})", "",
+                      *soak.read_text().splitlines()[1:], ""]
     text = "\n".join(lines)
     if args.write:
         RESULTS.write_text(text)
