@@ -987,29 +987,30 @@ def pair_hard_bridges(events: Sequence[FlowEvent], labelling: Labelling) -> dict
         info = labelling.tokens.get(event.token_key)
         return info.symbol if info is not None and info.issuer is None else None
 
+    def leg(event: FlowEvent, kinds: tuple[str, str], own: str, other: str) -> tuple[str, str, Fraction] | None:
+        """(issuer, asset, units) when `event` moves a hard asset between an issuer's holder (`own` side) and an
+        address the trace does not follow (`other` side, not a venue)."""
+        symbol = asset(event)
+        if symbol is None or event.kind not in kinds:
+            return None
+        mine = holder(event.chain, own)
+        if mine is None or mine.issuer is None or holder(event.chain, other) is not None:
+            return None
+        if labelling.node(event.chain, other).role == VENUE:
+            return None
+        return (mine.issuer, symbol, Fraction(event.amount, 10**event.decimals))
+
     departures: dict[tuple[str, str, Fraction], deque[tuple[str, int]]] = {}
     for seq, event in enumerate(events):
-        symbol = asset(event)
-        if symbol is None or event.kind not in (TRANSFER, BURN):
-            continue
-        sender = holder(event.chain, event.src)
-        if sender is None or sender.issuer is None or holder(event.chain, event.dst) is not None:
-            continue
-        if labelling.node(event.chain, event.dst).role == VENUE:
-            continue
-        key = (sender.issuer, symbol, Fraction(event.amount, 10**event.decimals))
-        departures.setdefault(key, deque()).append((event.chain, seq))
+        key = leg(event, (TRANSFER, BURN), event.src, event.dst)
+        if key is not None:
+            departures.setdefault(key, deque()).append((event.chain, seq))
     pairs: dict[int, int] = {}
     for seq, event in enumerate(events):
-        symbol = asset(event)
-        if symbol is None or event.kind not in (TRANSFER, MINT):
+        key = leg(event, (TRANSFER, MINT), event.dst, event.src)
+        if key is None:
             continue
-        receiver = holder(event.chain, event.dst)
-        if receiver is None or receiver.issuer is None or holder(event.chain, event.src) is not None:
-            continue
-        if labelling.node(event.chain, event.src).role == VENUE:
-            continue
-        waiting = departures.get((receiver.issuer, symbol, Fraction(event.amount, 10**event.decimals)))
+        waiting = departures.get(key)
         match = next((item for item in waiting or () if item[0] != event.chain), None)
         if waiting is not None and match is not None:
             waiting.remove(match)

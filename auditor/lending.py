@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from auditor.chain.plan import Plan
-from auditor.chain.reader import ReadResult
+from auditor.chain.plan import Plan, gather, logs
+from auditor.chain.reader import Log, ReadResult
 from auditor.model import HardAsset, Market, token_key
 from auditor.numbers import context, exact
+from auditor.spec import Venue
 
 MAX_TEXT = 64  # on-chain names and symbols are attacker-chosen: cap them before they reach a terminal
 
@@ -199,3 +200,19 @@ class VenueFlows:
     logs: int = 0  # lending logs read
     undecodable: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def account_logs(venue: Venue, kinds: Sequence[str], accounts: Sequence[str], window: tuple[int, int]
+                 ) -> Plan[list[Log]]:
+    """A venue's events of `kinds` (topic0s) where one of `accounts` (address topics) is the second or the third
+    indexed argument, in the window from the venue's deployment on: two filters in one round, each log once, in
+    chain order. Lending venues index the caller / position owner there (Morpho, Aave)."""
+    start = max(window[0], venue.from_block)
+    if start > window[1] or not accounts:
+        return []
+    watched = list(accounts)
+    first, second = yield from gather(logs([venue.address], [list(kinds), None, watched], start, window[1]),
+                                      logs([venue.address], [list(kinds), None, None, watched], start, window[1]))
+    seen = {a.lower() for a in watched}
+    found = first + [log for log in second if not (len(log.topics) > 2 and log.topics[2].lower() in seen)]
+    return sorted(found, key=lambda log: (log.block_number, log.log_index))

@@ -10,11 +10,11 @@ from typing import Any
 from auditor import flows
 from auditor.adapters import Collected, Rate, Scope, adapter, exposure_source, flow_source, rate
 from auditor.chain.abi import EventDecoder
-from auditor.chain.plan import Plan, gather, logs
+from auditor.chain.plan import Plan, gather
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
-from auditor.lending import Ask, Lending, LendingFlow, Valuing, VenueFlows, amounts
+from auditor.lending import Ask, Lending, LendingFlow, Valuing, VenueFlows, account_logs, amounts
 from auditor.model import DEBT, SUPPLY, Evidence, Market, Position
 from auditor.rates import ray_apy
 
@@ -389,16 +389,8 @@ def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) 
     pool = scope.venue
     assert pool is not None
     out = VenueFlows()
-    start = max(window[0], pool.from_block)
-    if start > window[1] or not accounts:
-        return out
-    kinds, watched = sorted(AAVE_KINDS), list(accounts)
-    by_owner, by_other = yield from gather(logs([pool.address], [kinds, None, watched], start, window[1]),
-                                           logs([pool.address], [kinds, None, None, watched], start, window[1]))
-    first_side = {a.lower() for a in watched}
-    found = by_owner + [log for log in by_other if not (len(log.topics) > 2 and log.topics[2].lower() in first_side)]
     decoded = []
-    for log in sorted(found, key=lambda item: (item.block_number, item.log_index)):
+    for log in (yield from account_logs(pool, sorted(AAVE_KINDS), accounts, window)):
         out.logs += 1
         try:
             decoded.append((log, AAVE_DECODERS[log.topics[0]].decode(log.topics, log.data)))

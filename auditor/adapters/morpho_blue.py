@@ -27,6 +27,7 @@ from auditor.lending import (
     LendingFlow,
     Valuing,
     VenueFlows,
+    account_logs,
     amounts,
     pro_rata,
     ratio,
@@ -582,16 +583,8 @@ def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) 
     venue = scope.venue
     assert venue is not None
     out = VenueFlows()
-    start = max(window[0], venue.from_block)
-    if start > window[1] or not accounts:
-        return out
-    kinds, watched = sorted(FLOW_KINDS), list(accounts)
-    by_caller, by_owner = yield from gather(logs([venue.address], [kinds, None, watched], start, window[1]),
-                                            logs([venue.address], [kinds, None, None, watched], start, window[1]))
-    first_side = {a.lower() for a in watched}
-    found = by_caller + [log for log in by_owner if not (len(log.topics) > 2 and log.topics[2].lower() in first_side)]
     decoded = []
-    for log in sorted(found, key=lambda item: (item.block_number, item.log_index)):
+    for log in (yield from account_logs(venue, sorted(FLOW_KINDS), accounts, window)):
         out.logs += 1
         kind, decoder, amount_field, owner_field = FLOW_KINDS[log.topics[0]]
         try:
