@@ -841,13 +841,17 @@ class _Engine:
         inside = [p for payee, p in nearby if payee in payers and p.payer == recipient]
         # The payment of exactly what was minted is that mint's (an operator mints what arrived); else the oldest
         # payments first.
-        payments: dict[tuple[str, int], list[_Portion]] = {}
-        for portion in outside + inside:
-            payments.setdefault(portion.source, []).append(portion)
-        exact = [parts for parts in payments.values()
-                 if sum((Fraction(p.remaining, p.scale) for p in parts), Fraction(0)) == units]
-        # The newest of those: the payment comes last, after the hops that brought the money (same amounts).
-        return (exact[-1] if exact else outside or inside), True
+        # The newest of those, paid out of the issuer's accounts before one paid between them: the payment comes
+        # last, after the hops that brought the money (same amounts).
+        for candidates in (outside, inside):
+            payments: dict[tuple[str, int], list[_Portion]] = {}
+            for portion in candidates:
+                payments.setdefault(portion.source, []).append(portion)
+            exact = [parts for parts in payments.values()
+                     if sum((Fraction(p.remaining, p.scale) for p in parts), Fraction(0)) == units]
+            if exact:
+                return exact[-1], True
+        return outside or inside, True
 
     def _holder_issuer(self, key: str) -> str | None:
         label = self.lab.addresses.get(key)
