@@ -92,3 +92,22 @@ if __name__ == "__main__":
         print("\n".join(out))
     finally:
         node.stop()
+
+
+def main() -> None:
+    """`python -m benchmarks.trace_bench [LOGS]`: the flow-trace row alone, on a fresh local anvil."""
+    import sys
+
+    from auditor.lab.deploy import install_multicall3
+    from auditor.lab.node import start_anvil
+
+    node = start_anvil()
+    try:
+        install_multicall3(node.url)
+        bench_trace(node.url, [], int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    finally:
+        node.stop()
+
+
+if __name__ == "__main__":
+    main()
