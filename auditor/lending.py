@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from auditor.chain.abi import EventDecoder
 from auditor.chain.plan import Plan, gather, logs
 from auditor.chain.reader import Log, ReadResult
 from auditor.model import HardAsset, Market, token_key
@@ -200,6 +201,20 @@ class VenueFlows:
     logs: int = 0  # lending logs read
     undecodable: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def account_events(venue: Venue, decoders: Mapping[str, EventDecoder], accounts: Sequence[str],
+                   window: tuple[int, int], out: VenueFlows) -> Plan[list[tuple[Log, dict[str, Any]]]]:
+    """`account_logs` of the decoders' events, decoded, in chain order; counted in `out` (logs read, and those
+    that did not decode: left out, never guessed)."""
+    decoded = []
+    for log in (yield from account_logs(venue, sorted(decoders), accounts, window)):
+        out.logs += 1
+        try:
+            decoded.append((log, decoders[log.topics[0]].decode(log.topics, log.data)))
+        except ValueError:
+            out.undecodable += 1
+    return decoded
 
 
 def account_logs(venue: Venue, kinds: Sequence[str], accounts: Sequence[str], window: tuple[int, int]

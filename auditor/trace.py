@@ -262,7 +262,8 @@ def _mint_payments(client: ChainClient, chain: str, hard: Sequence[str], out: Co
         blocks = blocks[:MAX_MINT_BLOCKS]
     seen = {(e.tx_hash, e.log_index) for e in out.events if e.chain == chain}
     # An operator mints after the payment arrived: what each unwatched recipient paid in the blocks just before.
-    recipients = sorted({(e.dst.lower(), e.block) for e in mints if e.block in set(blocks)
+    looked_up = set(blocks)
+    recipients = sorted({(e.dst.lower(), e.block) for e in mints if e.block in looked_up
                          and token_key(chain, e.dst) not in lab.addresses})
     earlier = [logs(list(hard), [TRANSFER_EVENT.topic, address_topic(r)], max(0, b - NEARBY_BLOCKS), b - 1)
                for r, b in recipients if b > 0]

@@ -14,7 +14,7 @@ from auditor.chain.plan import Plan, gather
 from auditor.chain.plan import reads as plan_reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.chain.rpc import ChainError
-from auditor.lending import Ask, Lending, LendingFlow, Valuing, VenueFlows, account_logs, amounts
+from auditor.lending import Ask, Lending, LendingFlow, Valuing, VenueFlows, account_events, amounts
 from auditor.model import DEBT, SUPPLY, Evidence, Market, Position
 from auditor.rates import ray_apy
 
@@ -389,13 +389,7 @@ def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) 
     pool = scope.venue
     assert pool is not None
     out = VenueFlows()
-    decoded = []
-    for log in (yield from account_logs(pool, sorted(AAVE_KINDS), accounts, window)):
-        out.logs += 1
-        try:
-            decoded.append((log, AAVE_DECODERS[log.topics[0]].decode(log.topics, log.data)))
-        except ValueError:
-            out.undecodable += 1
+    decoded = yield from account_events(pool, AAVE_DECODERS, accounts, window, out)
     reserves = sorted({f.get("reserve") or f["collateralAsset"] for _log, f in decoded}
                       | {f["debtAsset"] for _log, f in decoded if "debtAsset" in f})
     data = yield from plan_reads([Read(pool.address, "getReserveData(address)", (r,), returns=RESERVE_DATA)

@@ -27,7 +27,7 @@ from auditor.lending import (
     LendingFlow,
     Valuing,
     VenueFlows,
-    account_logs,
+    account_events,
     amounts,
     pro_rata,
     ratio,
@@ -583,15 +583,10 @@ def flow_events(scope: Scope, accounts: Sequence[str], window: tuple[int, int]) 
     venue = scope.venue
     assert venue is not None
     out = VenueFlows()
+    decoders = {topic: decoder for topic, (_kind, decoder, _amount, _owner) in FLOW_KINDS.items()}
     decoded = []
-    for log in (yield from account_logs(venue, sorted(FLOW_KINDS), accounts, window)):
-        out.logs += 1
-        kind, decoder, amount_field, owner_field = FLOW_KINDS[log.topics[0]]
-        try:
-            fields = decoder.decode(log.topics, log.data)
-        except ValueError:
-            out.undecodable += 1
-            continue
+    for log, fields in (yield from account_events(venue, decoders, accounts, window, out)):
+        kind, _decoder, amount_field, owner_field = FLOW_KINDS[log.topics[0]]
         decoded.append((log, kind, fields, fields[amount_field], fields[owner_field]))
     ids = sorted({fields["id"] for _log, _kind, fields, _amount, _owner in decoded})
     results = yield from plan_reads([Read(venue.address, "idToMarketParams(bytes32)", (i,), returns=(
