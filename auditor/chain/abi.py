@@ -99,9 +99,12 @@ def address_topic(address: str) -> str:
 
 
 class EventDecoder:
-    """Decode logs of one event, given as 'Transfer(address indexed from,address indexed to,uint256 value)'."""
+    """Decode logs of one event, given as 'Transfer(address indexed from,address indexed to,uint256 value)'.
 
-    def __init__(self, declaration: str) -> None:
+    Addresses come out EIP-55 checksummed, or with checksum=False as the node spelled them in lower case: a scan
+    that shows a person only some of what it decodes checksums those alone (`to_checksum`, ~2-5 us each)."""
+
+    def __init__(self, declaration: str, checksum: bool = True) -> None:
         name, _, rest = declaration.partition("(")
         params = [p.split() for p in split_types(rest.rstrip(")"))]
         self.name = name
@@ -109,46 +112,78 @@ class EventDecoder:
         self.signature = f"{name}({','.join(kind for _n, kind, _i in self.fields)})"
         self.topic = event_topic(self.signature)
         self._data_types = [kind for _n, kind, indexed in self.fields if not indexed]
-        # Most events (Transfer, Morpho's, Aave's) have only static fields: slice 32-byte words
-        # directly, ~10x faster than eth-abi's general decoder on a 100k-log scan.
-        self._static = [_word_decoder(kind) for _n, kind, _i in self.fields]
-        self._all_static = all(d is not None for d in self._static)
+        self._checksum = checksum
+        # Most events (Transfer, Morpho's, Aave's) have only static fields: each is one 32-byte word at a known
+        # place, read by a precompiled extractor, ~10x faster than eth-abi's general decoder on a 100k-log scan.
+        self._topics = 1 + sum(1 for _n, _k, indexed in self.fields if indexed)
+        self._data_size = 32 * len(self._data_types)
+        self._extract = _extractors(self.fields, checksum)
 
-    def decode(self, topics: tuple[str, ...], data: bytes) -> dict[str, Any]:
+    def decode(self, topics: Sequence[str], data: bytes) -> dict[str, Any]:
         """Field name -> value; raises ValueError when the log is not this event or is malformed."""
         if not topics or topics[0] != self.topic:
             raise ValueError(f"not a {self.name} log")
-        if self._all_static:
-            return self._decode_static(topics, data)
+        if self._extract is not None:
+            if len(topics) != self._topics or len(data) < self._data_size:
+                raise ValueError(f"malformed {self.name} log: {len(topics)} topics, {len(data)} bytes of data")
+            try:
+                return {field_name: extract(topics, data) for field_name, extract in self._extract}
+            except ValueError as exc:
+                raise ValueError(f"malformed {self.name} log: {exc}") from None
         try:
             unindexed = iter(decode(self._data_types, data)) if self._data_types else iter(())
             indexed = iter(topics[1:])
             out: dict[str, Any] = {}
             for field_name, kind, is_indexed in self.fields:
                 value = decode([kind], bytes.fromhex(next(indexed)[2:]))[0] if is_indexed else next(unindexed)
-                out[field_name] = checksum_address(bytes.fromhex(value[2:])) if kind == "address" else value
+                if kind == "address":
+                    value = checksum_address(bytes.fromhex(value[2:])) if self._checksum else value.lower()
+                out[field_name] = value
         except Exception as exc:
             raise ValueError(f"malformed {self.name} log: {type(exc).__name__}") from None
         return out
 
-    def _decode_static(self, topics: tuple[str, ...], data: bytes) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        topic_index, offset = 1, 0
-        try:
-            for (field_name, _kind, is_indexed), word_decoder in zip(self.fields, self._static, strict=True):
-                assert word_decoder is not None
-                if is_indexed:
-                    word = bytes.fromhex(topics[topic_index][2:])
-                    topic_index += 1
-                else:
-                    word = data[offset : offset + 32]
-                    offset += 32
-                if len(word) != 32:
-                    raise ValueError("short word")
-                out[field_name] = word_decoder(word)
-        except (IndexError, ValueError) as exc:
-            raise ValueError(f"malformed {self.name} log: {exc}") from None
-        return out
+
+_Extractor = Callable[[Sequence[str], bytes], Any]
+
+
+def _extractors(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> list[tuple[str, _Extractor]] | None:
+    """Per field, how to read it from (topics, data) when every field is one static word; None otherwise."""
+    out: list[tuple[str, _Extractor]] = []
+    topic, offset = 1, 0
+    for field_name, kind, indexed in fields:
+        if indexed:
+            extract = _topic_reader(kind, topic, checksum)
+            topic += 1
+        else:
+            extract = _data_reader(kind, offset, checksum)
+            offset += 32
+        if extract is None:
+            return None
+        out.append((field_name, extract))
+    return out
+
+
+def _topic_reader(kind: str, at: int, checksum: bool) -> _Extractor | None:
+    """A topic is 0x and 64 hex digits (checked by whatever answered the scan): read as text, not bytes."""
+    if kind == "address":
+        if checksum:
+            return lambda topics, _data: checksum_address(bytes.fromhex(topics[at][26:]))
+        return lambda topics, _data: "0x" + topics[at][26:].lower()
+    word = _word_decoder(kind, checksum)
+    if word is None:
+        return None
+    return lambda topics, _data: word(bytes.fromhex(topics[at][2:]))
+
+
+def _data_reader(kind: str, offset: int, checksum: bool) -> _Extractor | None:
+    end = offset + 32
+    if kind.startswith("uint"):
+        return lambda _topics, data: int.from_bytes(data[offset:end], "big")
+    word = _word_decoder(kind, checksum)
+    if word is None:
+        return None
+    return lambda _topics, data: word(data[offset:end])
 
 
 @lru_cache(maxsize=65536)
@@ -158,9 +193,11 @@ def checksum_address(word_tail: bytes) -> str:
     return to_checksum("0x" + word_tail.hex())
 
 
-def _word_decoder(kind: str) -> Callable[[bytes], Any] | None:
+def _word_decoder(kind: str, checksum: bool = True) -> Callable[[bytes], Any] | None:
     if kind == "address":
-        return lambda word: checksum_address(word[12:])
+        if checksum:
+            return lambda word: checksum_address(word[12:])
+        return lambda word: "0x" + word[12:].hex()
     if kind == "bool":
         return lambda word: word[31] == 1
     if kind.startswith("uint"):

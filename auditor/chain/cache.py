@@ -26,7 +26,9 @@ class SqliteCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_dir() / "rpc-cache.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
+        # A log scan's next windows are fetched on a worker thread while the last ones are consumed: SQLite itself
+        # serialises the connection (sqlite3.threadsafety 3), one thread uses it at a time.
+        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
         self.db.commit()

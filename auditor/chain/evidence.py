@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor.chain.rpc import Call, ConfigError, Layer, Response, canonical_json
+from auditor.chain.rpc import (
+    UNUSABLE_CODE,
+    Call,
+    ConfigError,
+    Layer,
+    Response,
+    canonical_json,
+    is_error,
+    malformed,
+)
 
 FORMAT = "reserve-auditor-evidence/1"
 
@@ -116,5 +125,7 @@ class ReplayLayer:
                     f"(params {canonical_json(list(call.params))[:200]}): the replayed audit asks for something "
                     "the recorded one did not"
                 )
-            out.append(answer)
+            problem = None if is_error(answer) else malformed(call, answer.get("result"))
+            # A bundle is checked by its digest, not by who wrote it: what no node could have answered is unusable.
+            out.append({"error": {"code": UNUSABLE_CODE, "message": problem}} if problem else answer)
         return out

@@ -1,0 +1,237 @@
+"""The fast paths of a log scan against their plain equivalents: the bulk well-formedness check against a field by
+field one (hypothesis), dense ranges fetched side by side and ahead against one window at a time on a real anvil,
+and every layer that can hand a scan an answer (transport, cache, evidence) refusing a malformed one."""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditor.addresses import to_checksum
+from auditor.chain import reader
+from auditor.chain.abi import EventDecoder
+from auditor.chain.cache import SqliteCache
+from auditor.chain.evidence import Bundle, ReplayLayer
+from auditor.chain.reader import ChainClient, Log
+from auditor.chain.rpc import (
+    APART_AT_ONCE,
+    CachingLayer,
+    Call,
+    ChainError,
+    HttpTransport,
+    RetryPolicy,
+    Stats,
+    _malformed_logs,
+)
+from auditor.lab.compile import compile_lab_contracts
+from auditor.lab.deploy import Contract
+from auditor.lab.node import rpc, start_anvil
+from tests.faultproxy import FaultProxy
+
+TRANSFER = EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)")
+PER_BLOCK = 40
+BLOCKS = 30
+
+# ---------------------------------------------------------------- the bulk check, against a field by field one
+
+HEX = "0123456789abcdefABCDEF"
+
+
+def _hex_text(size: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet=HEX, min_size=size, max_size=size).map(lambda digits: "0x" + digits)
+
+
+def _log_items() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "address": _hex_text(40),
+        "topics": st.lists(_hex_text(64), max_size=4),
+        "data": st.integers(0, 4).flatmap(lambda words: _hex_text(64 * words)),
+        "blockNumber": st.integers(10, 20).map(hex),
+        "logIndex": st.integers(0, 300).map(hex),
+        "transactionHash": _hex_text(64),
+        "blockHash": _hex_text(64),
+        "removed": st.booleans(),
+    })
+
+
+def _is_hex_field(value: Any, size: int | None) -> bool:
+    return (isinstance(value, str) and value.startswith("0x") and all(c in HEX for c in value[2:])
+            and (len(value) == 2 + size if size is not None else len(value) % 2 == 0))
+
+
+def _is_quantity(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("0x") and len(value) > 2 and all(c in HEX for c in value[2:])
+
+
+def reference_ok(items: list[Any], low: int, high: int) -> bool:
+    """What a well-formed eth_getLogs answer for blocks low..high is, field by field, written plainly."""
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+        if not (_is_hex_field(item.get("address"), 40) and _is_hex_field(item.get("transactionHash"), 64)
+                and _is_hex_field(item.get("blockHash"), 64) and _is_hex_field(item.get("data"), None)
+                and _is_quantity(item.get("blockNumber")) and _is_quantity(item.get("logIndex"))):
+            return False
+        topics = item.get("topics")
+        if not isinstance(topics, list) or not all(_is_hex_field(t, 64) for t in topics):
+            return False
+        if not low <= int(item["blockNumber"], 16) <= high:
+            return False
+    return True
+
+
+BAD_VALUES = st.one_of(
+    st.sampled_from(["", "0x", "0x1", "1234", "0xzz", "0x0_1", " 0x01", "0x01 ", "0x-1", "0x|0x", "0X01", "x0"]),
+    st.text(alphabet=HEX + "xX_ |g-", max_size=70),
+    st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2), st.booleans(),
+)
+FIELDS = ["address", "topics", "data", "blockNumber", "logIndex", "transactionHash", "blockHash"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_log_items(), max_size=6), st.data())
+def test_the_bulk_check_agrees_with_a_field_by_field_one(items: list[dict[str, Any]], data: st.DataObject) -> None:
+    call = Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},))
+    broken: list[Any] = copy.deepcopy(items)
+    if broken and data.draw(st.booleans()):
+        victim = broken[data.draw(st.integers(0, len(broken) - 1))]
+        what = data.draw(st.sampled_from([*FIELDS, "topic", "drop", "block", "whole", "shift"]))
+        if what == "shift":  # the 0x moved inside the value, its length kept: 1x0..., 00x...
+            name = data.draw(st.sampled_from([f for f in FIELDS if f != "topics"]))
+            value = victim[name]
+            victim[name] = data.draw(st.sampled_from([value[2] + "x" + value[3:] + "0" if len(value) > 2 else "x0",
+                                                      value[2:] + "0x"]))
+        elif what == "drop":
+            del victim[data.draw(st.sampled_from(FIELDS))]
+        elif what == "topic" and victim["topics"]:
+            victim["topics"][data.draw(st.integers(0, len(victim["topics"]) - 1))] = data.draw(BAD_VALUES)
+        elif what == "block":
+            victim["blockNumber"] = hex(data.draw(st.sampled_from([0, 9, 21, 10**6])))
+        elif what == "whole":
+            broken[broken.index(victim)] = data.draw(st.one_of(st.integers(), st.text(max_size=4), st.none()))
+        elif what in FIELDS:
+            victim[what] = data.draw(BAD_VALUES)
+    expected = reference_ok(broken, 10, 20)
+    assert (_malformed_logs(call, broken) is None) == expected, broken
+
+
+def test_the_bulk_check_names_what_is_wrong() -> None:
+    call = Call("eth_getLogs", ({"fromBlock": hex(1), "toBlock": hex(5)},))
+    good = {"address": "0x" + "ab" * 20, "topics": ["0x" + "00" * 32], "data": "0x", "blockNumber": "0x2",
+            "logIndex": "0x0", "transactionHash": "0x" + "11" * 32, "blockHash": "0x" + "22" * 32}
+    assert _malformed_logs(call, [good]) is None
+    assert "outside the asked window" in str(_malformed_logs(call, [{**good, "blockNumber": "0x9"}]))
+    assert "malformed log" in str(_malformed_logs(call, [{**good, "data": "0xabc"}]))
+    assert "'0x" + "g" * 40 in str(_malformed_logs(call, [{**good, "address": "0x" + "g" * 40}]))
+    assert "malformed eth_getLogs result 'None'" in str(_malformed_logs(call, None))
+
+
+# ---------------------------------------------------------------- dense ranges on a real node
+
+
+@pytest.fixture(scope="module")
+def spammed() -> Iterator[tuple[str, str, int, int]]:
+    """An anvil holding BLOCKS blocks of PER_BLOCK Transfer logs each (distinct senders, recipients and values)."""
+    node = start_anvil(1)
+    try:
+        spammer = Contract.deploy(node.url, compile_lab_contracts()["LogSpammer"])
+        first = int(rpc(node.url, "eth_blockNumber"), 16) + 1
+        for block in range(BLOCKS):
+            spammer.transact("emitTransfers", PER_BLOCK, block * PER_BLOCK)
+        yield node.url, spammer.address, first, int(rpc(node.url, "eth_blockNumber"), 16)
+    finally:
+        node.stop()
+
+
+def _client(url: str, *, cache: SqliteCache | None = None, log_span: int = 100_000) -> ChainClient:
+    stats = Stats()
+    policy = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02, timeout_s=10, sleep=lambda _s: None)
+    client = ChainClient("ethereum", 1, HttpTransport("ethereum", url, stats, policy), stats, cache=cache,
+                         log_span=log_span)
+    client.open()
+    return client
+
+
+def _one_window_each_block(url: str, spammer: str, first: int, last: int) -> list[Log]:
+    client = _client(url)
+    return [log for block in range(first, last + 1)
+            for log in client.scan_logs([spammer], [TRANSFER.topic], block, block)]
+
+
+def test_a_dense_scan_side_by_side_and_ahead_gets_every_log_in_order(
+        spammed: tuple[str, str, int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, spammer, first, last = spammed
+    plain = _one_window_each_block(url, spammer, first, last)
+    assert len(plain) == PER_BLOCK * BLOCKS
+    assert [TRANSFER.decode(log.topics, log.data)["value"] for log in plain] == list(range(PER_BLOCK * BLOCKS))
+    monkeypatch.setattr(reader, "TARGET_LOGS_PER_WINDOW", 3 * PER_BLOCK)  # 3-block windows: a dense range
+    monkeypatch.setattr(reader, "FIRST_LOG_SPAN_ALONE", 1)
+    side_by_side: list[int] = []
+    send = HttpTransport._send_side_by_side
+
+    def spy(self: HttpTransport, calls: Any, apart: Any) -> Any:
+        side_by_side.append(len(apart))
+        return send(self, calls, apart)
+
+    monkeypatch.setattr(HttpTransport, "_send_side_by_side", spy)
+    client = _client(url)
+    assert list(client.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
+    # a 1-block first window, one of 3 blocks (at most 16x wider), then 3-block windows four at a time, each its own
+    # request (the pin took one more)
+    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 2 + -(-(BLOCKS - 4) // 3)
+    assert side_by_side and max(side_by_side) == APART_AT_ONCE
+    # a provider that refuses windows over 2 blocks: narrowed, asked again, nothing lost or repeated
+    with FaultProxy(url, max_log_span=2) as proxy:
+        refused = _client(proxy.url)
+        assert list(refused.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
+
+
+def test_a_damaged_cache_entry_or_evidence_is_never_believed(spammed: tuple[str, str, int, int],
+                                                             tmp_path: Path) -> None:
+    url, spammer, first, _last = spammed
+    plain = _one_window_each_block(url, spammer, first, first)
+    cache = SqliteCache(tmp_path / "cache.sqlite3")
+    client = _client(url, cache=cache)
+    assert list(client.scan_logs([spammer], [TRANSFER.topic], first, first)) == plain
+    rows = cache.db.execute("SELECT key, answer FROM answers").fetchall()
+    assert rows
+    damaged = [(key, answer.replace('"0x', '"0xg', 1)) for key, answer in rows]
+    cache.db.executemany("UPDATE answers SET answer = ? WHERE key = ?", [(a, k) for k, a in damaged])
+    cache.db.commit()
+    again = _client(url, cache=cache)
+    assert list(again.scan_logs([spammer], [TRANSFER.topic], first, first)) == plain
+    assert again.stats.calls["eth_getLogs"] == 1  # asked the node again instead of reading the damage
+
+    window = Call("eth_getLogs", ({"fromBlock": hex(first), "toBlock": hex(first)},))
+    bundle = Bundle()
+    bundle.add("ethereum", window, {"result": [{"address": "0xnot an address"}]})
+    answer = ReplayLayer(bundle, "ethereum").send([window])[0]
+    assert "malformed log" in answer["error"]["message"]
+    layered = CachingLayer(ReplayLayer(bundle, "ethereum"), cache, "ns", Stats())
+    assert "error" in layered.send([window])[0]
+    scan = reader._Scan(client, None, [], first, first)
+    scan.calls()
+    with pytest.raises(ChainError, match="malformed log"):  # what the scan does with such an answer: stops
+        scan.take([answer])
+
+
+def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> None:
+    lower = EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)", checksum=False)
+    sender, recipient = "0x1597E4B7cF6D2877A1d690b6088668afDb045763", "0x" + "c" * 40
+    topics = (lower.topic, "0x" + "00" * 12 + sender[2:].lower(), "0x" + "00" * 12 + recipient[2:].upper())
+    data = (7).to_bytes(32, "big")
+    assert TRANSFER.decode(topics, data) == {"from": sender, "to": to_checksum(recipient), "value": 7}
+    assert lower.decode(topics, data) == {"from": sender.lower(), "to": recipient, "value": 7}
+    for decoder in (TRANSFER, lower):
+        with pytest.raises(ValueError, match="malformed Transfer log"):
+            decoder.decode((*topics, "0x" + "00" * 32), data)  # an ERC-721 Transfer: four topics
+        with pytest.raises(ValueError, match="malformed Transfer log"):
+            decoder.decode(topics, data[:31])
+    assert set(string.hexdigits) >= set(lower.decode(topics, data)["to"][2:])
