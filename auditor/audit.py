@@ -86,12 +86,16 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     from auditor.yields import yield_sources
 
     yields = {issuer: yield_sources(universe, backing, issuer, vault_apys=apys) for issuer in sorted(universe.sheets)}
+    counterparties = universe.counterparties
     result = AuditResult(spec=root, token=request.spec.token.symbol, backing=backing, flags=flags,
                          gaps=merge_gaps(universe.gaps, clients.values()), skipped=skipped,
-                         exposure=exposure, oracles=oracle_readings(universe, backing))
+                         exposure=exposure, oracles=oracle_readings(universe, backing),
+                         coverage={issuer: counterparties.coverage_of(issuer) for issuer in sorted(universe.sheets)})
     backing_doc = backing.as_dict()
-    for figures in backing_doc["issuers"].values():
+    for issuer, figures in backing_doc["issuers"].items():
         figures["complete"] = result.complete  # a figure from an incomplete audit is a bound, never the result
+        figures["bound"] = result.bound(issuer)  # "at most" when money came in that the audit cannot explain
+        figures["coverage"] = result.coverage[issuer]
     result.document = {
         "tool": {"name": "reserve-auditor", "version": __version__},
         "spec": root,
@@ -111,6 +115,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "yields": yields,
         "oracle_samples": {"window_blocks": ORACLE_WINDOW_BLOCKS, "samples": ORACLE_SAMPLES,
                            "markets": len(watches)},
+        "counterparties": counterparties.as_dict(),
         "notes": notes,
     }
     # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.
@@ -383,10 +388,13 @@ def summary_lines(result: AuditResult) -> list[str]:
 
     document = result.document
     lines = [f"{inert(result.token)} ({result.spec})"]
-    if not result.complete:
+    if not result.reads_complete:
         lines.append(f"  INCOMPLETE: {len(result.gaps)} read(s) failed; the figures below are bounds, not the "
                      "audit's result:")
         lines += [f"    - {inert(gap.line())}" for gap in result.gaps]
+    elif not result.complete:
+        lines.append("  INCOMPLETE: money came in from contracts the audit cannot read (unexplained inflows); "
+                     "verifiable backing below is at most what is shown")
     for name, pin in document["pins"].items():
         stats = result.requests.get(name, {})
         lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats.get('reads', 0)} reads in "
@@ -394,10 +402,12 @@ def summary_lines(result: AuditResult) -> list[str]:
                      f"{stats.get('retries', 0)} retries), {stats.get('cache_hits', 0)} answers from cache")
     for issuer, figures in sorted(result.backing.issuers.items()):
         bound = "" if result.complete else "[incomplete] "
+        at_most = "at most " if result.bound(issuer) == "at most" else ""
         lines.append(
             f"  {bound}{inert(figures.symbol or issuer)}: supply {usd(figures.supply_usd)}, verifiable backing "
-            f"{usd(figures.verifiable_backing_usd)} ({percent(figures.backing_ratio)}), expansion "
-            f"{multiple(figures.expansion_ratio, unbounded='unbounded (no verifiable backing)')}"
+            f"{at_most}{usd(figures.verifiable_backing_usd)} ({percent(figures.backing_ratio)}), expansion "
+            f"{multiple(figures.expansion_ratio, unbounded='unbounded (no verifiable backing)')}, coverage "
+            f"{percent(result.coverage.get(issuer))}"
         )
     for flag in result.flags:
         lines.append(f"  [{flag.severity.value}] {flag.id} ({flag.issuer or 'audit'}): {inert(flag.message)}")

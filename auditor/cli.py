@@ -236,7 +236,7 @@ def _audit(
     if json_out:
         write_json(Path(json_out), {**findings, "requests": result.requests})
         click.echo(f"findings written to {json_out}" + ("" if result.complete else " (marked incomplete)"))
-    if not result.complete:
+    if not result.reads_complete:
         if html_out:
             click.echo(f"no report written to {html_out}: an incomplete audit is not signed", err=True)
         _fail(f"the audit is incomplete: {len(result.gaps)} read(s) failed (listed above); re-run when the node "
@@ -419,6 +419,7 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
       max_expansion: 1.1
       fail_on_flags: [circular-dependency, oracle-overvalues, self-issued-collateral]
       max_oracle_deviation: 0.05
+      min_coverage: 0.9   # share of the value moved through counterparties the audit understands
     """
     def action() -> None:
         from auditor.audit import AuditRequest, known_specs, parse_blocks, parse_pairs, run_audit
@@ -592,7 +593,7 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_pat
             for path in spec_paths(specs):
                 spec = load_spec(path, registry)
                 result = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"))))
-                if not result.complete:
+                if not result.reads_complete:
                     click.echo(f"{spec.id}: not published: the audit is incomplete ({result.gaps[0].line()})",
                                err=True)
                     incomplete.append(spec.id)

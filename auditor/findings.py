@@ -93,11 +93,39 @@ class AuditResult:
     oracles: list[Any] = field(default_factory=list)  # flags.oracle_overvalues.OracleReading, per market
     document: dict[str, Any] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)  # per chain: what went over the wire (run metadata)
+    coverage: dict[str, Decimal] = field(default_factory=dict)  # issuer -> share of value moved understood
+
+    @property
+    def reads_complete(self) -> bool:
+        """Every read the figures need was answered (else nothing is signed: the figures are not a result)."""
+        return not self.gaps
+
+    @property
+    def unexplained(self) -> list[Finding]:
+        """Material unexplained inflows: money the audit cannot account for, so backing is only a bound."""
+        return [f for f in self.flags if f.id == "unexplained-inflow" and f.evidence.get("material")]
 
     @property
     def complete(self) -> bool:
-        return not self.gaps
+        """The figures are the audit's result: every read answered and every material inflow explained."""
+        return self.reads_complete and not self.unexplained
+
+    def bound(self, issuer: str) -> str:
+        """How to read an issuer's verifiable backing: "exact", or "at most" when money came in unexplained."""
+        return "at most" if any(f.issuer == issuer for f in self.unexplained) else "exact"
+
+    def why_incomplete(self) -> str:
+        """One line: what makes the audit incomplete ("" when it is complete)."""
+        if self.gaps:
+            return f"{len(self.gaps)} read(s) failed, first {self.gaps[0].line()}"
+        if self.unexplained:
+            first = self.unexplained[0]
+            return (f"material unexplained inflows for {', '.join(sorted({f.issuer or '' for f in self.unexplained}))}"
+                    f" ({first.message})")
+        return ""
 
     def completeness(self) -> dict[str, Any]:
         return {"complete": self.complete, "gaps": [g.as_dict() for g in self.gaps],
+                "unexplained_inflows": [{"issuer": f.issuer, "usd": plain(f.evidence.get("unexplained_usd"))}
+                                        for f in self.unexplained],
                 "not_evaluated": [s.as_dict() for s in self.skipped]}

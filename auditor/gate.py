@@ -63,9 +63,8 @@ def evaluate(result: AuditResult, policy: Policy, location: str = "") -> list[Ch
     """Every check the policy asks for, on the audited issuer of one audit, from its typed figures and flags."""
     issuer = result.spec
     if not result.complete:
-        first = result.gaps[0].line()
-        return [undecided("complete-audit", issuer, f"the audit is incomplete: {len(result.gaps)} read(s) failed, "
-                          f"first {first}; no figure can be checked", location)]
+        return [undecided("complete-audit", issuer, f"the audit is incomplete: {result.why_incomplete()}; no figure "
+                          "can be checked", location)]
     figures = result.backing.issuers[issuer]
     checks: list[Check] = []
     ratio = figures.backing_ratio
@@ -82,6 +81,17 @@ def evaluate(result: AuditResult, policy: Policy, location: str = "") -> list[Ch
         checks.append(Check("max-expansion", issuer, passed,
                             f"expansion {shown} {'<=' if passed else 'exceeds'} {multiple(policy.max_expansion)}",
                             {"expansion_ratio": expansion, "limit": policy.max_expansion}, location))
+    if policy.min_coverage is not None:
+        coverage = result.coverage.get(issuer)
+        if coverage is None:
+            checks.append(undecided("min-coverage", issuer, "the issuer's counterparties were not accounted",
+                                    location))
+        else:
+            passed = coverage >= policy.min_coverage
+            checks.append(Check("min-coverage", issuer, passed,
+                                f"coverage {percent(coverage)} {'>=' if passed else '<'} {percent(policy.min_coverage)}"
+                                " (value moved through counterparties the audit understands)",
+                                {"coverage": coverage, "limit": policy.min_coverage}, location))
     skipped = {s.check: s.reason for s in result.skipped}
     for flag_id in policy.fail_on_flags:
         raised = [f for f in result.flags if f.id == flag_id and f.issuer in (issuer, None)]

@@ -16,9 +16,10 @@ from auditor.adapters import (
     load_all,
     quote,
 )
-from auditor.chain.plan import Plan, gather, reads, run_plans
+from auditor.chain.plan import Plan, gather, optional, reads, run_plans
 from auditor.chain.reader import ChainClient, Read
 from auditor.chain.rpc import ChainError, ConfigError
+from auditor.discovery import ChainDiscovery, Known, account_flows, discover
 from auditor.model import (
     BALANCE,
     COLLATERAL,
@@ -61,10 +62,12 @@ def chains_needed(specs: Mapping[str, Spec], issuers: list[str]) -> list[str]:
     return sorted(names)
 
 
-def tokens_on(chain: str, registry: Registry, specs: Mapping[str, Spec], issuers: list[str]) -> dict[str, TokenInfo]:
+def tokens_on(chain: str, registry: Registry, specs: Mapping[str, Spec], issuers: list[str],
+              discovered: Mapping[str, TokenInfo] | None = None) -> dict[str, TokenInfo]:
     """Every token whose balance matters on this chain. Deployments of every known spec are included,
-    so that holding a token with a spec pulls that issuer into the audit even without depends_on."""
-    tokens: dict[str, TokenInfo] = {}
+    so that holding a token with a spec pulls that issuer into the audit even without depends_on; tokens the
+    discovery scan found issuer accounts moving are holdings like those a spec lists."""
+    tokens: dict[str, TokenInfo] = dict(discovered or {})
     for symbol, asset in registry.assets.get(chain, {}).items():
         info = TokenInfo(chain, asset.address, "hard", symbol=symbol, decimals=asset.decimals)
         tokens[info.key] = info
@@ -82,13 +85,14 @@ def tokens_on(chain: str, registry: Registry, specs: Mapping[str, Spec], issuers
 
 
 def chain_plans(
-    chain: str, client: ChainClient, registry: Registry, specs: Mapping[str, Spec], issuers: list[str]
+    chain: str, client: ChainClient, registry: Registry, specs: Mapping[str, Spec], issuers: list[str],
+    discovered: Mapping[str, TokenInfo] | None = None,
 ) -> list[Plan[Collected]]:
     """Every adapter's plan for one chain: the token adapters, then each venue the registry lists there."""
     adapters = load_all()
     accounts = [Account(issuer, a.address, a.label) for issuer in issuers for a in specs[issuer].accounts
                 if a.chain == chain]
-    tokens = tokens_on(chain, registry, specs, issuers)
+    tokens = tokens_on(chain, registry, specs, issuers, discovered)
     plans = [adapters[name](Scope(chain, client, registry, accounts, tokens)) for name in TOKEN_ADAPTERS]
     for venue_name, per_chain in sorted(registry.venues.items()):
         venue = per_chain.get(chain)
@@ -232,18 +236,30 @@ def build_universe(
     quotes: dict[str, list[PoolQuote]] = {}
     gaps: list[Gap] = []
     notes: list[str] = []
-    # Tokens of specs outside depends_on that turn up in the balance sheets join the audit too: a second pass
-    # reads their supply (positions already read at the pin are answered from the client's memory).
+    # Tokens of specs outside depends_on that turn up in the balance sheets join the audit too, and so do tokens
+    # the discovery scan finds issuer accounts moving: a further pass reads their supply or balances (positions
+    # already read at the pin are answered from the client's memory).
     pending = list(issuers)
-    while pending:
+    discoveries: list[ChainDiscovery] = []
+    scanned: set[tuple[str, str]] = set()
+    discovered: dict[str, dict[str, TokenInfo]] = {}
+    more = True
+    while pending or more:
         missing = [c for c in chains_needed(specs, issuers) if c not in clients]
         if missing:
             raise ConfigError(f"the audit needs chains {missing}, which were not connected")
         if progress:
             progress(f"reading positions on {', '.join(sorted(clients))}")
         for chain, client in sorted(clients.items()):
-            for index, plan in enumerate(chain_plans(chain, client, registry, specs, issuers)):
+            for index, plan in enumerate(chain_plans(chain, client, registry, specs, issuers, discovered.get(chain))):
                 plans[("positions", chain, str(index))] = (client, plan)
+            accounts = {a.address.lower(): issuer for issuer in issuers for a in specs[issuer].accounts
+                        if a.chain == chain and (chain, a.address.lower()) not in scanned}
+            if accounts:
+                scanned.update((chain, account) for account in accounts)
+                plans[("discovery", chain)] = (client, optional(discover(
+                    chain, accounts, known_addresses(chain, registry, specs).all(),
+                    min(registry.chains[chain].discover_from, client.pinned.number), client.pinned.number)))
         for issuer in pending:
             for index, deployment in enumerate(specs[issuer].token.deployments):
                 client = clients[deployment.chain]
@@ -265,12 +281,27 @@ def build_universe(
             elif kind == "pools":
                 quotes[key[1]] = value[0]
                 notes += value[1]
+            elif kind == "discovery":
+                found, error = value
+                if error is not None:  # what it could not scan, it cannot vouch for: the audit is incomplete
+                    gaps.append(Gap(key[1], clients[key[1]].pinned.number,
+                                    "discovery scan of issuer accounts' Transfer logs", str(error)))
+                else:
+                    discoveries.append(found)
             elif also_results is not None:
                 also_results[key] = value
         held = {p.token_key for p in collected.positions}
         held |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
         pending = sorted({owner[k] for k in held if k in owner} - set(issuers))
         issuers = sorted(set(issuers) | set(pending))
+        more = False
+        for found in discoveries:
+            listed = tokens_on(found.chain, registry, specs, issuers, discovered.get(found.chain))
+            for address in found.tokens:  # a venue's own receipt or debt token is that venue's position
+                if token_key(found.chain, address) not in listed and address not in collected.addresses:
+                    info = TokenInfo(found.chain, address, "holding", symbol="", discovered=True)
+                    discovered.setdefault(found.chain, {})[info.key] = info
+                    more = True
     gaps = collected.gaps + gaps
     market_prices, price_notes = pool_prices(quotes, hard_assets)
     notes += price_notes + collected.notes
@@ -290,9 +321,44 @@ def build_universe(
             claimed_assets_usd=_decimal(spec.claims.assets_usd),
             claimed_apy=_decimal(spec.claims.apy),
         )
+    for found in discoveries:
+        gaps += [Gap(found.chain, found.to_block, f"code of {peer} (counterparty of an issuer account)",
+                     "the node did not answer eth_getCode") for peer, code in found.has_code.items() if code is None]
+    prices: dict[str, tuple[Decimal, int]] = {k: (a.price_usd, a.decimals) for k, a in hard_assets.items()}
+    for sheet in sheets.values():
+        for issued in sheet.supply.deployments:
+            prices[token_key(issued.chain, issued.address)] = (sheet.par_usd, issued.decimals)
+    # A vault the audit unwrapped (ERC-4626 shares valued through their assets) is understood like a venue.
+    vaults = {str(v).lower(): "ERC-4626 vault the audit values" for p in collected.positions
+              for v in p.details.get("vault_path", [])}
+    known = {chain: known_addresses(chain, registry, specs, {**vaults, **collected.addresses}) for chain in clients}
     universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets,
-                        holders=known_holders(collected.positions, set(owner)), market_prices=market_prices, gaps=gaps)
+                        holders=known_holders(collected.positions, set(owner)), market_prices=market_prices, gaps=gaps,
+                        counterparties=account_flows(discoveries, known, prices))
     return universe, notes
+
+
+def known_addresses(chain: str, registry: Registry, specs: Mapping[str, Spec],
+                    venue_contracts: Mapping[str, str] | None = None) -> Known:
+    """Every address of `chain` the audit understands, by class: the accounts, tokens and escrows of every
+    known spec; the registry's venues, pools and hard assets; the contracts venue modules named."""
+    issuer: dict[str, str] = {}
+    for spec in specs.values():
+        for holder in spec.accounts:
+            if holder.chain == chain:
+                issuer[holder.address.lower()] = f"{spec.id}: {holder.label or 'account'}"
+        for deployment in spec.token.deployments:
+            if deployment.chain == chain:
+                issuer[deployment.address.lower()] = f"{spec.id}: {spec.token.symbol} token"
+        for escrow in spec.token.escrow:
+            if escrow.chain == chain:
+                issuer[escrow.address.lower()] = f"{spec.id}: {escrow.label or 'escrow'}"
+    venue = {v.address.lower(): name for name, per_chain in registry.venues.items()
+             for c, v in per_chain.items() if c == chain}
+    venue.update({address: label for address, label in (venue_contracts or {}).items() if address not in venue})
+    market = {p.address.lower(): f"pool {p.name}" for p in registry.pools.get(chain, {}).values()}
+    token = {a.address.lower(): f"{symbol} token contract" for symbol, a in registry.assets.get(chain, {}).items()}
+    return Known(issuer, venue, market, token)
 
 
 def known_holders(positions: Sequence[Position], issued: set[str]) -> dict[str, list[tuple[str, int]]]:

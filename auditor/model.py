@@ -187,3 +187,5 @@ class Universe:
     holders: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # token_key -> top holders
     market_prices: dict[str, MarketPrice] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)  # what the balance sheets needed and could not read
+    # auditor.discovery.Counterparties: whom the issuer accounts moved value with, and the coverage
+    counterparties: Any = None

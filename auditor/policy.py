@@ -24,6 +24,7 @@ class Policy:
     fail_on_flags: tuple[str, ...] = ()
     max_oracle_deviation: Decimal | None = None  # oracle price over look-through value, minus 1
     max_exposure_usd: Decimal | None = None  # per collateral, summed over the markets found
+    min_coverage: Decimal | None = None  # share of value moved through counterparties the audit understands
     allow_unverified_collateral: bool = False
 
     def checks(self) -> tuple[str, ...]:
@@ -47,6 +48,7 @@ def _policy(**values: Any) -> Policy:
         fail_on_flags=tuple(values.get("fail_on_flags", ())),
         max_oracle_deviation=_decimal(values.get("max_oracle_deviation")),
         max_exposure_usd=_decimal(values.get("max_exposure_usd")),
+        min_coverage=_decimal(values.get("min_coverage")),
         allow_unverified_collateral=bool(values.get("allow_unverified_collateral", False)),
     )
 
@@ -61,6 +63,8 @@ POLICY_FORMAT = Obj(
         "max_oracle_deviation": Field(Number("fail if a market's oracle prices the collateral more than this "
                                              "fraction above its look-through value", minimum=0)),
         "max_exposure_usd": Field(Number("fail if more than this is lent against one collateral", minimum=0)),
+        "min_coverage": Field(Number("fail if less than this share of the value the issuer's accounts moved went "
+                                     "through counterparties the audit understands", minimum=0, maximum=1)),
         "allow_unverified_collateral": Field(Boolean("in --vault mode, pass collateral that has no spec")),
     },
     build=_policy,

@@ -81,6 +81,7 @@ class Chain:
     chain_id: int
     multicall3: str | None = None
     log_span: int | None = None
+    discover_from: int = 0  # first block of the discovery scan of issuer accounts' transfers
 
 
 @dataclass(frozen=True)
@@ -729,6 +730,8 @@ _CHAINS = MapOf(
             "chain_id": Field(Number("EIP-155 chain id", minimum=1, integer=True), required=True),
             "multicall3": Field(Address("Multicall3 address, if not the canonical one")),
             "log_span": Field(Number("largest eth_getLogs block range to ask for", minimum=1, integer=True)),
+            "discover_from": Field(Number("first block scanned for issuer accounts' transfers (discovery and "
+                                          "counterparties); default 0", minimum=0, integer=True)),
         }
     ),
     build=lambda name, fields: Chain(name=name, **fields),

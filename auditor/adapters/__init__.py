@@ -48,6 +48,7 @@ class TokenInfo:
     issuer: str = ""  # for role "issued": the spec id
     symbol: str = ""  # registry or spec symbol (trusted); on-chain symbols go in positions
     decimals: int | None = None
+    discovered: bool = False  # found by the discovery scan of issuer accounts' transfers, listed nowhere
 
     @property
     def key(self) -> str:
@@ -94,12 +95,16 @@ class Collected:
     markets: dict[str, Market] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)  # reads the balance sheet needs and did not get: never zeros
+    # Contracts of a venue beyond its registry address (lower case -> label): an Aave aToken pays out the loans
+    # and withdrawals of its reserve, so a transfer from it is the venue's (auditor/discovery.py).
+    addresses: dict[str, str] = field(default_factory=dict)
 
     def extend(self, other: Collected) -> None:
         self.positions += other.positions
         self.markets.update(other.markets)
         self.notes += other.notes
         self.gaps += other.gaps
+        self.addresses.update(other.addresses)
 
 
 def metadata_reads(tokens: Sequence[str]) -> list[Read]:

@@ -114,6 +114,12 @@ def collect(scope: Scope) -> Plan[Collected]:
     reserves = yield from read_reserves(scope, pool)
     if not reserves:
         return out
+    for reserve in reserves:
+        name = reserve.symbol or reserve.asset
+        out.addresses[reserve.a_token.lower()] = f"Aave v3 a{name}"
+        out.addresses[reserve.variable_debt_token.lower()] = f"Aave v3 variable debt {name}"
+        if int(reserve.stable_debt_token, 16) != 0:
+            out.addresses[reserve.stable_debt_token.lower()] = f"Aave v3 stable debt {name}"
 
     # One batch: every balance of every account in every reserve, plus each account's health and
     # collateral bitmap. `tags` says what each read is, so decoding never depends on index arithmetic.

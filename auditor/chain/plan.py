@@ -39,13 +39,20 @@ class Logs:
 
 
 @dataclass(frozen=True)
+class Codes:
+    """Whether each address holds contract code at the pin: True, False, or None when the node did not say."""
+
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Batch:
     """Several requests answered in the same round, as a list in the same order (see `gather`)."""
 
-    requests: tuple[Reads | Logs | Batch, ...]
+    requests: tuple[Reads | Logs | Codes | Batch, ...]
 
 
-Request = Reads | Logs | Batch
+Request = Reads | Logs | Codes | Batch
 Plan = Generator[Request, Any, T]
 
 
@@ -74,8 +81,8 @@ def at_block(block: int, plan: Plan[T]) -> Plan[T]:
 def _at(block: int, request: Request) -> Request:
     if isinstance(request, Batch):
         return Batch(tuple(_at(block, member) for member in request.requests))
-    if isinstance(request, Logs):
-        raise TypeError("a plan run at an earlier block scans no logs: give the scan its own block window")
+    if isinstance(request, Logs | Codes):
+        raise TypeError("a plan run at an earlier block scans no logs and asks for no code at the pin")
     return Reads(request.reads, block)
 
 
@@ -84,6 +91,12 @@ def logs(addresses: Sequence[str] | None, topics: Sequence[Any], from_block: int
     """`found = yield from logs(...)`: every matching log, in (block, index) order."""
     found: list[Log] = yield Logs(tuple(addresses) if addresses is not None else None, tuple(topics), from_block,
                                   to_block)
+    return found
+
+
+def codes(addresses: Sequence[str]) -> Plan[list[bool | None]]:
+    """`found = yield from codes([...])`: whether each address is a contract at the pin (None: unanswered)."""
+    found: list[bool | None] = yield Codes(tuple(addresses))
     return found
 
 
@@ -140,15 +153,16 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
             client.stats.rounds += 1
         # Every read and log scan of the round, per client, goes out together (ChainClient.round): one request
         # when the scans fit one window; reads at earlier blocks of the pinned chain ride in the same batch.
-        pending: dict[int, tuple[ChainClient, dict[int | None, list[Read]], list[Logs]]] = {}
+        pending: dict[int, tuple[ChainClient, dict[int | None, list[Read]], list[Logs], list[str]]] = {}
         for client, _plan, request in current.values():
-            _client, batch, scans = pending.setdefault(id(client), (client, {}, []))
+            _client, batch, scans, addresses = pending.setdefault(id(client), (client, {}, [], []))
             for member in _flat(request, Reads):
                 batch.setdefault(member.block, []).extend(member.reads)
             scans += _flat(request, Logs)
+            addresses += [address for member in _flat(request, Codes) for address in member.addresses]
         answered = {key: Answers(*client.round(batch, [
             (s.addresses, s.topics, s.from_block, client.pinned.number if s.to_block is None else s.to_block)
-            for s in scans])) for key, (client, batch, scans) in pending.items()}
+            for s in scans], addresses)) for key, (client, batch, scans, addresses) in pending.items()}
         for key, (client, plan, request) in current.items():
             try:
                 answer = answered[id(client)].answer(request)
@@ -159,7 +173,7 @@ def run_plans(plans: Mapping[K, tuple[ChainClient, Plan[Any]]]) -> dict[K, Any]:
     return results
 
 
-R = TypeVar("R", Reads, Logs)
+R = TypeVar("R", Reads, Logs, Codes)
 
 
 def _flat(request: Request, kind: type[R]) -> list[R]:
@@ -171,14 +185,18 @@ def _flat(request: Request, kind: type[R]) -> list[R]:
 class Answers:
     """One client's answers to a round, handed out to the requests in the order they were gathered."""
 
-    def __init__(self, reads: dict[int | None, list[ReadResult]], scans: list[list[Log] | ChainError]) -> None:
-        self.reads, self.scans = reads, scans
+    def __init__(self, reads: dict[int | None, list[ReadResult]], scans: list[list[Log] | ChainError],
+                 codes: list[bool | None]) -> None:
+        self.reads, self.scans, self.codes = reads, scans, codes
         self.read_at: dict[int | None, int] = dict.fromkeys(reads, 0)
-        self.scan_at = 0
+        self.scan_at = self.code_at = 0
 
     def answer(self, request: Request) -> Any:
         if isinstance(request, Batch):
             return [self.answer(member) for member in request.requests]
+        if isinstance(request, Codes):
+            start, self.code_at = self.code_at, self.code_at + len(request.addresses)
+            return self.codes[start : self.code_at]
         if isinstance(request, Logs):
             found = self.scans[self.scan_at]
             self.scan_at += 1

@@ -586,10 +586,12 @@ class ChainClient:
     def round(
         self, reads: Mapping[int | None, Sequence[Read]],
         filters: Sequence[tuple[Sequence[str] | None, Sequence[Any], int, int]],
-    ) -> tuple[dict[int | None, list[ReadResult]], list[list[Log] | ChainError]]:
+        codes: Sequence[str] = (),
+    ) -> tuple[dict[int | None, list[ReadResult]], list[list[Log] | ChainError], list[bool | None]]:
         """One round of planned work in as few requests as the node allows: the reads (at the pin, key None, and
-        at earlier blocks) go in one batch that also carries every scan's first window; later windows of all
-        scans go out together. A scan the node refuses ends with its error in its place; the others go on."""
+        at earlier blocks) go in one batch that also carries every scan's first window and every code lookup;
+        later windows of all scans go out together. A scan the node refuses ends with its error in its place; the
+        others go on. A code lookup answers whether the address holds code at the pin (None: not answered)."""
         # Scans of the same contracts over the same blocks that constrain the same topic positions go out as one
         # filter (each position's topics OR-ed); every log is then handed to each scan it matches.
         groups: dict[tuple[Any, ...], list[int]] = {}
@@ -601,7 +603,8 @@ class ChainClient:
         scans = [_Scan(self, filters[members[0]][0], topics, filters[members[0]][2], filters[members[0]][3])
                  for members, topics in zip(groups.values(), merged, strict=True)]
         first = [scan.call() for scan in scans]
-        self._riders, self._rider_answers = list(first), []
+        code_calls = [Call("eth_getCode", (address, self.pinned.tag)) for address in codes]
+        self._riders, self._rider_answers = [*first, *code_calls], []
         try:
             results = self.read_at(reads) if any(reads.values()) else {block: [] for block in reads}
             if self._riders:  # nothing went to the node for the reads (none, or all answered already)
@@ -609,13 +612,15 @@ class ChainClient:
             answers = self._rider_answers
         finally:
             self._riders, self._rider_answers = [], []
-        found = self._scan(scans, answers)
+        code_answers = answers[len(first):]
+        has_code = [None if is_error(answer) else len(answer["result"]) > 2 for answer in code_answers]
+        found = self._scan(scans, answers[: len(first)])
         out: list[list[Log] | ChainError] = [[] for _ in filters]
         for members, logs in zip(groups.values(), found, strict=True):
             for index in members:
                 out[index] = logs if isinstance(logs, ChainError) or len(members) == 1 else [
                     log for log in logs if _matches(filters[index][1], log)]
-        return results, out
+        return results, out, has_code
 
     def _scan(self, scans: Sequence[_Scan], firsts: Sequence[Response]) -> list[list[Log] | ChainError]:
         found: list[list[Log] | ChainError] = [[] for _ in scans]

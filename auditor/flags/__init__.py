@@ -19,6 +19,7 @@ from auditor.flags.oracle_frozen import OracleFrozen
 from auditor.flags.oracle_overvalues import OracleOvervalues
 from auditor.flags.self_issued import SelfIssuedCollateral
 from auditor.flags.under_backed import UnderBacked
+from auditor.flags.unexplained_inflow import UnexplainedInflow
 from auditor.flags.unexplained_yield import UnexplainedYield
 from auditor.flags.unsustainable_yield import UnsustainableYield
 from auditor.model import Universe
@@ -36,6 +37,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     NotConverged,
     UnexplainedYield,
     OracleFrozen,
+    UnexplainedInflow,
 )
 
 

@@ -30,6 +30,9 @@ class FlagConfig:
     unexplained_yield_margin: Decimal = Decimal("0.02")  # claimed APY above what the chain explains, plus this
     oracle_frozen_threshold: Decimal = Decimal("0.05")  # the truth moved more than this while the oracle did not
     oracle_still_tolerance: Decimal = Decimal("0.001")  # an oracle moving less than this counts as not moving
+    # Unexplained inflows at or above this share of verifiable backing are material: the flag is high and the
+    # audit is incomplete (its backing a bound, "at most").
+    unexplained_inflow_materiality: Decimal = Decimal("0.01")
 
 
 DEFAULT_CONFIG = FlagConfig()

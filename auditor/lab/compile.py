@@ -400,6 +400,7 @@ LAB_UNITS: tuple[str, ...] = (
     "lab/LogSpammer.sol",
     "lab/MetaVault.sol",
     "lab/ScenarioMinting.sol",
+    "lab/PrivateLender.sol",
 )
 
 

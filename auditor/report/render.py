@@ -442,12 +442,17 @@ def _headline(symbol: str, spec: str, stage_headline: Mapping[str, Any], figures
     severity = _worst(f["severity"] for f in flags)
     if severity == NO_FLAGS and flag_ids:
         severity = "info"  # flags named without details: not clean, severity unknown
+    at_most = "at most " if figures.get("bound") == "at most" else ""
+    coverage = to_decimal(figures.get("coverage"))
     return {
-        "verdict": f"{symbol}: {human(supply)} supply, {human(backing)} verifiable backing, {expansion} expansion",
+        "verdict": f"{symbol}: {human(supply)} supply, {at_most}{human(backing)} verifiable backing, {expansion} "
+                   "expansion" + (f", {percent(coverage)} of the money moved understood" if coverage is not None
+                                  else ""),
         "supply": human(supply),
         "supply_exact": usd(supply),
-        "backing": human(backing),
+        "backing": at_most + human(backing),
         "backing_exact": usd(backing),
+        "coverage": percent(coverage) if coverage is not None else "",
         "expansion": expansion,
         "severity": severity,
         "flag_ids": flag_ids,
@@ -542,6 +547,7 @@ _CLAIM_ROWS: tuple[tuple[str, str, str], ...] = (
     ("Gross assets", "gross_assets_usd", "usd"),
     ("Debt", "debt_usd", "usd"),
     ("Backing ratio", "backing_ratio", "percent"),
+    ("Coverage (value moved through counterparties the audit understands)", "coverage", "percent"),
     ("Ratio as claimed (every cycle taken at its word)", "claimed_ratio", "percent"),
     ("Expansion ratio", "expansion_ratio", "expansion"),
     ("Leverage", "leverage", "ratio"),
