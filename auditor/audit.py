@@ -408,6 +408,7 @@ def summary_lines(result: AuditResult) -> list[str]:
             f"{at_most}{usd(figures.verifiable_backing_usd)} ({percent(figures.backing_ratio)}), expansion "
             f"{multiple(figures.expansion_ratio, unbounded='unbounded (no verifiable backing)')}, coverage "
             f"{percent(result.coverage.get(issuer))}"
+            + (f"; attested off chain {usd(figures.attested_usd)}" if figures.attested else "")
         )
     for flag in result.flags:
         lines.append(f"  [{flag.severity.value}] {flag.id} ({flag.issuer or 'audit'}): {inert(flag.message)}")

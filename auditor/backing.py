@@ -98,6 +98,12 @@ class IssuerFigures:
     cycle: int | None  # index into BackingResult.cycles, when the issuer is on a cycle
     claimed_apy: Decimal | None
     notes: tuple[str, ...]
+    attested: tuple[model.AttestedReserve, ...] = ()  # proof-of-reserve feeds: listed, never verifiable
+
+    @property
+    def attested_usd(self) -> Decimal:
+        """Off-chain reserves a fresh proof-of-reserve feed attests at the pin (a third tier, not verifiable)."""
+        return sum((a.usd for a in self.attested if a.status == "fresh" and a.usd is not None), _ZERO)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +128,8 @@ class IssuerFigures:
             "cycle_gap_usd": exact(self.cycle_gap_usd),
             "expansion_ratio": exact(self.expansion_ratio),
             "leverage": exact(self.leverage),
+            "attested_usd": exact(self.attested_usd),
+            "attested": [{**a.as_dict(), "usd": exact(a.usd)} for a in self.attested],
             "unverifiable": {
                 "offchain_usd": exact(self.offchain_usd),
                 "offchain": [{"label": c.label, "usd": exact(c.usd)} for c in self.offchain],
@@ -243,6 +251,7 @@ class _Sheet:
     depends_on: set[str] = field(default_factory=set)
     offchain: tuple[OffchainClaim, ...] = ()
     offchain_usd: Decimal = _ZERO
+    attested: tuple[model.AttestedReserve, ...] = ()
     claimed_assets_usd: Decimal | None = None
     claimed_apy: Decimal | None = None
     notes: list[str] = field(default_factory=list)
@@ -397,6 +406,7 @@ class _Compiler:
             offchain.append(claim)
             sheet.offchain_usd += usd
         sheet.offchain = tuple(offchain)
+        sheet.attested = tuple(source.attested)
         if source.claimed_assets_usd is not None:
             sheet.claimed_assets_usd = _finite(source.claimed_assets_usd)
             if sheet.claimed_assets_usd is None:
@@ -722,6 +732,7 @@ def _figures(
         cycle=cycle,
         claimed_apy=sheet.claimed_apy,
         notes=tuple(notes),
+        attested=sheet.attested,
     )
 
 

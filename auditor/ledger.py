@@ -23,6 +23,7 @@ from auditor.discovery import ChainDiscovery, Known, account_flows, discover
 from auditor.model import (
     BALANCE,
     COLLATERAL,
+    AttestedReserve,
     BalanceSheet,
     Deployment,
     Evidence,
@@ -59,6 +60,7 @@ def chains_needed(specs: Mapping[str, Spec], issuers: list[str]) -> list[str]:
         spec = specs[issuer]
         names |= {d.chain for d in spec.token.deployments} | {a.chain for a in spec.accounts}
         names |= {e.chain for e in spec.token.escrow} | {h.chain for h in spec.holdings}
+        names |= {a.chain for a in spec.attestations}
     return sorted(names)
 
 
@@ -135,9 +137,8 @@ def chain_prices(
     gaps: list[Gap] = []
     per_chain = registry.assets.get(chain, {})
     fed = [(symbol, asset) for symbol, asset in per_chain.items() if asset.price.feed is not None]
-    round_types = ("uint80", "int256", "uint256", "uint256", "uint80")
     results = yield from reads([read for _, asset in fed for read in (
-        Read(str(asset.price.feed), "latestRoundData()", returns=round_types),
+        Read(str(asset.price.feed), "latestRoundData()", returns=ROUND_DATA),
         Read(str(asset.price.feed), "decimals()", returns=("uint8",)))])
     answers = {symbol: (results[2 * i], results[2 * i + 1]) for i, (symbol, _) in enumerate(fed)}
     for symbol, asset in per_chain.items():
@@ -164,6 +165,32 @@ def chain_prices(
             price, source = Decimal(0), f"stale: {source}"
         assets[key] = HardAsset(key, symbol, asset.decimals, price, source)
     return assets, notes, gaps
+
+
+ROUND_DATA = ("uint80", "int256", "uint256", "uint256", "uint80")  # Chainlink AggregatorV3 latestRoundData
+
+
+def attested_reserves(spec: Spec, scope: Scope, timestamp: int) -> Plan[list[AttestedReserve]]:
+    """The spec's proof-of-reserve feeds on one chain at the pin: fresh answers are attested USD; a stale,
+    non-positive or unreadable one is listed with its status (and flagged), never counted."""
+    mine = [a for a in spec.attestations if a.chain == scope.chain]
+    results = yield from reads([read for a in mine for read in (
+        Read(a.feed, "latestRoundData()", returns=ROUND_DATA), Read(a.feed, "decimals()", returns=("uint8",)))])
+    out = []
+    for index, attestation in enumerate(mine):
+        round_data, decimals = results[2 * index], results[2 * index + 1]
+        evidence = (scope.evidence(round_data), scope.evidence(decimals))
+        if not (round_data.ok and decimals.ok):
+            out.append(AttestedReserve(attestation.label, scope.chain, attestation.feed, "unreadable", None, None,
+                                       attestation.heartbeat_s, None, evidence))
+            continue
+        round_id, answer, _started, updated, _answered = round_data.value
+        age = timestamp - updated
+        status = "non-positive" if answer <= 0 else ("stale" if age > attestation.heartbeat_s else "fresh")
+        usd = Decimal(answer) / Decimal(10) ** decimals.one if answer > 0 else None
+        out.append(AttestedReserve(attestation.label, scope.chain, attestation.feed, status, usd, age,
+                                   attestation.heartbeat_s, round_id, evidence))
+    return out
 
 
 @dataclass(frozen=True)
@@ -232,6 +259,7 @@ def build_universe(
             plans[("pools", chain)] = (client, chain_pool_quotes(Scope(chain, client, registry, [], {}), pools))
     collected = Collected()
     supplies: dict[str, list[tuple[Deployment, list[Gap]]]] = {}
+    attested: dict[str, list[AttestedReserve]] = {}
     hard_assets: dict[str, HardAsset] = {}
     quotes: dict[str, list[PoolQuote]] = {}
     gaps: list[Gap] = []
@@ -261,6 +289,10 @@ def build_universe(
                     chain, accounts, known_addresses(chain, registry, specs).all(),
                     min(registry.chains[chain].discover_from, client.pinned.number), client.pinned.number)))
         for issuer in pending:
+            for chain in sorted({a.chain for a in specs[issuer].attestations}):
+                client = clients[chain]
+                plans[("attested", issuer, chain)] = (client, attested_reserves(
+                    specs[issuer], Scope(chain, client, registry, [], {}), client.pinned.timestamp))
             for index, deployment in enumerate(specs[issuer].token.deployments):
                 client = clients[deployment.chain]
                 plans[("supply", issuer, str(index))] = (client, deployment_supply(specs[issuer], index,
@@ -274,6 +306,8 @@ def build_universe(
                 collected.extend(value)
             elif kind == "supply":
                 supplies.setdefault(key[1], []).append(value)
+            elif kind == "attested":
+                attested.setdefault(key[1], []).extend(value)
             elif kind == "prices":
                 hard_assets.update(value[0])
                 notes += value[1]
@@ -320,6 +354,7 @@ def build_universe(
             offchain=[OffchainClaim(o.label, Decimal(str(o.usd))) for o in spec.offchain],
             claimed_assets_usd=_decimal(spec.claims.assets_usd),
             claimed_apy=_decimal(spec.claims.apy),
+            attested=attested.get(issuer, []),
         )
     for found in discoveries:
         gaps += [Gap(found.chain, found.to_block, f"code of {peer} (counterparty of an issuer account)",

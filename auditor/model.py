@@ -151,6 +151,28 @@ class OffchainClaim:
     usd: Decimal
 
 
+@dataclass(frozen=True)
+class AttestedReserve:
+    """A proof-of-reserve feed read at the pin: attested, between verifiable on chain and unverifiable.
+
+    status: "fresh" (counted as attested), "stale" (older than its heartbeat), "non-positive" or "unreadable";
+    only a fresh answer is a figure (`usd`), the others are flagged."""
+
+    label: str
+    chain: str
+    feed: str
+    status: str
+    usd: Decimal | None
+    age_s: int | None
+    heartbeat_s: int
+    round_id: int | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "chain": self.chain, "feed": self.feed, "status": self.status,
+                "usd": self.usd, "age_s": self.age_s, "heartbeat_s": self.heartbeat_s, "round_id": self.round_id}
+
+
 @dataclass
 class BalanceSheet:
     """One issuer at the pins: its supply, what its accounts hold and owe, and what it claims."""
@@ -165,6 +187,7 @@ class BalanceSheet:
     claimed_assets_usd: Decimal | None = None
     claimed_apy: Decimal | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read, depth limits reached, ...
+    attested: list[AttestedReserve] = field(default_factory=list)  # proof-of-reserve feeds read at the pin
 
 
 @dataclass(frozen=True)

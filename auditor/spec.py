@@ -170,6 +170,16 @@ class Offchain:
 
 
 @dataclass(frozen=True)
+class Attestation:
+    """A proof-of-reserve feed (Chainlink-style latestRoundData) the issuer publishes for off-chain reserves."""
+
+    chain: str
+    feed: str
+    label: str
+    heartbeat_s: int = 86_400
+
+
+@dataclass(frozen=True)
 class Spec:
     path: str
     id: str
@@ -180,6 +190,7 @@ class Spec:
     claims: Claims = field(default_factory=Claims)
     offchain: tuple[Offchain, ...] = ()
     depends_on: tuple[str, ...] = ()
+    attestations: tuple[Attestation, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,6 +716,23 @@ SPEC_FORMAT = Obj(
         ),
         "depends_on": Field(
             Seq(Ref("spec", "a spec id in protocols/", "protocols/"), "tokens this one holds", unique_by=lambda v: v)
+        ),
+        "attestations": Field(
+            Seq(
+                Obj(
+                    {
+                        "chain": Field(_CHAIN, required=True),
+                        "feed": Field(_ADDRESS, required=True),
+                        "label": Field(Text("what the feed attests, shown in reports"), required=True),
+                        "heartbeat_s": Field(Number("seconds after which an answer is stale (default 86400)",
+                                                    minimum=1, integer=True)),
+                    },
+                    build=Attestation,
+                ),
+                "proof-of-reserve feeds for off-chain reserves (latestRoundData, in USD): read at the pin and "
+                "reported as attested, between verifiable and unverifiable; stale or unreadable ones are flagged",
+                unique_by=lambda value: (value.chain, value.feed),
+            )
         ),
     },
     description="A token spec of the reserve auditor: one issued token, its accounts and its claims.",

@@ -137,3 +137,30 @@ def test_a_counterparty_whose_code_the_node_will_not_tell_is_a_gap_never_a_perso
     assert peer["class"] == "unread"
     [check] = evaluate(result, Policy(min_coverage=Decimal(0)))
     assert not check.decided
+
+
+def test_attested_reserves_are_a_third_tier_and_a_stale_feed_is_flagged(chain: Lab, tmp_path: Path) -> None:
+    world = _world(chain, tmp_path)
+    pin = world["repaid"]
+    now = int(rpc(chain.url, "eth_getBlockByNumber", [hex(pin), False])["timestamp"], 16)
+    fresh = Contract.deploy(chain.url, chain.lab_contracts["LabFeed"], 8)
+    stale = Contract.deploy(chain.url, chain.lab_contracts["LabFeed"], 18)
+    silent = chain.accounts[6]  # no contract at all: unreadable
+    fresh.transact("set", 250_000_000 * 10**8, now - 60)  # 250M USD attested a minute before the pin
+    stale.transact("set", 9 * 10**18, now - 2 * 86_400)  # two days old against a one-day heartbeat
+    after = int(rpc(chain.url, "eth_blockNumber"), 16)
+    spec = tmp_path / "alpha.yaml"
+    spec.write_text(spec.read_text() + "attestations:\n"
+                    f"  - {{chain: ethereum, feed: \"{fresh.address}\", label: custodian report}}\n"
+                    f"  - {{chain: ethereum, feed: \"{stale.address}\", label: old report, heartbeat_s: 86400}}\n"
+                    f"  - {{chain: ethereum, feed: \"{silent}\", label: missing report}}\n")
+    result = _audit(chain, tmp_path, after)
+    figures = result.backing.issuers["alpha"]
+    assert figures.attested_usd == Decimal(250_000_000)
+    assert figures.verifiable_backing_usd == Decimal(100)  # attested reserves are never verifiable backing
+    statuses = {a.label: a.status for a in figures.attested}
+    assert statuses == {"custodian report": "fresh", "old report": "stale", "missing report": "unreadable"}
+    flagged = sorted(f.message.split("'")[1] for f in result.flags if f.id == "stale-attestation")
+    assert flagged == ["missing report", "old report"]
+    assert result.document["backing"]["issuers"]["alpha"]["attested_usd"] == "250000000"
+    assert result.complete  # a missing attestation is a finding, not a failed read of the figures

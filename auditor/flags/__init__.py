@@ -9,6 +9,7 @@ from typing import Any
 
 from auditor.backing import BackingResult
 from auditor.findings import Finding
+from auditor.flags.attestation import StaleAttestation
 from auditor.flags.base import DEFAULT_CONFIG, SEVERITIES, Detector, FlagConfig, FlagContext
 from auditor.flags.circular import CircularDependency
 from auditor.flags.concentration import Concentration
@@ -38,6 +39,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     UnexplainedYield,
     OracleFrozen,
     UnexplainedInflow,
+    StaleAttestation,
 )
 
 

@@ -401,6 +401,7 @@ LAB_UNITS: tuple[str, ...] = (
     "lab/MetaVault.sol",
     "lab/ScenarioMinting.sol",
     "lab/PrivateLender.sol",
+    "lab/LabFeed.sol",
 )
 
 

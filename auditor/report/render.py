@@ -542,6 +542,7 @@ _CLAIM_ROWS: tuple[tuple[str, str, str], ...] = (
     ("Claimed assets (the issuer's statement)", "claimed_assets_usd", "usd"),
     ("Backing as claimed (every cycle taken at its word)", "claimed_backing_usd", "usd"),
     ("Verifiable backing", "verifiable_backing_usd", "usd"),
+    ("Attested off-chain (proof-of-reserve feeds, not verifiable)", "attested_usd", "usd"),
     ("Circular backing", "circular_backing_usd", "usd"),
     ("Cycle gap", "cycle_gap_usd", "usd"),
     ("Gross assets", "gross_assets_usd", "usd"),
