@@ -109,6 +109,14 @@ class Market:
     def idle(self) -> int:
         return max(0, self.total_supply_assets - self.total_borrow_assets)
 
+    def shortfall_usd(self, loan_usd: Decimal, collateral_usd: Decimal) -> Decimal:
+        """Debt beyond each borrower's collateral, summed, with the loan token and the collateral at these USD
+        prices per whole token: the bad debt the market holds at that valuation."""
+        loan_unit, collateral_unit = Decimal(10) ** self.loan_decimals, Decimal(10) ** self.collateral_decimals
+        return sum((max(Decimal(0), Decimal(b.debt) / loan_unit * loan_usd
+                        - Decimal(b.collateral) / collateral_unit * collateral_usd) for b in self.borrowers),
+                   Decimal(0))
+
 
 @dataclass(frozen=True)
 class Deployment:

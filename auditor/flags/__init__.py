@@ -16,6 +16,7 @@ from auditor.flags.concentration import Concentration
 from auditor.flags.no_supply import NoSupply
 from auditor.flags.not_converged import NotConverged
 from auditor.flags.opacity import Opacity
+from auditor.flags.oracle_blind import OracleBlind
 from auditor.flags.oracle_frozen import OracleFrozen
 from auditor.flags.oracle_overvalues import OracleOvervalues
 from auditor.flags.self_issued import SelfIssuedCollateral
@@ -40,6 +41,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     OracleFrozen,
     UnexplainedInflow,
     StaleAttestation,
+    OracleBlind,
 )
 
 

@@ -51,12 +51,7 @@ def oracle_readings(universe: Universe, result: BackingResult) -> list[OracleRea
                 market.oracle_price, market.loan_decimals, market.collateral_decimals) * loan.price_usd
             look_through_usd = figures.backing_ratio * figures.par_usd
             loan_unit = Decimal(10) ** market.loan_decimals
-            bad_debt_usd = sum(
-                (max(Decimal(0), Decimal(b.debt) / loan_unit * loan.price_usd
-                     - Decimal(b.collateral) / Decimal(10) ** market.collateral_decimals * look_through_usd)
-                 for b in market.borrowers),
-                Decimal(0),
-            )
+            bad_debt_usd = market.shortfall_usd(loan.price_usd, look_through_usd)
             debt_usd = sum((Decimal(b.debt) for b in market.borrowers), Decimal(0)) / loan_unit * loan.price_usd
             readings.append(OracleReading(
                 market, issuer, figures.symbol or issuer, oracle_usd, look_through_usd,
