@@ -61,9 +61,11 @@ bench: setup
 
 # Issue 15's soak: 300 generated scenarios of each family traced against the truth of their construction
 # (seeds 0-299: one chain, Morpho; 1000-1299: Aave and two chains with bridges). Pass counts in benchmarks/scenarios.md.
+# Issue 16's: 300 seeded completeness worlds (unlisted lenders, repayments, an unlisted vault) audited against theirs.
 soak: setup
 	$(BIN)/python -m auditor.lab.scenarios --seeds 300 --first 0 --out benchmarks/scenarios.md
 	$(BIN)/python -m auditor.lab.scenarios --seeds 300 --first 1000 --out benchmarks/scenarios-topologies.md
+	$(BIN)/python -m auditor.lab.completeness --seeds 300 --first 0 --out benchmarks/completeness.md
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
