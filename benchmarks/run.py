@@ -87,7 +87,8 @@ def main() -> None:
     finally:
         node.stop()
     lines += ["## Not measured", "", *(notes or ["- nothing: every contender ran."]), ""]
-    for name in ("scenarios.md", "scenarios-topologies.md", "completeness.md"):  # `make soak`: tracer against generated truth
+    # `make soak`: the tracer and the audit against generated truth
+    for name in ("scenarios.md", "scenarios-topologies.md", "completeness.md"):
         soak = RESULTS.with_name(name)
         if soak.exists():
             lines += [f"## Generated scenarios (the last `make soak`, from benchmarks/{name})", "",
