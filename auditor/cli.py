@@ -434,11 +434,14 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
         registry = load_registry(registry_path)
         options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=parse_blocks(block))
         checks: list[Check] = []
+        coverage: dict[str, Any] = {}  # issuer -> share of value moved the audit understands
         if (spec is None) == (vault is None):
             raise ConfigError("give either SPEC or --vault ADDR --chain CHAIN")
         if spec is not None:
             loaded = load_spec(spec, registry)
-            checks = evaluate(run_audit(AuditRequest(loaded, registry, options)), policy, spec)
+            audited = run_audit(AuditRequest(loaded, registry, options))
+            coverage[audited.spec] = audited.coverage.get(audited.spec)
+            checks = evaluate(audited, policy, spec)
         else:
             if not vault_chain or vault_chain not in registry.chains:
                 raise ConfigError(f"--vault needs --chain with a chain of the registry ({', '.join(registry.chains)})")
@@ -455,8 +458,9 @@ def check(spec: str | None, vault: str | None, vault_chain: str | None, policy_p
                     continue
                 owner_specs = known_specs(owner, registry)
                 findings = run_audit(AuditRequest(owner, registry, options, specs=owner_specs))
+                coverage[findings.spec] = findings.coverage.get(findings.spec)
                 checks += evaluate(findings, policy, owner.path)
-        text = render(checks, output_format)
+        text = render(checks, output_format, coverage)
         if output:
             write_text(Path(output), text)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -156,14 +156,24 @@ def _exposure_checks(result: AuditResult, issuer: str, limit: Decimal, location:
 # ------------------------------------------------------------------ output formats
 
 
-def render(checks: Sequence[Check], output_format: str) -> str:
+COVERAGE_TEXT = "of the value its accounts moved went through counterparties the audit understands"
+
+
+def render(checks: Sequence[Check], output_format: str, coverage: Mapping[str, Decimal | None] | None = None) -> str:
+    """The checks in one format; every format also carries each audited issuer's coverage (`coverage`)."""
     if output_format not in FORMATS:
         raise ValueError(f"unknown format {output_format!r}")
-    return {"text": _text, "json": _json, "junit": _junit, "sarif": _sarif, "github": _github}[output_format](checks)
+    renderer = {"text": _text, "json": _json, "junit": _junit, "sarif": _sarif, "github": _github}[output_format]
+    return renderer(checks, dict(sorted((coverage or {}).items())))
 
 
-def _text(checks: Sequence[Check]) -> str:
+def _coverage_lines(coverage: Mapping[str, Decimal | None]) -> list[str]:
+    return [f"coverage of {subject}: {percent(share)} {COVERAGE_TEXT}" for subject, share in coverage.items()]
+
+
+def _text(checks: Sequence[Check], coverage: Mapping[str, Decimal | None]) -> str:
     lines = [f"{_verdict(c)}  {c.id} ({inert(c.subject)}): {inert(c.message)}" for c in checks]
+    lines += [inert(line) for line in _coverage_lines(coverage)]
     failed = sum(not c.passed for c in checks)
     undecided_count = sum(not c.decided for c in checks)
     lines.append(f"{len(checks) - failed} passed, {failed} failed"
@@ -175,18 +185,19 @@ def _verdict(check: Check) -> str:
     return "PASS" if check.passed else ("FAIL" if check.decided else "UNDECIDED")
 
 
-def _json(checks: Sequence[Check]) -> str:
+def _json(checks: Sequence[Check], coverage: Mapping[str, Decimal | None]) -> str:
     document = {
         "tool": {"name": "reserve-auditor", "version": __version__},
         "passed": all(c.passed for c in checks),
         "decided": all(c.decided for c in checks),
+        "coverage": plain(coverage),
         "checks": [{"id": c.id, "subject": c.subject, "passed": c.passed, "decided": c.decided, "message": c.message,
                     "evidence": plain(c.evidence)} for c in checks],
     }
     return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def _junit(checks: Sequence[Check]) -> str:
+def _junit(checks: Sequence[Check], coverage: Mapping[str, Decimal | None]) -> str:
     failures = sum(not c.passed for c in checks)
     cases = []
     for c in checks:
@@ -195,13 +206,17 @@ def _junit(checks: Sequence[Check]) -> str:
                                     f"{escape(inert_markup(json.dumps(plain(c.evidence), sort_keys=True)))}</failure>")
         classname = quoteattr("auditor." + inert_markup(c.subject))
         cases.append(f'    <testcase classname={classname} name={quoteattr(c.id)} time="0">{body}</testcase>')
+    properties = "".join(f'      <property name={quoteattr("coverage:" + inert_markup(subject))} '
+                         f'value={quoteattr(plain(share) or "n/a")}/>\n' for subject, share in coverage.items())
+    if properties:
+        properties = f"    <properties>\n{properties}    </properties>\n"
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<testsuites name="auditor check" tests="{len(checks)}" failures="{failures}" errors="0">\n'
             f'  <testsuite name="auditor check" tests="{len(checks)}" failures="{failures}" errors="0" '
-            'skipped="0" time="0">\n' + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
+            'skipped="0" time="0">\n' + properties + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
 
 
-def _sarif(checks: Sequence[Check]) -> str:
+def _sarif(checks: Sequence[Check], coverage: Mapping[str, Decimal | None]) -> str:
     rules = sorted({c.id for c in checks})
     results = []
     for c in checks:
@@ -222,6 +237,7 @@ def _sarif(checks: Sequence[Check]) -> str:
                                 "rules": [{"id": r, "shortDescription": {"text": f"auditor check {r}"}}
                                           for r in rules]}},
             "results": results,
+            "properties": {"coverage": plain(coverage)},
         }],
     }
     return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
@@ -237,8 +253,9 @@ def _property(text: str) -> str:
     return _annotation(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _github(checks: Sequence[Check]) -> str:
-    lines = []
+def _github(checks: Sequence[Check], coverage: Mapping[str, Decimal | None]) -> str:
+    lines = [f"::notice title={_property('auditor check coverage')}::{_annotation(line)}"
+             for line in _coverage_lines(coverage)]
     for c in checks:
         where = f"file={_property(c.location)}," if c.location else ""
         title = _property(f"auditor check {c.id}")

@@ -20,7 +20,7 @@ from auditor.chain.reader import ConnectOptions
 from auditor.cli import main
 from auditor.discovery import OUTSIDE, UNKNOWN
 from auditor.findings import AuditResult
-from auditor.gate import evaluate
+from auditor.gate import evaluate, render
 from auditor.lab.deploy import Contract
 from auditor.lab.node import rpc
 from auditor.policy import Policy
@@ -108,6 +108,10 @@ def test_a_repayment_cancels_the_inflow_and_the_gate_checks_coverage(chain: Lab,
     assert [(c.id, c.passed) for c in checks] == [("min-coverage", True)]
     checks = evaluate(result, Policy(min_coverage=Decimal("0.5")))
     assert [(c.id, c.passed, c.decided) for c in checks] == [("min-coverage", False, True)]
+    shown = {"text": "coverage of alpha: 20.0%", "json": '"alpha": "0.2"', "junit": 'value="0.2"',
+             "sarif": '"alpha": "0.2"', "github": "coverage of alpha: 20.0%"}
+    for output_format, expected in shown.items():  # every format carries the coverage, not only a failed check
+        assert expected in render(checks, output_format, {"alpha": result.coverage["alpha"]}), output_format
     policy = tmp_path / "gate" / "policy.yaml"  # not beside the specs: every YAML there is read as one
     policy.parent.mkdir()
     policy.write_text("min_coverage: 0.5\n")

@@ -27,7 +27,7 @@ def audits(draw: st.DrawFn) -> AuditResult:
     supply = draw(st.decimals(min_value=1, max_value=10**12, places=6, allow_nan=False, allow_infinity=False))
     expansion = None if ratio == 0 else 1 / ratio
     figures = SimpleNamespace(symbol=draw(texts) or "TKN", supply_usd=supply, verifiable_backing_usd=supply * ratio,
-                              backing_ratio=ratio, expansion_ratio=expansion)
+                              backing_ratio=ratio, expansion_ratio=expansion, attested=())
     ids = draw(st.lists(st.sampled_from(flag_ids()), unique=True, max_size=5))
     flags = [Finding(flag_id, draw(st.sampled_from(list(Severity))), "alpha", draw(texts),
                      {"value": draw(ratios)}) for flag_id in ids]

@@ -326,6 +326,28 @@ _YIELD_COLUMNS = ("issuer", "claimed_apy", "explained_apy", "benchmark_apy", "ea
                   "paid_usd_per_year", "complete")
 
 
+def _counterparty_view(counterparties: Any) -> dict[str, Any]:
+    """Coverage per issuer and chain, unexplained inflows and money sent where the tool cannot value it."""
+    info = _map(counterparties)
+
+    def peers(key: str, sign: int) -> dict[str, Any]:
+        rows = [{"issuer": text(p.get("issuer")), "chain": text(p.get("chain")), "contract": text(p.get("address")),
+                 "net USD": usd(sign * ((to_decimal(p.get("in_usd")) or Decimal(0))
+                                        - (to_decimal(p.get("out_usd")) or Decimal(0)))),
+                 "transfers": text(p.get("transfers")), "first tx": text(p.get("first_tx"))}
+                for p in map(_map, _seq(info.get(key)))]
+        return _table(rows, ("issuer", "chain", "contract", "net USD", "transfers", "first tx"))
+
+    coverage = _table(({"issuer": text(c.get("issuer")), "chain": text(c.get("chain")),
+                        "moved USD": usd(c.get("moved_usd")), "understood USD": usd(c.get("understood_usd")),
+                        "coverage": percent(c.get("coverage"))} for c in map(_map, _seq(info.get("coverage")))),
+                      ("issuer", "chain", "moved USD", "understood USD", "coverage"))
+    windows = ", ".join(f"{chain} blocks {text(_map(w).get('from_block'))}..{text(_map(w).get('to_block'))}"
+                        for chain, w in _items(info.get("windows")))
+    return {"present": bool(info), "coverage": coverage, "inflows": peers("unexplained_inflows", 1),
+            "outflows": peers("unvalued_outflows", -1), "windows": windows}
+
+
 def _exposure_rows(exposure: Any, part: str) -> list[dict[str, Any]]:
     """Who lends against the audited token (the audit's exposure map), one row per market or supplier."""
     rows: list[dict[str, Any]] = []
@@ -410,6 +432,7 @@ def _stage_view(index: int, name: str, stage: Mapping[str, Any], stage_headline:
         "converged": backing.get("converged"),
         "issuers": issuers,
         "markets": _markets_view(uid, audit.get("markets")),
+        "counterparties": _counterparty_view(audit.get("counterparties")),
         "exposure_markets": _table(_exposure_rows(audit.get("exposure"), "markets"), _EXPOSURE_MARKET_COLUMNS),
         "exposure_suppliers": _table(_exposure_rows(audit.get("exposure"), "suppliers"), _EXPOSURE_SUPPLIER_COLUMNS),
         "yields": _table((_yield_row(y) for _, y in _items(audit.get("yields"))), _YIELD_COLUMNS),
