@@ -48,6 +48,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     not evaluated and never voids the figures.
     """
     from auditor.backing import solve
+    from auditor.bridges import oft_meshes
     from auditor.flags import run_flags
     from auditor.flags.oracle_overvalues import oracle_readings
     from auditor.ledger import build_universe, chains_needed, issuers_in_audit
@@ -61,11 +62,17 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
     if say:
         say(f"connecting to {', '.join(names)} and pinning blocks")
     clients = connect({n: request.registry.chains[n] for n in names}, request.options)
+    # Copies of issued tokens on chains a spec does not list (LayerZero OFT meshes) join the deployments first.
+    specs, meshes, mesh_gaps = oft_meshes(
+        specs, issuers_in_audit(root, specs), request.registry, clients,
+        lambda more: connect({n: request.registry.chains[n] for n in more}, request.options))
     # The exposure map's reads go out in the same rounds as the balance sheets; it is valued after the solve.
     exposure_reads: dict[tuple[str, ...], Any] = {}
     universe, notes = build_universe(root, specs, request.registry, clients, progress=say,
                                      also=exposure_plans(request.spec, request.registry, clients),
                                      also_results=exposure_reads)
+    universe.gaps += mesh_gaps
+    universe.bridges = meshes
     # Markets that lend against the token without the issuer in them still need their oracles checked.
     for found, error in exposure_reads.values():
         if error is None:
@@ -116,6 +123,7 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
         "oracle_samples": {"window_blocks": ORACLE_WINDOW_BLOCKS, "samples": ORACLE_SAMPLES,
                            "markets": len(watches)},
         "counterparties": counterparties.as_dict(),
+        "layerzero": [mesh.as_dict() for mesh in meshes],
         "notes": notes,
     }
     # Request counts depend on the cache, not on the chain: run metadata, outside the signed findings.

@@ -61,6 +61,7 @@ def chains_needed(specs: Mapping[str, Spec], issuers: list[str]) -> list[str]:
         names |= {d.chain for d in spec.token.deployments} | {a.chain for a in spec.accounts}
         names |= {e.chain for e in spec.token.escrow} | {h.chain for h in spec.holdings}
         names |= {a.chain for a in spec.attestations}
+        names |= {spec.token.layerzero.chain} if spec.token.layerzero is not None else set()
     return sorted(names)
 
 

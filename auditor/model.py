@@ -220,3 +220,4 @@ class Universe:
     gaps: list[Gap] = field(default_factory=list)  # what the balance sheets needed and could not read
     # auditor.discovery.Counterparties: whom the issuer accounts moved value with, and the coverage
     counterparties: Any = None
+    bridges: list[Any] = field(default_factory=list)  # auditor.adapters.layerzero_oft.Mesh: OFT meshes found

@@ -82,6 +82,7 @@ class Chain:
     multicall3: str | None = None
     log_span: int | None = None
     discover_from: int = 0  # first block of the discovery scan of issuer accounts' transfers
+    lz_eid: int | None = None  # LayerZero V2 endpoint id: finds an OFT's copies on this chain
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Token:
     deployments: tuple[Deployment, ...]
     par_usd: float = 1.0
     escrow: tuple[Holder, ...] = ()
+    layerzero: Holder | None = None  # one OApp of the token (its OFTAdapter or an OFT): the mesh is found from it
 
 
 @dataclass(frozen=True)
@@ -669,6 +671,8 @@ SPEC_FORMAT = Obj(
                             unique_by=_chain_address,
                         )
                     ),
+                    "layerzero": Field(_holder(False, "one LayerZero OApp of the token (its OFTAdapter or an OFT): "
+                                                      "the copies on other chains are found from its peers")),
                 },
                 build=Token,
             ),
@@ -760,6 +764,8 @@ _CHAINS = MapOf(
             "log_span": Field(Number("largest eth_getLogs block range to ask for", minimum=1, integer=True)),
             "discover_from": Field(Number("first block scanned for issuer accounts' transfers (discovery and "
                                           "counterparties); default 0", minimum=0, integer=True)),
+            "lz_eid": Field(Number("LayerZero V2 endpoint id of the chain (Ethereum 30101): an OFT's peers on it "
+                                   "are found and their supply read", minimum=1, integer=True)),
         }
     ),
     build=lambda name, fields: Chain(name=name, **fields),

@@ -15,6 +15,7 @@ from auditor.flags.circular import CircularDependency
 from auditor.flags.concentration import Concentration
 from auditor.flags.no_supply import NoSupply
 from auditor.flags.not_converged import NotConverged
+from auditor.flags.oft_supply import OftSupply
 from auditor.flags.opacity import Opacity
 from auditor.flags.oracle_blind import OracleBlind
 from auditor.flags.oracle_frozen import OracleFrozen
@@ -42,6 +43,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     UnexplainedInflow,
     StaleAttestation,
     OracleBlind,
+    OftSupply,
 )
 
 

@@ -405,6 +405,16 @@ LAB_UNITS: tuple[str, ...] = (
 )
 
 
+# LayerZero's OFT and OFTAdapter (@layerzerolabs/oft-evm, compiled from the package's sources: its pragma is ^0.8.20)
+# with the lab's minimal endpoint: a unit list of their own, so the lab's other contracts do not wait on them.
+LAYERZERO_UNITS: tuple[str, ...] = ("lab/LabEndpoint.sol", "lab/LabOFT.sol")
+
+
+def compile_layerzero(*, use_cache: bool = True) -> Compiled:
+    """Compile LabEndpoint, LabOFT and LabOFTAdapter (LayerZero's OFT contracts) with solc 0.8.24."""
+    return compile_units(LAYERZERO_UNITS, LAB_SOLC, LAB_SETTINGS, use_cache=use_cache)
+
+
 def compile_lab_contracts(*, use_cache: bool = True) -> Compiled:
     """Compile the lab's own contracts (LabToken, Multicall3, LogSpammer) with solc 0.8.24."""
     return compile_units(LAB_UNITS, LAB_SOLC, LAB_SETTINGS, use_cache=use_cache)
