@@ -51,7 +51,7 @@ REPRODUCERS = [
     edited(SPEC, "accounts:", "deep: " + "[" * 10_000 + "]" * 10_000 + "\naccounts:"),
     edited(SPEC, "accounts:", "a: &a [x]\nb: [*a, *a]\naccounts:"),
     edited(REGISTRY_FILE, "  morpho_blue:", "  morpho-blue:"),  # silently dropped every Morpho position
-    edited(REGISTRY_FILE, "chain_id: 1}", 'chain_id: !!int "0x"}'),
+    edited(REGISTRY_FILE, "chain_id: 1,", 'chain_id: !!int "0x",'),
     edited(POLICY, "fail_on_flags: [circular-dependency", "fail_on_flags: [circular-dependancy"),
     edited(POLICY, "min_backing_ratio: 0.95", "min_backing_ratio: !!float \"\"\nmin_backing_ratio: 1"),
     (SEEDS[POLICY].kind, POLICY, b"allow_unverified_collateral: true\n"),

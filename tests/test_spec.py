@@ -157,7 +157,7 @@ def test_registry_errors_are_located(tmp_path: Path) -> None:
     assert info.value.field_path == "assets.ethereum.USDC.adress"
     assert "did you mean 'address'" in str(info.value)
 
-    text = REGISTRY.read_text().replace("  base: {chain_id: 8453}\n", "") + "  \n"
+    text = REGISTRY.read_text().replace("  base: {chain_id: 8453, lz_eid: 30184}\n", "") + "  \n"
     with pytest.raises(SpecError) as info:
         load_registry(write(tmp_path, "registry2.yaml", text))
     assert info.value.field_path == "venues.morpho_blue.base"
