@@ -13,6 +13,7 @@ from auditor.adapters import (
     Collected,
     Scope,
     TokenInfo,
+    depth,
     load_all,
     quote,
 )
@@ -27,6 +28,7 @@ from auditor.model import (
     BalanceSheet,
     Deployment,
     Evidence,
+    ExitPoint,
     Gap,
     HardAsset,
     MarketPrice,
@@ -194,23 +196,32 @@ def attested_reserves(spec: Spec, scope: Scope, timestamp: int) -> Plan[list[Att
     return out
 
 
+EXIT_DROPS = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))  # price drops the exit liquidity is read at
+
+
 @dataclass(frozen=True)
 class PoolQuote:
     pool: Pool
     in_quote: Decimal  # whole quote tokens per whole base token
     evidence: tuple[Evidence, ...]
+    depth: tuple[tuple[Decimal, Decimal, Decimal], ...] = ()  # (drop, base sold, quote fetched), whole tokens
 
 
 def chain_pool_quotes(scope: Scope, pools: Sequence[Pool]) -> Plan[tuple[list[PoolQuote], list[str]]]:
-    """Each registry pool's price of its base token in its quote token, at the pin, by its kind's venue."""
-    found = yield from gather(*(quote(pool) for pool in pools))
+    """Each registry pool's price of its base token in its quote token, at the pin, by its kind's venue, and its
+    exit liquidity at EXIT_DROPS where the venue module knows the pool's maths (side by side, same rounds)."""
+    found, depths = yield from gather(gather(*(quote(pool) for pool in pools)),
+                                      gather(*(depth(pool, EXIT_DROPS) for pool in pools)))
     quotes: list[PoolQuote] = []
     notes: list[str] = []
-    for pool, answer in zip(pools, found, strict=True):
+    for pool, answer, (points, why) in zip(pools, found, depths, strict=True):
         if answer.price is None:
             notes.append(f"{scope.chain}: pool {pool.name} {answer.why} at block {scope.block}")
             continue
-        quotes.append(PoolQuote(pool, answer.price, tuple(scope.evidence(r) for r in answer.results)))
+        if points is None and not why.startswith("no exit-liquidity maths"):
+            notes.append(f"{scope.chain}: exit liquidity of pool {pool.name} {why} at block {scope.block}")
+        shape = tuple((p.drop, p.base_in, p.quote_out) for p in points or ())
+        quotes.append(PoolQuote(pool, answer.price, tuple(scope.evidence(r) for r in answer.results), shape))
     return quotes, notes
 
 
@@ -228,8 +239,9 @@ def pool_prices(
                 notes.append(f"{chain}: pool {pool.name} quotes in {pool.quote}, not a hard asset: ignored")
                 continue
             key = token_key(chain, pool.base)
+            depth = tuple(ExitPoint(drop, sold, fetched * quote_asset.price_usd) for drop, sold, fetched in found.depth)
             prices[key] = MarketPrice(key, found.in_quote * quote_asset.price_usd,
-                                      f"{pool.kind} pool {pool.name} ({pool.address})", found.evidence)
+                                      f"{pool.kind} pool {pool.name} ({pool.address})", found.evidence, depth)
     return prices, notes
 
 

@@ -199,13 +199,45 @@ class BalanceSheet:
 
 
 @dataclass(frozen=True)
+class ExitPoint:
+    """Exit liquidity at one price drop: how many whole tokens sell into the pool before its price falls by `drop`,
+    and the USD they fetch (the pool's quote asset at its price)."""
+
+    drop: Decimal
+    tokens: Decimal
+    usd: Decimal
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"drop": self.drop, "tokens": self.tokens, "usd": self.usd}
+
+
+@dataclass(frozen=True)
 class MarketPrice:
-    """A token's price on a DEX pool at the pin, in USD (through the pool's quote asset)."""
+    """A token's price on a DEX pool at the pin, in USD (through the pool's quote asset), and, for pools whose
+    maths the venue module knows, the pool's exit liquidity (`depth`, smallest drop first)."""
 
     key: str  # token_key of the priced token
     price_usd: Decimal
     source: str
     evidence: tuple[Evidence, ...] = ()
+    depth: tuple[ExitPoint, ...] = ()
+
+    def sellable_usd(self, drop: Decimal) -> Decimal | None:
+        """USD that selling into the pool fetches before its price falls by `drop` (None: no depth known)."""
+        return next((p.usd for p in self.depth if p.drop == drop), None)
+
+    def thin(self, threshold_usd: Decimal) -> bool:
+        """Whether the pool fetches less than `threshold_usd` before its price falls 2% (unknown depth: not thin)."""
+        sellable = self.sellable_usd(Decimal("0.02"))
+        return sellable is not None and sellable < threshold_usd
+
+    def shown(self, threshold_usd: Decimal) -> str:
+        """The price as a flag writes it: marked when the pool is thin."""
+        from auditor.numbers import usd
+
+        if not self.thin(threshold_usd):
+            return usd(self.price_usd)
+        return f"{usd(self.price_usd)} (thin pool: {usd(self.sellable_usd(Decimal('0.02')))} sells before a 2% drop)"
 
 
 @dataclass

@@ -8,7 +8,9 @@ scans it needs and never talks to a node itself:
   and the oracle checks' samples, at the pin or, through `at_block`, before it);
 - `@exposure_source(name)`: who lends against a token there (the exposure map, auditor/lending.py);
 - `@flow_source(name)`: `flows(scope, accounts, window) -> Plan[VenueFlows]`, the lending events of issuer
-  accounts in a block window (the tracer).
+  accounts in a block window (the tracer);
+- `@depth_source(name)`: `depth(pool, drops) -> Plan[(points, why)]`, how much of a pool's base token sells before
+  its price falls by each drop (exit liquidity), for pool kinds whose maths the module knows.
 The registry's `venues:` and `pools: kind:` names are exactly the registered names. Adding a venue is adding
 one module to this package (found by `load_all`), its lab deployment and its tests; nothing else changes.
 """
@@ -163,6 +165,8 @@ CollectFn = Callable[[Scope], Plan[Collected]]
 QuoteFn = Callable[[Pool], Plan[Quote]]
 ExposureFn = Callable[[Scope, Ask], Plan[Lending]]
 FlowFn = Callable[[Scope, Sequence[str], tuple[int, int]], Plan[VenueFlows]]
+# (points with .drop, .base_in and .quote_out in whole tokens, or None; why not)
+DepthFn = Callable[[Pool, Sequence[Decimal]], Plan[tuple[Sequence[Any] | None, str]]]
 
 
 @dataclass
@@ -175,6 +179,7 @@ class VenueModule:
     quote: QuoteFn | None = None
     exposure: ExposureFn | None = None
     flows: FlowFn | None = None
+    depth: DepthFn | None = None
 
 
 VENUES: dict[str, VenueModule] = {}
@@ -212,6 +217,10 @@ def flow_source(name: str) -> Callable[[FlowFn], FlowFn]:
     return _register(name, "flows")
 
 
+def depth_source(name: str) -> Callable[[DepthFn], DepthFn]:
+    return _register(name, "depth")
+
+
 def load_venues() -> dict[str, VenueModule]:
     """Import every module of this package, so that each registers itself: a new module needs no edit here."""
     import importlib
@@ -238,3 +247,12 @@ def quote(pool: Pool) -> Plan[Quote]:
     if source is None or source.quote is None:
         raise ConfigError(f"pool {pool.name}: no venue module prices pools of kind {pool.kind!r}")
     return (yield from source.quote(pool))
+
+
+def depth(pool: Pool, drops: Sequence[Decimal]) -> Plan[tuple[Sequence[Any] | None, str]]:
+    """Exit liquidity of a registry pool at each price drop, by the venue module of its kind (None and why when
+    the kind has no depth maths or the pool cannot be read)."""
+    source = load_venues().get(pool.kind)
+    if source is None or source.depth is None:
+        return None, f"no exit-liquidity maths for pools of kind {pool.kind!r}"
+    return (yield from source.depth(pool, drops))

@@ -22,7 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
-from auditor.adapters import Quote, price_source
+from auditor.adapters import Quote, depth_source, price_source
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.numbers import context
@@ -694,6 +694,7 @@ def twap(pool: Pool, seconds: int) -> Plan[tuple[Decimal | None, str]]:
     return price_of_sqrt(get_sqrt_ratio_at_tick(tick), head.base_is_token0, head.base_decimals, head.quote_decimals), ""
 
 
+@depth_source(KIND)
 def exit_liquidity(
     pool: Pool, drops: Sequence[Decimal] = DEFAULT_DROPS
 ) -> Plan[tuple[list[ExitDepth] | None, str]]:

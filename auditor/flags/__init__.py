@@ -13,6 +13,7 @@ from auditor.flags.attestation import StaleAttestation
 from auditor.flags.base import DEFAULT_CONFIG, SEVERITIES, Detector, FlagConfig, FlagContext
 from auditor.flags.circular import CircularDependency
 from auditor.flags.concentration import Concentration
+from auditor.flags.illiquid_collateral import IlliquidCollateral
 from auditor.flags.no_supply import NoSupply
 from auditor.flags.not_converged import NotConverged
 from auditor.flags.oft_supply import OftSupply
@@ -44,6 +45,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     StaleAttestation,
     OracleBlind,
     OftSupply,
+    IlliquidCollateral,
 )
 
 

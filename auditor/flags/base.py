@@ -33,6 +33,9 @@ class FlagConfig:
     # Unexplained inflows at or above this share of verifiable backing are material: the flag is high and the
     # audit is incomplete (its backing a bound, "at most").
     unexplained_inflow_materiality: Decimal = Decimal("0.01")
+    # A pool that fetches less than this (USD) for what sells before its price falls 2% is thin: its price is
+    # shown as such wherever a flag uses it, never trusted silently.
+    thin_pool_usd: Decimal = Decimal("100000")
 
 
 DEFAULT_CONFIG = FlagConfig()

@@ -39,13 +39,17 @@ class OracleFrozen(Detector):
             held = exact(frozen.oracle.first)
             if watch.oracle_to_usd is not None:
                 held = f"{tokens(frozen.oracle.first * watch.oracle_to_usd)} USD"
+            pool = context.universe.market_prices.get(watch.collateral)
+            thin = pool is not None and frozen.truth == "market price" and pool.thin(context.config.thin_pool_usd)
             findings.append(self.finding(
                 issuer,
                 f"market {watch.market}: oracle {watch.oracle} held {symbol} at {held} across blocks "
                 f"{frozen.oracle.first_block}..{frozen.oracle.last_block} "
                 f"(moved {percent(frozen.oracle.relative)}) "
                 f"while its {frozen.truth} moved {percent(move.relative)} "
-                f"({tokens(move.first)} -> {tokens(move.last)})",
+                f"({tokens(move.first)} -> {tokens(move.last)})"
+                + (f"; the market price is a thin pool's ({pool.shown(context.config.thin_pool_usd)})"
+                   if thin and pool is not None else ""),
                 {
                     "market": watch.market,
                     "oracle": watch.oracle,
@@ -58,6 +62,7 @@ class OracleFrozen(Detector):
                     "truth_move": move.relative,
                     "market_price": _move_dict(frozen.market_price),
                     "market_price_source": watch.market_price_source or None,
+                    "market_price_thin": thin,
                     "look_through": _move_dict(frozen.look_through),
                     "threshold": threshold,
                     "still_tolerance": still,

@@ -73,10 +73,13 @@ class OracleOvervalues(Detector):
             if reading.oracle_usd is None or reading.debt_usd <= 0:
                 continue
             market, market_price = reading.market, reading.market_price
-            truths = [reading.look_through_usd] + ([market_price.price_usd] if market_price else [])
+            thin = market_price is not None and market_price.thin(context.config.thin_pool_usd)
+            # A thin pool's price can be moved cheaply: it never vouches for an oracle, it is only shown.
+            truths = [reading.look_through_usd] + ([market_price.price_usd] if market_price and not thin else [])
             if reading.oracle_usd <= max(truths) * (1 + context.config.oracle_tolerance):
                 continue
-            against = f"market price {usd(market_price.price_usd)}" if market_price else "no market price"
+            against = (f"market price {market_price.shown(context.config.thin_pool_usd)}" if market_price
+                       else "no market price")
             findings.append(
                 self.finding(
                     reading.issuer,
@@ -92,6 +95,8 @@ class OracleOvervalues(Detector):
                         "deviation": reading.deviation,
                         "market_price_usd": market_price.price_usd if market_price else None,
                         "market_price_source": market_price.source if market_price else None,
+                        "market_price_thin": thin,
+                        "market_depth_2pct_usd": market_price.sellable_usd(Decimal("0.02")) if market_price else None,
                         "collateral_raw": sum(b.collateral for b in market.borrowers),
                         "debt_usd": reading.debt_usd,
                         "hidden_bad_debt_usd": reading.hidden_bad_debt_usd,

@@ -261,6 +261,7 @@ def _shown(formatter: Callable[..., str]) -> Callable[[Any], str]:
 
 exact, usd, human, ratio, percent = (_shown(numbers.digits), _shown(numbers.usd), _shown(numbers.short),
                                      _shown(numbers.multiple), _shown(numbers.percent))
+tokens = _shown(numbers.tokens)
 
 
 def expansion_text(expansion_ratio: Any, supply_usd: Any) -> str:
@@ -348,6 +349,15 @@ def _counterparty_view(counterparties: Any) -> dict[str, Any]:
             "outflows": peers("unvalued_outflows", -1), "windows": windows}
 
 
+def _liquidity_row(entry: Any) -> dict[str, Any]:
+    """One priced token's exit liquidity: what sells before each drop (tokens and USD), and what is posted."""
+    row = _map(entry)
+    exits = {f"sells before -{percent(p.get('drop'))}": f"{tokens(p.get('tokens'))} ({usd(p.get('usd'))})"
+             for p in map(_map, _seq(row.get("exit")))}
+    return {"token": text(row.get("token")), "pool": text(row.get("pool")), **exits,
+            "posted as collateral": tokens(row.get("posted_as_collateral_tokens"))}
+
+
 def _exposure_rows(exposure: Any, part: str) -> list[dict[str, Any]]:
     """Who lends against the audited token (the audit's exposure map), one row per market or supplier."""
     rows: list[dict[str, Any]] = []
@@ -433,6 +443,7 @@ def _stage_view(index: int, name: str, stage: Mapping[str, Any], stage_headline:
         "issuers": issuers,
         "markets": _markets_view(uid, audit.get("markets")),
         "counterparties": _counterparty_view(audit.get("counterparties")),
+        "liquidity": _table(map(_liquidity_row, _seq(audit.get("liquidity"))), ("token", "pool")),
         "exposure_markets": _table(_exposure_rows(audit.get("exposure"), "markets"), _EXPOSURE_MARKET_COLUMNS),
         "exposure_suppliers": _table(_exposure_rows(audit.get("exposure"), "suppliers"), _EXPOSURE_SUPPLIER_COLUMNS),
         "yields": _table((_yield_row(y) for _, y in _items(audit.get("yields"))), _YIELD_COLUMNS),
