@@ -50,7 +50,19 @@ class RecordingSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override,unused-ignore]
         response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type,unused-ignore]
         self.bodies.append(response.content)
+        response.raw = _Replay(self.bodies[-1])  # the transport reads the body from raw: hand it the same bytes
         return response
+
+
+class _Replay:
+    """A read body, readable once more (what the transport calls on a streamed response's raw)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def read(self, *_args: Any, **_kwargs: Any) -> bytes:
+        body, self.body = self.body, b""
+        return body
 
 
 class LogWorld:

@@ -127,7 +127,7 @@ class EventDecoder:
             if len(topics) != self._topics or len(data) < self._data_size:
                 raise ValueError(f"malformed {self.name} log: {len(topics)} topics, {len(data)} bytes of data")
             try:
-                return {field_name: extract(topics, data) for field_name, extract in self._extract}
+                return self._extract(topics, data)
             except ValueError as exc:
                 raise ValueError(f"malformed {self.name} log: {exc}") from None
         try:
@@ -144,46 +144,46 @@ class EventDecoder:
         return out
 
 
-_Extractor = Callable[[Sequence[str], bytes], Any]
+_Extractor = Callable[[Sequence[str], bytes], dict[str, Any]]
 
 
-def _extractors(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> list[tuple[str, _Extractor]] | None:
-    """Per field, how to read it from (topics, data) when every field is one static word; None otherwise."""
-    out: list[tuple[str, _Extractor]] = []
+def _extractors(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> _Extractor | None:
+    """One function reading every field from (topics, data) when each is one static word; None otherwise.
+
+    Compiled from the declaration: a single dict display per log instead of one call per field (the 100k-log scans
+    decode every Transfer). Field names enter the source only as repr() string literals, the rest is ours."""
+    parts: list[str] = []
+    helpers: dict[str, Any] = {"_checksum": checksum_address}
     topic, offset = 1, 0
-    for field_name, kind, indexed in fields:
+    for index, (field_name, kind, indexed) in enumerate(fields):
         if indexed:
-            extract = _topic_reader(kind, topic, checksum)
+            if kind == "address":
+                expression = (f"_checksum(bytes.fromhex(t[{topic}][26:]))" if checksum
+                              else f"'0x' + t[{topic}][26:].lower()")
+            elif kind.startswith("uint"):
+                expression = f"int(t[{topic}][2:], 16)"
+            else:
+                word = _word_decoder(kind, checksum)
+                if word is None:
+                    return None
+                helpers[f"_w{index}"] = word
+                expression = f"_w{index}(bytes.fromhex(t[{topic}][2:]))"
             topic += 1
         else:
-            extract = _data_reader(kind, offset, checksum)
+            if kind.startswith("uint"):
+                expression = f"int.from_bytes(d[{offset}:{offset + 32}], 'big')"
+            else:
+                word = _word_decoder(kind, checksum)
+                if word is None:
+                    return None
+                helpers[f"_w{index}"] = word
+                expression = f"_w{index}(d[{offset}:{offset + 32}])"
             offset += 32
-        if extract is None:
-            return None
-        out.append((field_name, extract))
-    return out
-
-
-def _topic_reader(kind: str, at: int, checksum: bool) -> _Extractor | None:
-    """A topic is 0x and 64 hex digits (checked by whatever answered the scan): read as text, not bytes."""
-    if kind == "address":
-        if checksum:
-            return lambda topics, _data: checksum_address(bytes.fromhex(topics[at][26:]))
-        return lambda topics, _data: "0x" + topics[at][26:].lower()
-    word = _word_decoder(kind, checksum)
-    if word is None:
-        return None
-    return lambda topics, _data: word(bytes.fromhex(topics[at][2:]))
-
-
-def _data_reader(kind: str, offset: int, checksum: bool) -> _Extractor | None:
-    end = offset + 32
-    if kind.startswith("uint"):
-        return lambda _topics, data: int.from_bytes(data[offset:end], "big")
-    word = _word_decoder(kind, checksum)
-    if word is None:
-        return None
-    return lambda _topics, data: word(data[offset:end])
+        parts.append(f"{field_name!r}: {expression}")
+    source = "def extract(t, d):\n    return {" + ", ".join(parts) + "}\n"
+    exec(compile(source, f"<event decoder {len(fields)} fields>", "exec"), helpers)  # noqa: S102 - our own source
+    extract: _Extractor = helpers["extract"]
+    return extract
 
 
 @lru_cache(maxsize=65536)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 import requests
+import urllib3
 
 APART_AT_ONCE = 4  # `apart` calls in flight at once, per chain
 # JSON-RPC error codes that providers use for "slow down" rather than "your request is wrong".
@@ -444,16 +445,24 @@ class HttpTransport:
             for call in calls:
                 self.stats.calls[call.method] += 1
         try:
+            # The body is read in one call (stream, then raw.read): a 60 MiB log window otherwise arrives in 10 KiB
+            # pieces, each a trip through the interpreter; the connection goes back to the pool once it is read.
             reply = self.session.post(
                 self.url,
                 data=body,
                 headers={"Content-Type": "application/json"},
                 timeout=(min(10.0, self.policy.timeout_s), self.policy.timeout_s),
+                stream=True,
             )
+            try:
+                content = reply.raw.read(decode_content=True)
+            finally:
+                reply.close()
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retryable(f"connection failed: {type(exc).__name__}") from None
-        except requests.RequestException as exc:
-            raise _Retryable(f"HTTP error: {exc}") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise _Retryable(f"HTTP error: {type(exc).__name__}: {exc}") from None
+        text = content[:200].decode("utf-8", "replace")
         if reply.status_code == 413:
             raise PayloadTooLarge(f"{len(body)} bytes refused (HTTP 413)")
         if reply.status_code == 429:
@@ -461,11 +470,11 @@ class HttpTransport:
         if reply.status_code >= 500:
             raise _Retryable(f"HTTP {reply.status_code}", _retry_after(reply.headers.get("Retry-After")))
         if reply.status_code >= 400:
-            if b"too large" in reply.content.lower() or b"body" in reply.content.lower():
-                raise PayloadTooLarge(f"HTTP {reply.status_code}: {reply.text[:200]}")
-            raise _Retryable(f"HTTP {reply.status_code}: {reply.text[:200]}")
+            if b"too large" in content.lower() or b"body" in content.lower():
+                raise PayloadTooLarge(f"HTTP {reply.status_code}: {text}")
+            raise _Retryable(f"HTTP {reply.status_code}: {text}")
         try:
-            decoded = _decode_json(reply.content)
+            decoded = _decode_json(content)
         except ValueError:
             raise _Retryable("reply is not valid JSON (truncated?)") from None
         return self._match(calls, decoded, single)
