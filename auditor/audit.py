@@ -136,15 +136,11 @@ def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
 def liquidity_section(universe: Any) -> list[dict[str, Any]]:
     """Per token a registry pool prices with known exit maths: what sells before each price drop, next to what
     lending markets hold of it as collateral and what the audited accounts hold."""
-    from decimal import Decimal
-
     out = []
     for key, price in sorted(universe.market_prices.items()):
         if not price.depth:
             continue
-        markets = [m for m in universe.markets.values() if token_key(m.chain, m.collateral_token) == key]
-        posted = sum((Decimal(sum(b.collateral for b in m.borrowers)) / Decimal(10) ** m.collateral_decimals
-                      for m in markets), Decimal(0))
+        posted, markets = universe.collateral_posted(key)
         out.append({"token": key, "pool": price.source, "price_usd": price.price_usd,
                     "exit": [point.as_dict() for point in price.depth], "posted_as_collateral_tokens": posted,
                     "lending_markets": sorted(m.key for m in markets),

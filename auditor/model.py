@@ -253,3 +253,12 @@ class Universe:
     # auditor.discovery.Counterparties: whom the issuer accounts moved value with, and the coverage
     counterparties: Any = None
     bridges: list[Any] = field(default_factory=list)  # auditor.adapters.layerzero_oft.Mesh: OFT meshes found
+
+    def collateral_posted(self, key: str, *, lending_only: bool = False) -> tuple[Decimal, list[Market]]:
+        """Whole tokens of `key` that borrowers post in the audit's markets, and those markets (only those with
+        debt outstanding when `lending_only`)."""
+        markets = [m for m in self.markets.values() if token_key(m.chain, m.collateral_token) == key
+                   and (m.total_borrow_assets > 0 or not lending_only)]
+        posted = sum((Decimal(sum(b.collateral for b in m.borrowers)) / Decimal(10) ** m.collateral_decimals
+                      for m in markets), Decimal(0))
+        return posted, sorted(markets, key=lambda m: m.key)

@@ -19,7 +19,6 @@ from auditor.audit import AuditRequest, run_audit
 from auditor.chain.reader import ConnectOptions
 from auditor.cli import main
 from auditor.discovery import OUTSIDE, UNKNOWN
-from auditor.findings import AuditResult
 from auditor.gate import evaluate, render
 from auditor.lab.deploy import Contract
 from auditor.lab.node import rpc
@@ -27,6 +26,7 @@ from auditor.policy import Policy
 from auditor.spec import load_registry, load_spec
 from tests.conftest import Lab
 from tests.faultproxy import FaultProxy, ItemFault
+from tests.support import audit_alpha
 
 USDC = 10**6
 
@@ -60,16 +60,9 @@ def _world(lab: Lab, folder: Path) -> dict[str, Any]:
             "outsider": outsider.lower(), "borrowed": borrowed, "repaid": repaid}
 
 
-def _audit(lab: Lab, folder: Path, block: int) -> AuditResult:
-    registry = load_registry(folder / "registry.yaml")
-    spec = load_spec(folder / "alpha.yaml", registry)
-    options = ConnectOptions(rpc={"ethereum": lab.url}, blocks={"ethereum": block}, use_cache=False)
-    return run_audit(AuditRequest(spec, registry, options))
-
-
 def test_a_loan_from_an_unlisted_lender_and_unlisted_holdings_are_found_exactly(chain: Lab, tmp_path: Path) -> None:
     world = _world(chain, tmp_path)
-    result = _audit(chain, tmp_path, world["borrowed"])
+    result = audit_alpha(tmp_path, chain.url, world["borrowed"])
     figures = result.backing.issuers["alpha"]
     # USDC held: 100 deposited + 300 borrowed - 50 into the vault; the vault's shares unwrap to 50 USDC
     assert figures.verifiable_backing_usd == Decimal(400)
@@ -98,7 +91,7 @@ def test_a_loan_from_an_unlisted_lender_and_unlisted_holdings_are_found_exactly(
 
 def test_a_repayment_cancels_the_inflow_and_the_gate_checks_coverage(chain: Lab, tmp_path: Path) -> None:
     world = _world(chain, tmp_path)
-    result = _audit(chain, tmp_path, world["repaid"])
+    result = audit_alpha(tmp_path, chain.url, world["repaid"])
     assert not [f for f in result.flags if f.id == "unexplained-inflow"]
     assert result.complete and result.bound("alpha") == "exact"
     assert result.backing.issuers["alpha"].verifiable_backing_usd == Decimal(100)
@@ -158,7 +151,7 @@ def test_attested_reserves_are_a_third_tier_and_a_stale_feed_is_flagged(chain: L
                     f"  - {{chain: ethereum, feed: \"{fresh.address}\", label: custodian report}}\n"
                     f"  - {{chain: ethereum, feed: \"{stale.address}\", label: old report, heartbeat_s: 86400}}\n"
                     f"  - {{chain: ethereum, feed: \"{silent}\", label: missing report}}\n")
-    result = _audit(chain, tmp_path, after)
+    result = audit_alpha(tmp_path, chain.url, after)
     figures = result.backing.issuers["alpha"]
     assert figures.attested_usd == Decimal(250_000_000)
     assert figures.verifiable_backing_usd == Decimal(100)  # attested reserves are never verifiable backing

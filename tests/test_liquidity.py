@@ -10,22 +10,20 @@ from decimal import Decimal
 from pathlib import Path
 
 from auditor.adapters import uniswap_v3 as v3
-from auditor.audit import AuditRequest, run_audit
 from auditor.chain.plan import run_plan
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.lab.deploy import Contract
-from auditor.lab.morpho import oracle_price
 from auditor.lab.node import rpc
 from auditor.lab.uniswap import deploy_uniswap
-from auditor.spec import Pool, load_registry, load_spec
+from auditor.spec import Pool, load_registry
 from tests.conftest import Lab
-from tests.support import same_block
+from tests.support import audit_alpha, morpho_loan, write_alpha
 
 UNIT = 10**6
 
 
 def test_a_thin_pool_prices_the_collateral_and_cannot_absorb_it(chain: Lab, tmp_path: Path) -> None:
-    lab, morpho = chain, chain.morpho
+    lab = chain
     treasury, outsider, maker = lab.accounts[3], lab.accounts[5], lab.accounts[6]
     token = Contract.deploy(lab.url, lab.lab_contracts["LabToken"], "Alpha USD", "aUSD", 6)
     token.transact("mint", outsider, 1_000 * UNIT)
@@ -39,32 +37,15 @@ def test_a_thin_pool_prices_the_collateral_and_cannot_absorb_it(chain: Lab, tmp_
     uni.approve_helper([token, lab.usdc], maker)
     pool = uni.create_pool(token.address, lab.usdc.address, 3000, 2**96)
     uni.mint(pool, -600, 600, 10**10, maker)
-    # A Morpho market lends USDC against aUSD; the treasury posts 400 aUSD and borrows 200 USDC
-    oracle = morpho.deploy_oracle(oracle_price(1, 6, 6))  # the oracle says 1 USD, as the pool does
-    market = morpho.market_params(lab.usdc.address, token.address, lab.lltv, oracle.address)
-    morpho.create_market(market)
-    blue = morpho.morpho
-    lab.usdc.transact("approve", blue.address, 1_000 * UNIT, sender=lab.lender)
-    token.transact("approve", blue.address, 400 * UNIT, sender=treasury)
-    pin = same_block(lab.url, [
-        (blue, "supply", (market.as_tuple(), 1_000 * UNIT, 0, lab.lender, b""), lab.lender),
-        (blue, "supplyCollateral", (market.as_tuple(), 400 * UNIT, treasury, b""), treasury),
-        (blue, "borrow", (market.as_tuple(), 200 * UNIT, 0, treasury, treasury), treasury),
-    ])
-    (tmp_path / "registry.yaml").write_text(
-        "chains:\n  ethereum: {chain_id: 1}\n"
-        f"assets:\n  ethereum:\n    USDC: {{address: \"{lab.usdc.address}\", decimals: 6, price: par}}\n"
-        f"venues:\n  morpho_blue:\n    ethereum: {{address: \"{blue.address}\", from_block: 0}}\n"
+    # A Morpho market lends USDC against aUSD; the treasury posts 400 aUSD and borrows 200 USDC; the oracle says
+    # 1 USD, as the pool does
+    _market, _oracle, pin = morpho_loan(lab, token, 1, treasury, posted=400, borrowed=200, supplied=1_000)
+    write_alpha(tmp_path, lab, token, treasury, registry_extra=(
         f"pools:\n  ethereum:\n    ausd-usdc: {{address: \"{pool.address}\", kind: uniswap_v3, "
-        f"base: \"{token.address}\", quote: \"{lab.usdc.address}\"}}\n")
-    (tmp_path / "alpha.yaml").write_text(
-        "id: alpha\nname: Alpha\ntoken:\n  symbol: aUSD\n  deployments:\n"
-        f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
-        f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n")
+        f"base: \"{token.address}\", quote: \"{lab.usdc.address}\"}}\n"))
+    result = audit_alpha(tmp_path, lab.url, pin)
     registry = load_registry(tmp_path / "registry.yaml")
-    spec = load_spec(tmp_path / "alpha.yaml", registry)
     options = ConnectOptions(rpc={"ethereum": lab.url}, blocks={"ethereum": pin}, use_cache=False)
-    result = run_audit(AuditRequest(spec, registry, options))
 
     # What the pool can absorb, by the module's own exit maths read at the same pin
     client = connect({"ethereum": registry.chains["ethereum"]}, options)["ethereum"]

@@ -6,14 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from auditor.audit import AuditRequest, run_audit
-from auditor.chain.reader import ConnectOptions
 from auditor.lab.deploy import Contract
-from auditor.lab.morpho import oracle_price
 from auditor.lab.node import rpc
-from auditor.spec import load_registry, load_spec
 from tests.conftest import Lab
-from tests.support import same_block
+from tests.support import audit_alpha, morpho_loan, write_alpha
 
 USDC = 10**6
 
@@ -26,31 +22,10 @@ def test_a_market_whose_oracle_answers_zero_with_debt_outstanding_is_flagged(cha
     token.transact("mint", treasury, 400 * USDC)
     lab.usdc.transact("mint", treasury, 350 * USDC)
     lab.usdc.transact("mint", lab.lender, 1_000 * USDC)
-    oracle = morpho.deploy_oracle(oracle_price(1, 6, 6))
-    market = morpho.market_params(lab.usdc.address, token.address, lab.lltv, oracle.address)
-    morpho.create_market(market)
-    blue = morpho.morpho
-    lab.usdc.transact("approve", blue.address, 1_000 * USDC, sender=lab.lender)
-    token.transact("approve", blue.address, 400 * USDC, sender=treasury)
-    same_block(lab.url, [
-        (blue, "supply", (market.as_tuple(), 1_000 * USDC, 0, lab.lender, b""), lab.lender),
-        (blue, "supplyCollateral", (market.as_tuple(), 400 * USDC, treasury, b""), treasury),
-        (blue, "borrow", (market.as_tuple(), 200 * USDC, 0, treasury, treasury), treasury),
-    ])
+    _market, oracle, _block = morpho_loan(lab, token, 1, treasury, posted=400, borrowed=200, supplied=1_000)
     morpho.set_price(0, oracle.address)  # the oracle gives up: every loan looks fine to a dashboard
-    zero = int(rpc(lab.url, "eth_blockNumber"), 16)
-    (tmp_path / "registry.yaml").write_text(
-        "chains:\n  ethereum: {chain_id: 1}\n"
-        f"assets:\n  ethereum:\n    USDC: {{address: \"{lab.usdc.address}\", decimals: 6, price: par}}\n"
-        f"venues:\n  morpho_blue:\n    ethereum: {{address: \"{blue.address}\", from_block: 0}}\n")
-    (tmp_path / "alpha.yaml").write_text(
-        "id: alpha\nname: Alpha\ntoken:\n  symbol: aUSD\n  deployments:\n"
-        f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
-        f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n")
-    registry = load_registry(tmp_path / "registry.yaml")
-    spec = load_spec(tmp_path / "alpha.yaml", registry)
-    result = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc={"ethereum": lab.url},
-                                                                   blocks={"ethereum": zero}, use_cache=False)))
+    write_alpha(tmp_path, lab, token, treasury)
+    result = audit_alpha(tmp_path, lab.url, int(rpc(lab.url, "eth_blockNumber"), 16))
     figures = result.backing.issuers["alpha"]
     # 550 USDC held - 200 USDC owed = 350 of backing for 1,400 aUSD (the 400 posted are its own: worth 0)
     assert figures.backing_ratio is not None and abs(figures.backing_ratio - Decimal("0.25")) < Decimal("1e-12")

@@ -156,29 +156,22 @@ def _extractors(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> _Ext
     helpers: dict[str, Any] = {"_checksum": checksum_address}
     topic, offset = 1, 0
     for index, (field_name, kind, indexed) in enumerate(fields):
-        if indexed:
-            if kind == "address":
-                expression = (f"_checksum(bytes.fromhex(t[{topic}][26:]))" if checksum
-                              else f"'0x' + t[{topic}][26:].lower()")
-            elif kind.startswith("uint"):
-                expression = f"int(t[{topic}][2:], 16)"
-            else:
-                word = _word_decoder(kind, checksum)
-                if word is None:
-                    return None
-                helpers[f"_w{index}"] = word
-                expression = f"_w{index}(bytes.fromhex(t[{topic}][2:]))"
-            topic += 1
+        # The field's 32-byte word as an expression over t (topics, 0x-hex) or d (data bytes).
+        word_expression = f"bytes.fromhex(t[{topic}][2:])" if indexed else f"d[{offset}:{offset + 32}]"
+        if indexed and kind == "address":
+            expression = (f"_checksum(bytes.fromhex(t[{topic}][26:]))" if checksum
+                          else f"'0x' + t[{topic}][26:].lower()")
+        elif indexed and kind.startswith("uint"):
+            expression = f"int(t[{topic}][2:], 16)"
+        elif kind.startswith("uint"):
+            expression = f"int.from_bytes({word_expression}, 'big')"
         else:
-            if kind.startswith("uint"):
-                expression = f"int.from_bytes(d[{offset}:{offset + 32}], 'big')"
-            else:
-                word = _word_decoder(kind, checksum)
-                if word is None:
-                    return None
-                helpers[f"_w{index}"] = word
-                expression = f"_w{index}(d[{offset}:{offset + 32}])"
-            offset += 32
+            word = _word_decoder(kind, checksum)
+            if word is None:
+                return None
+            helpers[f"_w{index}"] = word
+            expression = f"_w{index}({word_expression})"
+        topic, offset = (topic + 1, offset) if indexed else (topic, offset + 32)
         parts.append(f"{field_name!r}: {expression}")
     source = "def extract(t, d):\n    return {" + ", ".join(parts) + "}\n"
     exec(compile(source, f"<event decoder {len(fields)} fields>", "exec"), helpers)  # noqa: S102 - our own source

@@ -7,9 +7,6 @@ pin (exit liquidity, auditor/adapters/uniswap_v3.py)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from auditor import model
 from auditor.findings import Finding
 from auditor.flags.base import HIGH, Detector, FlagContext
 from auditor.numbers import percent, tokens, usd
@@ -29,13 +26,8 @@ class IlliquidCollateral(Detector):
             if not price.depth:
                 continue
             deepest = price.depth[-1]
-            markets = [m for m in universe.markets.values()
-                       if model.token_key(m.chain, m.collateral_token) == key and m.total_borrow_assets > 0]
-            if not markets:
-                continue
-            posted = sum((Decimal(sum(b.collateral for b in m.borrowers)) / Decimal(10) ** m.collateral_decimals
-                          for m in markets), Decimal(0))
-            if posted <= deepest.tokens:
+            posted, markets = universe.collateral_posted(key, lending_only=True)
+            if not markets or posted <= deepest.tokens:
                 continue
             held = sum(amount for _holder, amount in universe.holders.get(key, []))
             findings.append(self.finding(
