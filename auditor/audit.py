@@ -407,7 +407,7 @@ def load_bundle(path: str | None) -> Bundle | None:
 
 def summary_lines(result: AuditResult) -> list[str]:
     """The terminal summary: completeness first, pins, then per issuer supply, backing, expansion; then flags."""
-    from auditor.numbers import multiple, percent, usd
+    from auditor.numbers import multiple, percent, tokens, usd
     from auditor.text import inert
 
     document = result.document
@@ -434,6 +434,12 @@ def summary_lines(result: AuditResult) -> list[str]:
             f"{percent(result.coverage.get(issuer))}"
             + (f"; attested off chain {usd(figures.attested_usd)}" if figures.attested else "")
         )
+    for mesh in document.get("layerzero", []):
+        unit = Decimal(10) ** int(mesh["decimals"])
+        chains = ", ".join(r["chain"] for r in mesh["remotes"]) or "no chain"
+        copies, locked = Decimal(mesh["remote_supply"]) / unit, Decimal(mesh["locked"]) / unit
+        lines.append(f"  {mesh['issuer']}: LayerZero copies on {chains}: {tokens(copies)} against {tokens(locked)} "
+                     "locked at home")
     for flag in result.flags:
         lines.append(f"  [{flag.severity.value}] {flag.id} ({flag.issuer or 'audit'}): {inert(flag.message)}")
     for skip in result.skipped:

@@ -210,3 +210,25 @@ def _arrived(locked: int, remote: dict[str, int], dst: str, amount: int) -> tupl
     if dst == "ethereum":
         return locked - amount * UNIT, remote
     return locked, {**remote, dst: remote[dst] + amount * UNIT}
+
+
+def test_the_mesh_is_in_the_terminal_and_the_report(mesh: tuple[dict[str, Anvil], OftLab, Contract, Path]) -> None:
+    import json
+
+    from auditor import numbers
+    from auditor.audit import summary_lines
+    from auditor.report.render import render_report
+    from auditor.report.sign import canonical_json
+
+    nodes, _lab, _xusd, folder = mesh
+    result = _audit(nodes, folder)
+    found = _mesh(result)
+    unit = Decimal(10) ** found["decimals"]
+    line = next(line for line in summary_lines(result) if "LayerZero copies" in line)
+    copies, locked = Decimal(found["remote_supply"]) / unit, Decimal(found["locked"]) / unit
+    assert f"{numbers.tokens(copies)} against {numbers.tokens(locked)} locked at home" in line
+    canonical = canonical_json(result.document)
+    html = render_report(json.loads(canonical), findings_json=canonical, signature=None)
+    assert "Copies across chains (LayerZero)" in html and "adapter (locks at home)" in html
+    for oapp in [found["home"], *found["remotes"]]:
+        assert oapp["address"] in html

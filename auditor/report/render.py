@@ -349,6 +349,22 @@ def _counterparty_view(counterparties: Any) -> dict[str, Any]:
             "outflows": peers("unvalued_outflows", -1), "windows": windows}
 
 
+def _copy_rows(meshes: Any) -> list[dict[str, Any]]:
+    """Every OApp of every LayerZero mesh: the adapter's lock at home and each copy's supply, in whole tokens."""
+    rows = []
+    for mesh in map(_map, _seq(meshes)):
+        home = _map(mesh.get("home"))
+        for oapp in [home, *map(_map, _seq(mesh.get("remotes")))]:
+            decimals = int(text(oapp.get("decimals")) or 0)
+            adapter = bool(oapp.get("adapter"))
+            amount = to_decimal(oapp.get("locked") if adapter else oapp.get("supply"))
+            rows.append({"issuer": text(mesh.get("issuer")), "chain": text(oapp.get("chain")),
+                         "OApp": text(oapp.get("address")),
+                         "kind": "adapter (locks at home)" if adapter else "copy",
+                         "supply": tokens(amount / Decimal(10) ** decimals if amount is not None else None)})
+    return rows
+
+
 def _liquidity_row(entry: Any) -> dict[str, Any]:
     """One priced token's exit liquidity: what sells before each drop (tokens and USD), and what is posted."""
     row = _map(entry)
@@ -444,6 +460,7 @@ def _stage_view(index: int, name: str, stage: Mapping[str, Any], stage_headline:
         "markets": _markets_view(uid, audit.get("markets")),
         "counterparties": _counterparty_view(audit.get("counterparties")),
         "liquidity": _table(map(_liquidity_row, _seq(audit.get("liquidity"))), ("token", "pool")),
+        "copies": _table(_copy_rows(audit.get("layerzero")), ("issuer", "chain", "OApp", "kind", "supply")),
         "exposure_markets": _table(_exposure_rows(audit.get("exposure"), "markets"), _EXPOSURE_MARKET_COLUMNS),
         "exposure_suppliers": _table(_exposure_rows(audit.get("exposure"), "suppliers"), _EXPOSURE_SUPPLIER_COLUMNS),
         "yields": _table((_yield_row(y) for _, y in _items(audit.get("yields"))), _YIELD_COLUMNS),
