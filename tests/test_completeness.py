@@ -45,6 +45,8 @@ def _world(lab: Lab, folder: Path) -> dict[str, Any]:
     lab.usdc.transact("approve", vault.address, 50 * USDC, sender=treasury)
     vault.transact("deposit", 50 * USDC, treasury, sender=treasury)  # shares of a vault no spec lists
     mystery.transact("mint", treasury, 7 * 10**18)  # a token nobody can price
+    spam = Contract.deploy(lab.url, lab.lab_contracts["LogSpammer"])  # Transfer events, no balanceOf at all
+    spam.transact("emitTransfers", 1, int(treasury, 16) - 0x100000)  # its one "transfer" goes to the treasury
     borrowed = int(rpc(lab.url, "eth_blockNumber"), 16)
     lab.usdc.transact("approve", lender.address, 300 * USDC, sender=treasury)
     lender.transact("repay", 300 * USDC, sender=treasury)  # paid back: the inflow is cancelled
@@ -57,6 +59,7 @@ def _world(lab: Lab, folder: Path) -> dict[str, Any]:
         f"    - {{chain: ethereum, address: \"{token.address}\"}}\n"
         f"accounts:\n  - {{chain: ethereum, address: \"{treasury}\", label: treasury}}\n")
     return {"lender": lender.address.lower(), "vault": vault.address.lower(), "mystery": mystery.address.lower(),
+            "spam": spam.address.lower(),
             "outsider": outsider.lower(), "borrowed": borrowed, "repaid": repaid}
 
 
@@ -85,6 +88,8 @@ def test_a_loan_from_an_unlisted_lender_and_unlisted_holdings_are_found_exactly(
     assert not result.complete and result.reads_complete and result.bound("alpha") == "at most"
     assert result.document["backing"]["issuers"]["alpha"]["bound"] == "at most"
     assert result.document["complete"] is False
+    # an airdropped contract that emits Transfer events but answers no balanceOf: said, not a gap
+    assert any(world["spam"] in note and "no readable balance" in note for note in result.document["notes"])
     [check] = evaluate(result, Policy(min_backing_ratio=Decimal("0.1")))
     assert not check.passed and not check.decided and "unexplained inflows" in check.message
 

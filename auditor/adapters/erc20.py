@@ -30,12 +30,24 @@ def collect(scope: Scope) -> Plan[Collected]:
             if note not in out.notes:
                 out.notes.append(note)
             continue
+        if not result.ok and token.discovered:
+            # A token only the discovery scan found (airdropped spam among them) is worth 0 to the figures either
+            # way: an unreadable balance is said, not a gap that would void the audit.
+            note = (f"{scope.chain}: {token.address}, a token an issuer account moved, has no readable balance "
+                    f"at block {scope.block} ({result.error}): counted nowhere")
+            if note not in out.notes:
+                out.notes.append(note)
+            continue
         if not result.ok:
             out.gaps.append(scope.gap(result, f"balance of {token.symbol or token.address} held by {account.label}"))
             continue
         if result.one == 0:
             continue
         decimals, symbol, meta_results = metadata[token.address]
+        if decimals is None and token.discovered:
+            out.notes.append(f"{scope.chain}: {token.address}, a token an issuer account holds, has no decimals(): "
+                             "counted nowhere")
+            continue
         if decimals is None:
             if token.decimals is None:  # a guess would scale the amount by powers of ten: not a figure
                 out.gaps.append(scope.gap(meta_results[0], f"decimals of {token.symbol or token.address}"))
