@@ -16,10 +16,11 @@ returns the tokens found, and classifies every counterparty:
 - `unread`: the node did not say whether it holds code (a gap, never a guess).
 
 `account_flows` then nets, per counterparty, the hard assets and issued tokens moved (USD at the audit's prices):
-what an issuer account received from an unknown contract beyond what it had sent there (a deposit coming back) is
-an unexplained inflow, a possible debt in a venue the tool cannot read; what it sent there beyond what came back
-is an asset in a place the tool cannot value. Coverage is the share of the value moved that went through
-counterparties the audit understands.
+the cash (hard assets) an issuer account received from an unknown contract beyond the cash it had sent there (a
+deposit coming back) is an unexplained inflow, a possible debt in a venue the tool cannot read (issued tokens sent
+there explain none of it: that is how one's own token is posted as collateral); what it sent there beyond what came
+back, all priced tokens counted, is an asset in a place the tool cannot value. Coverage is the share of the value
+moved that went through counterparties the audit understands.
 """
 
 from __future__ import annotations
@@ -137,19 +138,24 @@ class Peer:
     address: str
     kind: str
     label: str
-    in_usd: Decimal
+    in_usd: Decimal  # everything priced: hard assets, and issued tokens at par
     out_usd: Decimal
     transfers: int
     first_tx: str
     unvalued: int  # transfers of tokens the audit cannot price (not in the USD figures)
+    hard_in_usd: Decimal = Decimal(0)  # hard assets only: cash in and out
+    hard_out_usd: Decimal = Decimal(0)
 
     @property
     def net_in_usd(self) -> Decimal:
-        return self.in_usd - self.out_usd
+        """Cash received beyond cash paid. Issued tokens sent the other way explain nothing: posting one's own
+        token as collateral for a loan of cash is exactly the loop an unlisted lender hides."""
+        return self.hard_in_usd - self.hard_out_usd
 
     def as_dict(self) -> dict[str, Any]:
         return {"issuer": self.issuer, "chain": self.chain, "address": self.address, "class": self.kind,
-                "label": self.label, "in_usd": self.in_usd, "out_usd": self.out_usd, "transfers": self.transfers,
+                "label": self.label, "in_usd": self.in_usd, "out_usd": self.out_usd,
+                "hard_in_usd": self.hard_in_usd, "hard_out_usd": self.hard_out_usd, "transfers": self.transfers,
                 "first_tx": self.first_tx, "unvalued_transfers": self.unvalued}
 
 
@@ -191,7 +197,7 @@ class Counterparties:
 
     def unvalued_places(self, issuer: str | None = None) -> list[Peer]:
         """Unknown contracts an issuer account sent more value to than came back: assets the tool cannot value."""
-        return [p for p in self.peers if p.kind in (UNKNOWN, UNREAD) and p.net_in_usd < 0
+        return [p for p in self.peers if p.kind in (UNKNOWN, UNREAD) and p.in_usd < p.out_usd
                 and (issuer is None or p.issuer == issuer)]
 
     def coverage_of(self, issuer: str) -> Decimal:
@@ -215,10 +221,11 @@ class Counterparties:
 Price = tuple[Decimal, int]  # USD per whole token, decimals
 
 
-def account_flows(found: Sequence[ChainDiscovery], known: Mapping[str, Known], prices: Mapping[str, Price]
-                  ) -> Counterparties:
+def account_flows(found: Sequence[ChainDiscovery], known: Mapping[str, Known], prices: Mapping[str, Price],
+                  hard: frozenset[str] = frozenset()) -> Counterparties:
     """Net what each issuer moved with each counterparty (transfers between an issuer's own accounts are moves
-    inside it and are left out). `prices`: token key -> (USD per whole token, decimals), the audit's own."""
+    inside it and are left out). `prices`: token key -> (USD per whole token, decimals), the audit's own; `hard`:
+    the token keys that are cash (hard assets), netted apart for unexplained inflows."""
     out = Counterparties()
     for chain_found in found:
         chain = chain_found.chain
@@ -230,23 +237,28 @@ def account_flows(found: Sequence[ChainDiscovery], known: Mapping[str, Known], p
             dst_issuer = chain_found.accounts.get(transfer.dst)
             if src_issuer is not None and src_issuer == dst_issuer:
                 continue
-            price = prices.get(token_key(chain, transfer.token))
+            key = token_key(chain, transfer.token)
+            price = prices.get(key)
             usd = (Decimal(transfer.amount) / Decimal(10) ** price[1] * price[0]) if price is not None else None
             for issuer, peer, inflow in ((dst_issuer, transfer.src, True), (src_issuer, transfer.dst, False)):
                 if issuer is None:
                     continue
-                entry = totals.setdefault((issuer, peer), [Decimal(0), Decimal(0), 0, transfer.tx_hash, 0])
+                entry = totals.setdefault((issuer, peer), [Decimal(0), Decimal(0), 0, transfer.tx_hash, 0,
+                                                           Decimal(0), Decimal(0)])
                 entry[2] += 1
                 if usd is None:
                     entry[4] += 1
                 else:
                     entry[0 if inflow else 1] += usd
+                    if key in hard:
+                        entry[5 if inflow else 6] += usd
         moved: dict[str, list[Decimal]] = {}
-        for (issuer, peer), (in_usd, out_usd, count, first_tx, unvalued) in sorted(totals.items()):
+        for (issuer, peer), (in_usd, out_usd, count, first_tx, unvalued, hard_in, hard_out) in sorted(totals.items()):
             kind, label = chain_known.classify(peer, chain_found.has_code)
             if kind == UNREAD and peer not in out.unread:
                 out.unread.append(peer)
-            out.peers.append(Peer(issuer, chain, peer, kind, label, in_usd, out_usd, count, first_tx, unvalued))
+            out.peers.append(Peer(issuer, chain, peer, kind, label, in_usd, out_usd, count, first_tx, unvalued,
+                                  hard_in, hard_out))
             sums = moved.setdefault(issuer, [Decimal(0), Decimal(0)])
             sums[0] += in_usd + out_usd
             if kind in UNDERSTOOD:

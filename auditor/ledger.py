@@ -382,7 +382,7 @@ def build_universe(
     known = {chain: known_addresses(chain, registry, specs, {**vaults, **collected.addresses}) for chain in clients}
     universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets,
                         holders=known_holders(collected.positions, set(owner)), market_prices=market_prices, gaps=gaps,
-                        counterparties=account_flows(discoveries, known, prices))
+                        counterparties=account_flows(discoveries, known, prices, frozenset(hard_assets)))
     return universe, notes
 
 

@@ -26,7 +26,7 @@ from auditor.policy import Policy
 from auditor.spec import load_registry, load_spec
 from tests.conftest import Lab
 from tests.faultproxy import FaultProxy, ItemFault
-from tests.support import audit_alpha
+from tests.support import audit_alpha, write_alpha
 
 USDC = 10**6
 
@@ -166,3 +166,24 @@ def test_attested_reserves_are_a_third_tier_and_a_stale_feed_is_flagged(chain: L
     assert flagged == ["missing report", "old report"]
     assert result.document["backing"]["issuers"]["alpha"]["attested_usd"] == "250000000"
     assert result.complete  # a missing attestation is a finding, not a failed read of the figures
+
+
+def test_own_tokens_posted_to_an_unlisted_lender_explain_none_of_its_cash(chain: Lab, tmp_path: Path) -> None:
+    """The loop through a lender the registry lacks: the issuer sends 500 of its own token to the lender (as
+    collateral) and takes 300 USDC. At par the token outweighs the cash; it still explains none of it."""
+    treasury, outsider = chain.accounts[3], chain.accounts[5]
+    token = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], "Alpha USD", "aUSD", 6)
+    lender = Contract.deploy(chain.url, chain.lab_contracts["PrivateLender"], chain.usdc.address)
+    chain.usdc.transact("mint", lender.address, 1_000 * USDC)
+    token.transact("mint", outsider, 1_000 * USDC)
+    token.transact("mint", treasury, 500 * USDC)
+    token.transact("transfer", lender.address, 500 * USDC, sender=treasury)  # posted: the issuer's own token
+    lender.transact("borrow", 300 * USDC, sender=treasury)
+    write_alpha(tmp_path, chain, token, treasury)
+    result = audit_alpha(tmp_path, chain.url, int(rpc(chain.url, "eth_blockNumber"), 16))
+    [flag] = [f for f in result.flags if f.id == "unexplained-inflow"]
+    assert flag.evidence["unexplained_usd"] == Decimal(300) and flag.severity == "high"
+    [peer] = flag.evidence["contracts"]
+    assert (peer["hard_in_usd"], peer["hard_out_usd"], peer["in_usd"], peer["out_usd"]) == (
+        Decimal(300), Decimal(0), Decimal(300), Decimal(500))
+    assert result.bound("alpha") == "at most"

@@ -220,8 +220,8 @@ def compare(world: World, result: Any) -> list[str]:
 
 def unexplained_by_contract(result: Any) -> dict[str, Any]:
     """Contract -> net USD it paid in beyond what it was paid, from the typed unexplained-inflow findings."""
-    return {c["address"]: c["in_usd"] - c["out_usd"] for flag in result.flags if flag.id == "unexplained-inflow"
-            for c in flag.evidence["contracts"]}
+    return {c["address"]: c["hard_in_usd"] - c["hard_out_usd"] for flag in result.flags
+            if flag.id == "unexplained-inflow" for c in flag.evidence["contracts"]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

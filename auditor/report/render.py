@@ -331,10 +331,10 @@ def _counterparty_view(counterparties: Any) -> dict[str, Any]:
     """Coverage per issuer and chain, unexplained inflows and money sent where the tool cannot value it."""
     info = _map(counterparties)
 
-    def peers(key: str, sign: int) -> dict[str, Any]:
+    def peers(key: str, sign: int, prefix: str) -> dict[str, Any]:
         rows = [{"issuer": text(p.get("issuer")), "chain": text(p.get("chain")), "contract": text(p.get("address")),
-                 "net USD": usd(sign * ((to_decimal(p.get("in_usd")) or Decimal(0))
-                                        - (to_decimal(p.get("out_usd")) or Decimal(0)))),
+                 "net USD": usd(sign * ((to_decimal(p.get(prefix + "in_usd")) or Decimal(0))
+                                        - (to_decimal(p.get(prefix + "out_usd")) or Decimal(0)))),
                  "transfers": text(p.get("transfers")), "first tx": text(p.get("first_tx"))}
                 for p in map(_map, _seq(info.get(key)))]
         return _table(rows, ("issuer", "chain", "contract", "net USD", "transfers", "first tx"))
@@ -345,8 +345,8 @@ def _counterparty_view(counterparties: Any) -> dict[str, Any]:
                       ("issuer", "chain", "moved USD", "understood USD", "coverage"))
     windows = ", ".join(f"{chain} blocks {text(_map(w).get('from_block'))}..{text(_map(w).get('to_block'))}"
                         for chain, w in _items(info.get("windows")))
-    return {"present": bool(info), "coverage": coverage, "inflows": peers("unexplained_inflows", 1),
-            "outflows": peers("unvalued_outflows", -1), "windows": windows}
+    return {"present": bool(info), "coverage": coverage, "inflows": peers("unexplained_inflows", 1, "hard_"),
+            "outflows": peers("unvalued_outflows", -1, ""), "windows": windows}
 
 
 def _copy_rows(meshes: Any) -> list[dict[str, Any]]:
