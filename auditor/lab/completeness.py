@@ -24,7 +24,8 @@ from auditor.lab.deploy import Contract, accounts, deploy_lab_token, install_mul
 from auditor.lab.node import rpc, start_anvil
 
 USDC = 10**6
-KINDS = ("deposit", "borrow", "repay", "vault_in", "vault_out", "internal", "payout")
+KINDS = ("deposit", "borrow", "repay", "vault_in", "vault_out", "internal", "payout", "post_own")
+OWN = 1_000  # whole aUSD minted to each issuer account at the start: its own token, worth 0 as its backing
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Op:
     kind: str  # one of KINDS
     account: int  # which issuer account (0 or 1)
     amount: int  # whole USDC
-    lender: int = 0  # which unknown lender, for borrow and repay
+    lender: int = 0  # which unknown lender, for borrow, repay and post_own
 
 
 @dataclass
@@ -69,11 +70,13 @@ def draw(seed: int) -> Draw:
     held = [0, 0]
     owed = [[0] * plan.lenders for _ in range(2)]
     shares = [0, 0]
+    own = [OWN, OWN]
     for _ in range(rng.randint(4, 12)):
         account = rng.randint(0, 1)
         owes = any(owed[account])
-        # deposit, borrow, repay (likelier when owing, half the time in full), vault in/out, internal, payout
-        kind = rng.choices(KINDS, weights=(2, 2, 4 if owes else 0, 1, 1, 1, 1))[0]
+        # deposit, borrow, repay (likelier when owing, half the time in full), vault in/out, internal, payout, and
+        # the issuer's own token sent to a lender (posted as collateral: it must explain none of the lender's cash)
+        kind = rng.choices(KINDS, weights=(2, 2, 4 if owes else 0, 1, 1, 1, 1, 1))[0]
         amount = rng.randint(1, 1_000)
         lender = rng.randrange(plan.lenders)
         if kind == "deposit":
@@ -102,6 +105,11 @@ def draw(seed: int) -> Draw:
                 continue
             shares[account] -= amount
             held[account] += amount
+        elif kind == "post_own":
+            amount = min(amount, own[account])
+            if amount == 0:
+                continue
+            own[account] -= amount
         elif kind in ("internal", "payout"):
             amount = min(amount, held[account])
             if amount == 0:
@@ -115,8 +123,11 @@ def draw(seed: int) -> Draw:
 
 def truth(plan: Draw) -> Truth:
     borrowed, repaid = [0] * plan.lenders, [0] * plan.lenders
-    backing = moved = with_lenders = 0
+    backing = with_lenders = 0
+    moved = 2 * OWN  # the accounts' own tokens minted to them (at par): a mint, understood
     for op in plan.ops:
+        if op.kind == "post_own":
+            with_lenders += op.amount  # at par, sent to a contract the audit cannot read
         if op.kind == "borrow":
             borrowed[op.lender] += op.amount
             with_lenders += op.amount
@@ -146,6 +157,8 @@ def build(plan: Draw, url: str, usdc: Contract, compiled: Any, folder: Path) -> 
     treasury, outsider = people[3:5], people[5]
     token = Contract.deploy(url, compiled["LabToken"], "Alpha USD", "aUSD", 6)
     token.transact("mint", outsider, 10_000 * USDC)
+    for account in treasury:
+        token.transact("mint", account, OWN * USDC)
     lenders = [Contract.deploy(url, compiled["PrivateLender"], usdc.address) for _ in range(plan.lenders)]
     for lender in lenders:
         usdc.transact("mint", lender.address, 100_000 * USDC)
@@ -169,6 +182,8 @@ def build(plan: Draw, url: str, usdc: Contract, compiled: Any, folder: Path) -> 
             usdc.transact("transfer", treasury[1 - op.account], raw, sender=who)
         elif op.kind == "payout":
             usdc.transact("transfer", outsider, raw, sender=who)
+        elif op.kind == "post_own":
+            token.transact("transfer", lenders[op.lender].address, raw, sender=who)
     registry = folder / "registry.yaml"
     registry.write_text("chains:\n  ethereum: {chain_id: 1}\n"
                         f"assets:\n  ethereum:\n    USDC: {{address: \"{usdc.address}\", decimals: 6, price: par}}\n")
