@@ -942,6 +942,15 @@ def load_registry(path: str | Path) -> Registry:
     if chains_node is not None:
         chains = _CHAINS.load(ctx, chains_node, "chains")
         ctx.names["chain"] = frozenset(chains)
+        # One LayerZero endpoint id names one chain: a second would send an OFT's copies to the wrong chain.
+        owners: dict[int, str] = {}
+        for name, _key, value_node in _mapping_items(ctx, chains_node, "chains"):
+            eid = chains[name].lz_eid if name in chains else None
+            if eid is not None and eid in owners:
+                raise SpecError(str(path), value_node.start_mark.line + 1, f"chains.{name}.lz_eid",
+                                f"lz_eid {eid} is already {owners[eid]}'s: one endpoint id names one chain")
+            if eid is not None:
+                owners[eid] = name
     values = _validate(ctx, REGISTRY_FORMAT, node)
     return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues", "pools")})
 

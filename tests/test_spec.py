@@ -164,6 +164,17 @@ def test_registry_errors_are_located(tmp_path: Path) -> None:
     assert "unknown chain 'base'" in str(info.value)
 
 
+def test_one_layerzero_endpoint_id_names_one_chain(tmp_path: Path) -> None:
+    clash = "  plasma: {chain_id: 9745, lz_eid: 30101}"  # Ethereum's endpoint id
+    text = REGISTRY.read_text().replace("  plasma: {chain_id: 9745, lz_eid: 30383}", clash)
+    path = write(tmp_path, "registry.yaml", text)
+    with pytest.raises(SpecError) as info:
+        load_registry(path)
+    assert info.value.field_path == "chains.plasma.lz_eid"
+    assert "already ethereum's" in str(info.value)
+    assert info.value.line == 1 + text.splitlines().index(clash)
+
+
 def test_cli_never_shows_a_traceback_for_a_missing_registry(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", "--registry", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
