@@ -141,7 +141,8 @@ def liquidity_section(universe: Any) -> list[dict[str, Any]]:
         if not price.depth:
             continue
         posted, markets = universe.collateral_posted(key)
-        out.append({"token": key, "pool": price.source, "price_usd": price.price_usd,
+        out.append({"token": key, "pool": price.source, "price_usd": price.price_usd, "twap_usd": price.twap_usd,
+                    "twap_why": price.twap_why,
                     "exit": [point.as_dict() for point in price.depth], "posted_as_collateral_tokens": posted,
                     "lending_markets": sorted(m.key for m in markets),
                     "held_by_audited_accounts_raw": sum(a for _h, a in universe.holders.get(key, []))})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 VENUES_DIR = Path(__file__).resolve().parent / "adapters"
 CAPABILITIES = {"adapter": "collect", "rate": "rate", "price_source": "quote", "exposure_source": "exposure",
-                "flow_source": "flows", "depth_source": "depth"}
+                "flow_source": "flows", "depth_source": "depth", "twap_source": "twap"}
 TOKEN_STANDARDS = ("erc20",)  # position adapters that run on every chain: not a registry venue
 
 

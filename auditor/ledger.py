@@ -16,6 +16,7 @@ from auditor.adapters import (
     depth,
     load_all,
     quote,
+    twap,
 )
 from auditor.chain.plan import Plan, gather, optional, reads, run_plans
 from auditor.chain.reader import ChainClient, Read
@@ -197,6 +198,7 @@ def attested_reserves(spec: Spec, scope: Scope, timestamp: int) -> Plan[list[Att
 
 
 EXIT_DROPS = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))  # price drops the exit liquidity is read at
+TWAP_SECONDS = 1800  # the window of a pool's time-weighted price: half an hour, longer than a manipulation can last
 
 
 @dataclass(frozen=True)
@@ -205,23 +207,27 @@ class PoolQuote:
     in_quote: Decimal  # whole quote tokens per whole base token
     evidence: tuple[Evidence, ...]
     depth: tuple[tuple[Decimal, Decimal, Decimal], ...] = ()  # (drop, base sold, quote fetched), whole tokens
+    twap: Decimal | None = None  # whole quote tokens per whole base token over TWAP_SECONDS
+    twap_why: str = ""
 
 
 def chain_pool_quotes(scope: Scope, pools: Sequence[Pool]) -> Plan[tuple[list[PoolQuote], list[str]]]:
     """Each registry pool's price of its base token in its quote token, at the pin, by its kind's venue, and its
     exit liquidity at EXIT_DROPS where the venue module knows the pool's maths (side by side, same rounds)."""
-    found, depths = yield from gather(gather(*(quote(pool) for pool in pools)),
-                                      gather(*(depth(pool, EXIT_DROPS) for pool in pools)))
+    found, depths, twaps = yield from gather(gather(*(quote(pool) for pool in pools)),
+                                             gather(*(depth(pool, EXIT_DROPS) for pool in pools)),
+                                             gather(*(twap(pool, TWAP_SECONDS) for pool in pools)))
     quotes: list[PoolQuote] = []
     notes: list[str] = []
-    for pool, answer, (points, why) in zip(pools, found, depths, strict=True):
+    for pool, answer, (points, why), (mean, mean_why) in zip(pools, found, depths, twaps, strict=True):
         if answer.price is None:
             notes.append(f"{scope.chain}: pool {pool.name} {answer.why} at block {scope.block}")
             continue
         if points is None and not why.startswith("no exit-liquidity maths"):
             notes.append(f"{scope.chain}: exit liquidity of pool {pool.name} {why} at block {scope.block}")
         shape = tuple((p.drop, p.base_in, p.quote_out) for p in points or ())
-        quotes.append(PoolQuote(pool, answer.price, tuple(scope.evidence(r) for r in answer.results), shape))
+        quotes.append(PoolQuote(pool, answer.price, tuple(scope.evidence(r) for r in answer.results), shape, mean,
+                                mean_why))
     return quotes, notes
 
 
@@ -241,7 +247,9 @@ def pool_prices(
             key = token_key(chain, pool.base)
             depth = tuple(ExitPoint(drop, sold, fetched * quote_asset.price_usd) for drop, sold, fetched in found.depth)
             prices[key] = MarketPrice(key, found.in_quote * quote_asset.price_usd,
-                                      f"{pool.kind} pool {pool.name} ({pool.address})", found.evidence, depth)
+                                      f"{pool.kind} pool {pool.name} ({pool.address})", found.evidence, depth,
+                                      found.twap * quote_asset.price_usd if found.twap is not None else None,
+                                      found.twap_why)
     return prices, notes
 
 

@@ -221,6 +221,13 @@ class MarketPrice:
     source: str
     evidence: tuple[Evidence, ...] = ()
     depth: tuple[ExitPoint, ...] = ()
+    twap_usd: Decimal | None = None  # the pool's time-weighted price over TWAP_SECONDS, when it keeps one
+    twap_why: str = ""  # why there is none
+
+    @property
+    def steady_usd(self) -> Decimal:
+        """The price a check may lean on: the lower of spot and TWAP (one block's trade can move spot)."""
+        return self.price_usd if self.twap_usd is None else min(self.price_usd, self.twap_usd)
 
     def sellable_usd(self, drop: Decimal) -> Decimal | None:
         """USD that selling into the pool fetches before its price falls by `drop` (None: no depth known)."""

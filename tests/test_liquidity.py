@@ -14,7 +14,7 @@ from auditor.chain.plan import run_plan
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.lab.deploy import Contract
 from auditor.lab.node import rpc
-from auditor.lab.uniswap import deploy_uniswap
+from auditor.lab.uniswap import deploy_uniswap, increase_time
 from auditor.spec import Pool, load_registry
 from tests.conftest import Lab
 from tests.support import audit_alpha, morpho_loan, write_alpha
@@ -37,6 +37,7 @@ def test_a_thin_pool_prices_the_collateral_and_cannot_absorb_it(chain: Lab, tmp_
     uni.approve_helper([token, lab.usdc], maker)
     pool = uni.create_pool(token.address, lab.usdc.address, 3000, 2**96)
     uni.mint(pool, -600, 600, 10**10, maker)
+    increase_time(lab.url, 3_600)  # an hour at tick 0: the pool's 30-minute TWAP is exactly 1
     # A Morpho market lends USDC against aUSD; the treasury posts 400 aUSD and borrows 200 USDC; the oracle says
     # 1 USD, as the pool does
     _market, _oracle, pin = morpho_loan(lab, token, 1, treasury, posted=400, borrowed=200, supplied=1_000)
@@ -66,6 +67,9 @@ def test_a_thin_pool_prices_the_collateral_and_cannot_absorb_it(chain: Lab, tmp_
     assert overvalues.evidence["market_price_thin"] is True
     assert "thin pool" in overvalues.message
     assert overvalues.evidence["market_depth_2pct_usd"] == depths[0].quote_out
+    assert overvalues.evidence["market_twap_usd"] == Decimal(1)  # 1.0001 ** 0, through USDC at par
+    [liquidity] = result.document["liquidity"]
+    assert Decimal(liquidity["twap_usd"]) == Decimal(1) and liquidity["twap_why"] == ""
 
     # The report shows the pool's depth, the posted collateral and the coverage next to the figures
     from auditor.report.render import render_report
@@ -74,5 +78,6 @@ def test_a_thin_pool_prices_the_collateral_and_cannot_absorb_it(chain: Lab, tmp_
     canonical = canonical_json(result.document)
     html = render_report(json.loads(canonical), findings_json=canonical, signature=None)
     assert "Can the collateral be sold?" in html and "sells before -2.0%" in html and "posted as collateral" in html
+    assert "TWAP (30 min)" in html
     assert "Whom the issuers&#39; accounts moved money with" in html or "Whom the issuers' accounts" in html
     assert "coverage" in html

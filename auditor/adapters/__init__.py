@@ -10,7 +10,9 @@ scans it needs and never talks to a node itself:
 - `@flow_source(name)`: `flows(scope, accounts, window) -> Plan[VenueFlows]`, the lending events of issuer
   accounts in a block window (the tracer);
 - `@depth_source(name)`: `depth(pool, drops) -> Plan[(points, why)]`, how much of a pool's base token sells before
-  its price falls by each drop (exit liquidity), for pool kinds whose maths the module knows.
+  its price falls by each drop (exit liquidity), for pool kinds whose maths the module knows;
+- `@twap_source(name)`: `twap(pool, seconds) -> Plan[(price, why)]`, a pool's time-weighted price over the
+  seconds before the block, for pool kinds that keep a price oracle.
 The registry's `venues:` and `pools: kind:` names are exactly the registered names. Adding a venue is adding
 one module to this package (found by `load_all`), its lab deployment and its tests; nothing else changes.
 """
@@ -167,6 +169,7 @@ ExposureFn = Callable[[Scope, Ask], Plan[Lending]]
 FlowFn = Callable[[Scope, Sequence[str], tuple[int, int]], Plan[VenueFlows]]
 # (points with .drop, .base_in and .quote_out in whole tokens, or None; why not)
 DepthFn = Callable[[Pool, Sequence[Decimal]], Plan[tuple[Sequence[Any] | None, str]]]
+TwapFn = Callable[[Pool, int], Plan[tuple[Decimal | None, str]]]
 
 
 @dataclass
@@ -180,6 +183,7 @@ class VenueModule:
     exposure: ExposureFn | None = None
     flows: FlowFn | None = None
     depth: DepthFn | None = None
+    twap: TwapFn | None = None
 
 
 VENUES: dict[str, VenueModule] = {}
@@ -221,6 +225,10 @@ def depth_source(name: str) -> Callable[[DepthFn], DepthFn]:
     return _register(name, "depth")
 
 
+def twap_source(name: str) -> Callable[[TwapFn], TwapFn]:
+    return _register(name, "twap")
+
+
 def load_venues() -> dict[str, VenueModule]:
     """Import every module of this package, so that each registers itself: a new module needs no edit here."""
     import importlib
@@ -256,3 +264,12 @@ def depth(pool: Pool, drops: Sequence[Decimal]) -> Plan[tuple[Sequence[Any] | No
     if source is None or source.depth is None:
         return None, f"no exit-liquidity maths for pools of kind {pool.kind!r}"
     return (yield from source.depth(pool, drops))
+
+
+def twap(pool: Pool, seconds: int) -> Plan[tuple[Decimal | None, str]]:
+    """A registry pool's time-weighted price of its base token over `seconds`, by its kind's venue module (None and
+    why when the kind keeps no price oracle, or the pool's observations do not reach back that far)."""
+    source = load_venues().get(pool.kind)
+    if source is None or source.twap is None:
+        return None, f"pools of kind {pool.kind!r} keep no price oracle"
+    return (yield from source.twap(pool, seconds))

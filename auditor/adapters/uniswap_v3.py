@@ -22,7 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
-from auditor.adapters import Quote, depth_source, price_source
+from auditor.adapters import Quote, depth_source, price_source, twap_source
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read, ReadResult
 from auditor.numbers import context
@@ -667,6 +667,7 @@ def quote(pool: Pool) -> Plan[tuple[Decimal | None, str]]:
     return found.price, found.why
 
 
+@twap_source(KIND)
 def twap(pool: Pool, seconds: int) -> Plan[tuple[Decimal | None, str]]:
     """Time-weighted average price of base, in whole quote tokens per whole base token, over the `seconds` before
     the read block, from the pool's oracle: observe([seconds, 0]) gives tick cumulatives, their difference over

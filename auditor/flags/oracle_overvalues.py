@@ -75,7 +75,8 @@ class OracleOvervalues(Detector):
             market, market_price = reading.market, reading.market_price
             thin = market_price is not None and market_price.thin(context.config.thin_pool_usd)
             # A thin pool's price can be moved cheaply: it never vouches for an oracle, it is only shown.
-            truths = [reading.look_through_usd] + ([market_price.price_usd] if market_price and not thin else [])
+            # Spot or TWAP, whichever is lower: a trade in the pinned block cannot lift the truth an oracle is held to.
+            truths = [reading.look_through_usd] + ([market_price.steady_usd] if market_price and not thin else [])
             if reading.oracle_usd <= max(truths) * (1 + context.config.oracle_tolerance):
                 continue
             against = (f"market price {market_price.shown(context.config.thin_pool_usd)}" if market_price
@@ -96,6 +97,8 @@ class OracleOvervalues(Detector):
                         "market_price_usd": market_price.price_usd if market_price else None,
                         "market_price_source": market_price.source if market_price else None,
                         "market_price_thin": thin,
+                        "market_twap_usd": market_price.twap_usd if market_price else None,
+                        "market_twap_why": market_price.twap_why if market_price else None,
                         "market_depth_2pct_usd": market_price.sellable_usd(Decimal("0.02")) if market_price else None,
                         "collateral_raw": sum(b.collateral for b in market.borrowers),
                         "debt_usd": reading.debt_usd,

@@ -370,8 +370,9 @@ def _liquidity_row(entry: Any) -> dict[str, Any]:
     row = _map(entry)
     exits = {f"sells before -{percent(p.get('drop'))}": f"{tokens(p.get('tokens'))} ({usd(p.get('usd'))})"
              for p in map(_map, _seq(row.get("exit")))}
-    return {"token": text(row.get("token")), "pool": text(row.get("pool")), **exits,
-            "posted as collateral": tokens(row.get("posted_as_collateral_tokens"))}
+    twap_text = usd(row.get("twap_usd")) if row.get("twap_usd") is not None else f"none ({text(row.get('twap_why'))})"
+    return {"token": text(row.get("token")), "pool": text(row.get("pool")), "price": usd(row.get("price_usd")),
+            "TWAP (30 min)": twap_text, **exits, "posted as collateral": tokens(row.get("posted_as_collateral_tokens"))}
 
 
 def _exposure_rows(exposure: Any, part: str) -> list[dict[str, Any]]:
