@@ -323,8 +323,12 @@ RESULTS = st.lists(st.tuples(st.booleans(), st.one_of(st.binary(max_size=70), st
                    max_size=6)
 
 
+# Every result one word (balances, prices): the layout decode_aggregate3 reads in bulk before its general walk.
+WORD_RESULTS = st.lists(st.tuples(st.booleans(), st.binary(min_size=32, max_size=32)), min_size=1, max_size=8)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(RESULTS, st.data())
+@given(st.one_of(RESULTS, WORD_RESULTS), st.data())
 def test_decode_aggregate3_accepts_and_refuses_like_before(results: list[tuple[bool, bytes]],
                                                            data: st.DataObject) -> None:
     encoded = encode(["(bool,bytes)[]"], [results])

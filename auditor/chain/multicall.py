@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from auditor.chain.abi import address_word
@@ -24,6 +25,7 @@ _WORD_64 = (64).to_bytes(32, "big")
 _WORD_96 = (96).to_bytes(32, "big")
 _TRUE = (1).to_bytes(32, "big")
 _FALSE = bytes(32)
+_WORD_64_32 = _WORD_64 + _WORD_32  # a tuple's bytes offset (0x40) and a one-word length (0x20)
 
 
 def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
@@ -39,20 +41,17 @@ def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
         calls = list(calls)
     heads: list[bytes] = []
     tails: list[bytes] = []
+    head, tail = heads.append, tails.extend
     offset = 32 * len(calls)
     for target, allow_failure, data in calls:
         payload = bytes(data)
         size = len(payload)
-        padding = -size % 32
-        heads.append(offset.to_bytes(32, "big"))
-        tails.append(address_word(target))
-        tails.append(_TRUE if allow_failure else _FALSE)
-        tails.append(_WORD_96)
-        tails.append(size.to_bytes(32, "big"))
-        tails.append(payload)
-        if padding:
-            tails.append(bytes(padding))
-        offset += 128 + size + padding
+        padded = size + (-size % 32)
+        head(offset.to_bytes(32, "big"))
+        # target, allowFailure, the bytes' offset in the tuple (0x60), their length, the bytes padded to a word
+        tail((address_word(target), _TRUE if allow_failure else _FALSE, _WORD_96, size.to_bytes(32, "big"),
+              payload.ljust(padded, b"\0")))
+        offset += 128 + padded
     return b"".join([AGGREGATE3_SELECTOR, _WORD_32, len(calls).to_bytes(32, "big"), *heads, *tails])
 
 
@@ -79,6 +78,9 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
     if count > (length - heads) // 32:
         raise ValueError(f"aggregate3 result: {count} results cannot fit in {length} bytes")
     lowest = 32 * count
+    regular = _regular_words(data, count)
+    if regular is not None:
+        return regular
     out: list[tuple[bool, bytes]] = []
     for index in range(count):
         head = heads + 32 * index  # inside the data: checked against count above
@@ -98,4 +100,28 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
         if padded > length or (padded > end and data[end:padded] != _FALSE[: padded - end]):
             raise ValueError(f"aggregate3 result {index}: {size} bytes run past the end or are badly padded")
         out.append((success == 1, data[body:end]))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _regular_heads(count: int) -> bytes:
+    """The heads of `count` results that each return one word: tuple i at 32 * count + 128 * i."""
+    return b"".join((32 * count + 128 * index).to_bytes(32, "big") for index in range(count))
+
+
+def _regular_words(data: bytes, count: int) -> list[tuple[bool, bytes]] | None:
+    """The common layout, decoded in bulk: every result one 32-byte word (balances, prices, totals), tuples packed in
+    order. Its heads are one fixed byte string; each tuple is [success][0x40][32][word]. Anything else (a revert's
+    longer data, an empty return, a gap) returns None and the general walk decides, so this never accepts what the
+    walk would refuse."""
+    end = 64 + 32 * count + 128 * count
+    if len(data) != end or data[64 : 64 + 32 * count] != _regular_heads(count):
+        return None
+    base = 64 + 32 * count
+    out: list[tuple[bool, bytes]] = []
+    for start in range(base, end, 128):
+        flag, middle = data[start : start + 32], data[start + 32 : start + 96]
+        if middle != _WORD_64_32 or flag not in (_TRUE, _FALSE):
+            return None
+        out.append((flag == _TRUE, data[start + 96 : start + 128]))
     return out

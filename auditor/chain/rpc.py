@@ -439,7 +439,7 @@ class HttpTransport:
             for index, call in enumerate(calls)
         ]
         single = len(calls) == 1
-        body = canonical_json(payload[0] if single else payload)
+        body = _encode_json(payload[0] if single else payload)  # what goes on the wire: no key order needed
         with self._lock:
             self.stats.http_requests += 1
             for call in calls:
@@ -516,6 +516,7 @@ class _BatchRefused(Exception):
 # msgspec parses JSON-RPC replies (a 60 MiB log scan's among them) ~1.3x faster than the stdlib, into the same
 # Python values (integers of any size included); a malformed reply raises msgspec.DecodeError, a ValueError.
 _decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
 
 
 def _is_rate_limit(item: Response) -> bool:
