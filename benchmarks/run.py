@@ -1,6 +1,6 @@
 """The chain client against the true floors and the best peers, on a local anvil, contenders interleaved.
 
-    python benchmarks/run.py [--write] [--reps 5]
+    python benchmarks/run.py [--write] [--reps 5] [--sections reads,logs,scaling,trace]
 
 Sections: bulk reads (benchmarks/reads_bench.py), log scans (logs_bench.py), scaling of the client alone
 (scaling_bench.py) and the flow tracer end to end (trace_bench.py). Peers (dank_mids, cryo, orjson) run in the
@@ -31,6 +31,7 @@ from benchmarks.scaling_bench import bench_scaling  # noqa: E402
 from benchmarks.trace_bench import bench_trace  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.md")
+SECTIONS = ("reads", "logs", "scaling", "trace")
 
 
 def machine() -> str:
@@ -50,9 +51,17 @@ def main() -> None:
     parser.add_argument("--range-blocks", type=int, default=10_000,
                         help="widest log-scan range of the scaling table (empty blocks mined first)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000], help="N of the bulk-read rows")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (a subset prints; --write needs all)")
     args = parser.parse_args()
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    sections = [part.strip() for part in args.sections.split(",") if part.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+    if args.write and set(sections) != set(SECTIONS):
+        parser.error("--write rewrites benchmarks/results.md whole: run every section (omit --sections)")
 
     bench_env = bench_python()
     progress(f"reserve-auditor benchmark: {args.reps} interleaved repetitions per contender on {machine()}, "
@@ -77,13 +86,17 @@ def main() -> None:
     try:
         install_multicall3(node.url)
         progress(f"anvil {rpc(node.url, 'web3_clientVersion')} at {node.url}")
-        bench_reads(node.url, lines, notes, args.reps, args.sizes, args.naive_reps_10k)
-        world = bench_logs(node.url, lines, notes, args.reps, target_logs=args.logs,
-                           empty_blocks=args.range_blocks)
-        bench_scaling(node.url, lines, world, markets=args.markets, spans=(10, 1_000, args.range_blocks))
-        progress("flow trace")
-        with contextlib.redirect_stdout(sys.stderr):  # it prints its row: progress, not the results
-            bench_trace(node.url, lines, target_logs=args.logs)
+        if "reads" in sections:
+            bench_reads(node.url, lines, notes, args.reps, args.sizes, args.naive_reps_10k)
+        if "logs" in sections or "scaling" in sections:
+            world = bench_logs(node.url, lines if "logs" in sections else [], notes, args.reps,
+                               target_logs=args.logs, empty_blocks=args.range_blocks)
+            if "scaling" in sections:
+                bench_scaling(node.url, lines, world, markets=args.markets, spans=(10, 1_000, args.range_blocks))
+        if "trace" in sections:
+            progress("flow trace")
+            with contextlib.redirect_stdout(sys.stderr):  # it prints its row: progress, not the results
+                bench_trace(node.url, lines, target_logs=args.logs)
     finally:
         node.stop()
     lines += ["## Not measured", "", *(notes or ["- nothing: every contender ran."]), ""]
