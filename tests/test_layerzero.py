@@ -232,3 +232,34 @@ def test_the_mesh_is_in_the_terminal_and_the_report(mesh: tuple[dict[str, Anvil]
     assert "Copies across chains (LayerZero)" in html and "adapter (locks at home)" in html
     for oapp in [found["home"], *found["remotes"]]:
         assert oapp["address"] in html
+
+
+def test_a_native_oft_locks_nothing_and_counts_every_copy_once(
+        mesh: tuple[dict[str, Anvil], OftLab, Contract, Path], tmp_path: Path) -> None:
+    nodes, _lab, _xusd, folder = mesh
+    snapshots = {name: rpc(node.url, "evm_snapshot") for name, node in nodes.items()}
+    try:
+        owner = accounts(nodes["ethereum"].url)[0]
+        holder = accounts(nodes["ethereum"].url)[9]
+        native = deploy_oft(None, "ethereum", {n: (nodes[n].url, eid) for n, (_c, eid) in CHAINS.items()}, owner,
+                            symbol="nUSD")
+        home = native.chains["ethereum"].oapp
+        home.transact("mintUnbacked", holder, 1_000 * 10**18, sender=owner)  # a native OFT mints where it likes
+        send(native, "ethereum", "plume", holder, holder, 400 * 10**18)
+        (tmp_path / "registry.yaml").write_text((folder / "registry.yaml").read_text())
+        (tmp_path / "native.yaml").write_text(
+            "id: native\nname: native\ntoken:\n  symbol: nUSD\n  deployments:\n"
+            f"    - {{chain: ethereum, address: \"{home.address}\"}}\n"
+            f"  layerzero: {{chain: ethereum, address: \"{home.address}\"}}\n")
+        registry = load_registry(tmp_path / "registry.yaml")
+        spec = load_spec(tmp_path / "native.yaml", registry)
+        pins: dict[str, str | int] = {n: int(rpc(node.url, "eth_blockNumber"), 16) for n, node in nodes.items()}
+        result = run_audit(AuditRequest(spec, registry, ConnectOptions(
+            rpc={n: node.url for n, node in nodes.items()}, blocks=pins, use_cache=False)))
+    finally:
+        for name, node in nodes.items():
+            rpc(node.url, "evm_revert", [snapshots[name]])
+    found = _mesh(result)
+    assert found["model"] == "native OFT (nothing locked)" and found["excess"] == 0
+    assert result.backing.issuers["native"].supply_tokens == Decimal(1000)  # 600 at home, 400 on plume: once
+    assert not [f for f in result.flags if f.id == "oft-supply"]

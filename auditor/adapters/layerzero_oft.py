@@ -64,8 +64,9 @@ class Mesh:
 
     @property
     def excess(self) -> int:
-        """Copies beyond the lock (home units): minted without locking anything at home when positive."""
-        return self.remote_supply - self.locked
+        """Copies beyond the lock (home units): minted without locking anything at home when positive. A native
+        OFT (no adapter at home) locks nothing by design: 0, nothing to reconcile."""
+        return self.remote_supply - self.locked if self.home.adapter else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +76,7 @@ class Mesh:
             "locked": self.locked,
             "remote_supply": self.remote_supply,
             "excess": self.excess,
+            "model": "lock and mint (adapter at home)" if self.home.adapter else "native OFT (nothing locked)",
             "decimals": self.home.decimals,
             "unknown_eids": list(self.unknown_eids),
             "unread": list(self.unread),

@@ -14,7 +14,8 @@ class OftSupply(Detector):
     ID = "oft-supply"
     SEVERITY = HIGH
     HELP = ("A LayerZero OFT's copies on other chains exceed the tokens its adapter locks on the home chain (minted "
-            "without a lock: high), fall short of them (in flight: low), or a copy's peer is not the home OApp.")
+            "without a lock: high), fall short of them (in flight: low), or a copy's peer is not the home OApp. A "
+            "native OFT (no adapter) locks nothing: its copies are all supply, with nothing to reconcile.")
 
     def detect(self, context: FlagContext) -> list[Finding]:
         findings = []
@@ -25,7 +26,9 @@ class OftSupply(Detector):
                         "remotes": {r.chain: r.supply for r in mesh.remotes}}
             where = ", ".join(f"{r.chain} {tokens(Decimal(r.supply) / Decimal(10) ** r.decimals)}"
                               for r in mesh.remotes) or "none"
-            if mesh.excess > 0:
+            if not mesh.home.adapter:
+                pass  # a native OFT locks nothing anywhere: every copy is supply, counted once; nothing to reconcile
+            elif mesh.excess > 0:
                 findings.append(Finding(self.ID, HIGH, mesh.issuer,
                     f"{mesh.issuer}: its OFT copies ({where}) exceed the {tokens(Decimal(mesh.locked) / unit)} "
                     f"tokens locked in {mesh.home.address} on {mesh.home.chain} by "

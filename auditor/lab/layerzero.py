@@ -34,7 +34,7 @@ class OftChain:
 
 @dataclass
 class OftLab:
-    token: Contract  # the canonical token, on the home chain
+    token: Contract | None  # the canonical token on the home chain (None: a native OFT)
     home: str
     owner: str
     chains: dict[str, OftChain] = field(default_factory=dict)
@@ -45,15 +45,15 @@ class OftLab:
         return self.chains[self.home].oapp
 
 
-def deploy_oft(token: Contract, home: str, chains: Mapping[str, tuple[str, int]], owner: str,
+def deploy_oft(token: Contract | None, home: str, chains: Mapping[str, tuple[str, int]], owner: str,
                symbol: str = "xUSD") -> OftLab:
     """An OFT mesh over `chains` (name -> (url, eid)): the adapter on `home` (where `token` lives), OFTs on the
-    others, every pair of them peers."""
+    others, every pair of them peers. With no `token`, a native OFT: an OFT on `home` too, and nothing locked."""
     compiled = compile_layerzero()
     lab = OftLab(token, home, owner)
     for name, (url, eid) in chains.items():
         endpoint = Contract.deploy(url, compiled["LabEndpoint"], eid, sender=owner)
-        if name == home:
+        if name == home and token is not None:
             oapp = Contract.deploy(url, compiled["LabOFTAdapter"], token.address, endpoint.address, owner,
                                    sender=owner)
         else:
@@ -71,7 +71,7 @@ def send(lab: OftLab, src: str, dst: str, sender: str, to: str, amount: int, *, 
     """Send `amount` (local decimals, no dust below 6 shared decimals) from `sender` on `src` to `to` on `dst`;
     the relayer delivers it unless `deliver` is False (then it is in flight: `relay` delivers it later)."""
     source, target = lab.chains[src], lab.chains[dst]
-    if src == lab.home:
+    if src == lab.home and lab.token is not None:
         lab.token.transact("approve", source.oapp.address, amount, sender=sender)
     params = (target.eid, word(to), amount, amount, b"", b"", b"")
     receipt = source.oapp.transact("send", params, (0, 0), sender, sender=sender)
