@@ -9,6 +9,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from auditor.adapters.layerzero_oft import Mesh, read_oapp
+from auditor.addresses import to_checksum
 from auditor.chain.plan import optional, run_plans
 from auditor.chain.rpc import ConfigError
 from auditor.model import Gap
@@ -93,18 +94,12 @@ def _with_mesh(spec: Spec, mesh: Mesh) -> Spec:
     deployments = list(spec.token.deployments)
     for remote in mesh.remotes:
         if (remote.chain, remote.token) not in listed and not remote.adapter:
-            deployments.append(Deployment(remote.chain, _checksummed(remote.token), bridged=True))
+            deployments.append(Deployment(remote.chain, to_checksum(remote.token), bridged=True))
     escrows = list(spec.token.escrow)
     home = mesh.home
     if home.adapter and (home.chain, home.address) not in {(e.chain, e.address.lower()) for e in escrows}:
-        escrows.append(Holder(home.chain, _checksummed(home.address), "LayerZero OFT adapter"))
+        escrows.append(Holder(home.chain, to_checksum(home.address), "LayerZero OFT adapter"))
     if home.adapter and (home.chain, home.token) not in listed:
-        deployments.append(Deployment(home.chain, _checksummed(home.token)))
+        deployments.append(Deployment(home.chain, to_checksum(home.token)))
     token = dataclasses.replace(spec.token, deployments=tuple(deployments), escrow=tuple(escrows))
     return dataclasses.replace(spec, token=token)
-
-
-def _checksummed(address: str) -> str:
-    from auditor.addresses import to_checksum
-
-    return to_checksum(address)

@@ -25,6 +25,7 @@ from auditor.discovery import ChainDiscovery, Known, account_flows, discover
 from auditor.model import (
     BALANCE,
     COLLATERAL,
+    EXIT_DROPS,
     AttestedReserve,
     BalanceSheet,
     Deployment,
@@ -197,7 +198,6 @@ def attested_reserves(spec: Spec, scope: Scope, timestamp: int) -> Plan[list[Att
     return out
 
 
-EXIT_DROPS = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))  # price drops the exit liquidity is read at
 TWAP_SECONDS = 1800  # the window of a pool's time-weighted price: half an hour, longer than a manipulation can last
 
 

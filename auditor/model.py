@@ -198,6 +198,10 @@ class BalanceSheet:
     attested: list[AttestedReserve] = field(default_factory=list)  # proof-of-reserve feeds read at the pin
 
 
+EXIT_DROPS = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))  # price drops exit liquidity is read at
+THIN_DROP = EXIT_DROPS[0]  # a pool is thin by what sells before this drop
+
+
 @dataclass(frozen=True)
 class ExitPoint:
     """Exit liquidity at one price drop: how many whole tokens sell into the pool before its price falls by `drop`,
@@ -235,7 +239,7 @@ class MarketPrice:
 
     def thin(self, threshold_usd: Decimal) -> bool:
         """Whether the pool fetches less than `threshold_usd` before its price falls 2% (unknown depth: not thin)."""
-        sellable = self.sellable_usd(Decimal("0.02"))
+        sellable = self.sellable_usd(THIN_DROP)
         return sellable is not None and sellable < threshold_usd
 
     def shown(self, threshold_usd: Decimal) -> str:
@@ -244,7 +248,7 @@ class MarketPrice:
 
         if not self.thin(threshold_usd):
             return usd(self.price_usd)
-        return f"{usd(self.price_usd)} (thin pool: {usd(self.sellable_usd(Decimal('0.02')))} sells before a 2% drop)"
+        return f"{usd(self.price_usd)} (thin pool: {usd(self.sellable_usd(THIN_DROP))} sells before a 2% drop)"
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from auditor.adapters import Quote, depth_source, price_source, twap_source
 from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import Read, ReadResult
+from auditor.model import EXIT_DROPS
 from auditor.numbers import context
 from auditor.spec import Pool
 
@@ -75,7 +76,7 @@ _UINT160 = 1 << 160
 _INT256_MAX = (1 << 255) - 1
 _FEE_DENOMINATOR = 1_000_000  # fees are in hundredths of a bip (pips)
 
-DEFAULT_DROPS: tuple[Decimal, ...] = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))
+DEFAULT_DROPS: tuple[Decimal, ...] = EXIT_DROPS
 
 # 2**128 / sqrt(1.0001)**(2**i) for i = 0..19, as Q128.128 (TickMath.getSqrtRatioAtTick's published constants:
 # the binary expansion of |tick| multiplies these factors, rounding down after each product).

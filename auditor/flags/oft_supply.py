@@ -26,9 +26,7 @@ class OftSupply(Detector):
                         "remotes": {r.chain: r.supply for r in mesh.remotes}}
             where = ", ".join(f"{r.chain} {tokens(Decimal(r.supply) / Decimal(10) ** r.decimals)}"
                               for r in mesh.remotes) or "none"
-            if not mesh.home.adapter:
-                pass  # a native OFT locks nothing anywhere: every copy is supply, counted once; nothing to reconcile
-            elif mesh.excess > 0:
+            if mesh.excess > 0:  # (0 for a native OFT: it locks nothing, there is nothing to reconcile)
                 findings.append(Finding(self.ID, HIGH, mesh.issuer,
                     f"{mesh.issuer}: its OFT copies ({where}) exceed the {tokens(Decimal(mesh.locked) / unit)} "
                     f"tokens locked in {mesh.home.address} on {mesh.home.chain} by "

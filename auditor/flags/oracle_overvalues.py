@@ -99,7 +99,7 @@ class OracleOvervalues(Detector):
                         "market_price_thin": thin,
                         "market_twap_usd": market_price.twap_usd if market_price else None,
                         "market_twap_why": market_price.twap_why if market_price else None,
-                        "market_depth_2pct_usd": market_price.sellable_usd(Decimal("0.02")) if market_price else None,
+                        "market_depth_2pct_usd": market_price.sellable_usd(model.THIN_DROP) if market_price else None,
                         "collateral_raw": sum(b.collateral for b in market.borrowers),
                         "debt_usd": reading.debt_usd,
                         "hidden_bad_debt_usd": reading.hidden_bad_debt_usd,
