@@ -365,6 +365,7 @@ class _Compiler:
                 continue
             self.hard[key] = price
         self.markets = {key: market for key, market in universe.markets.items()}
+        self.derived = {_normalize_key(k): d for k, d in universe.derived.items()}
 
     def price(self, issuer: str, key: str) -> _Price | None:
         """How `issuer` values one whole token `key`; None when nobody can value it."""
@@ -375,6 +376,33 @@ class _Compiler:
             return _Price(self.par[owner], self.index[owner])
         if key in self.hard:
             return _Price(self.hard[key])
+        return self._derived_price(issuer, key)
+
+    def _derived_price(self, issuer: str, key: str, depth: int = 3) -> _Price | None:
+        """A token worth `factor` of another (a Pendle PT): factor times that token's own look-through price, still
+        linear in the ratios (a PT of an issued token is r * par * factor; of the issuer's own token, worthless)."""
+        derived = self.derived.get(key)
+        if derived is None or depth == 0:
+            return None
+        factor = _finite(derived.factor)
+        underlying = _normalize_key(derived.underlying)
+        if factor is None or factor < 0 or underlying == key:
+            return None
+        if underlying in self.owner or underlying in self.hard:
+            base = self.price(issuer, underlying)
+        else:
+            base = self._derived_price(issuer, underlying, depth - 1)
+        return None if base is None else _Price(base.constant * factor, base.issuer)
+
+    def look_through_owner(self, key: str) -> str | None:
+        """The issuer whose token `key` is, or is a derived claim on (a PT of its token)."""
+        for _ in range(4):
+            if key in self.owner:
+                return self.owner[key]
+            derived = self.derived.get(key)
+            if derived is None:
+                return None
+            key = _normalize_key(derived.underlying)
         return None
 
     def compile(self, issuer: str) -> _Sheet:
@@ -454,6 +482,8 @@ class _Compiler:
             if price is None:
                 self._unverifiable(sheet, position, key, "unknown token: not a hard asset and no spec")
                 return
+            if owner is None and (through := self.look_through_owner(key)) is not None:
+                sheet.depends_on.add(through)  # a PT of an issued token depends on that issuer
             sheet.holdings.append(_Holding(tokens, price, HARD if price.issuer is None else ISSUED))
         elif position.kind == model.DEBT:
             # Debt in the issuer's own token is still owed: value it like any issued token, at r * par.
@@ -488,8 +518,8 @@ class _Compiler:
         loan_key = model.token_key(market.chain, market.loan_token)
         collateral_key = model.token_key(market.chain, market.collateral_token)
         for dependency in (loan_key, collateral_key):
-            if dependency in self.owner:
-                sheet.depends_on.add(self.owner[dependency])
+            if (through := self.look_through_owner(dependency)) is not None:
+                sheet.depends_on.add(through)
         loan_price = self.price(issuer, loan_key)
         if loan_price is None:
             self._unverifiable(sheet, position, key, f"loan token of market {market.key} is unknown")

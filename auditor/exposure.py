@@ -24,6 +24,9 @@ from auditor.model import HardAsset, Market, token_key
 from auditor.numbers import percent, usd
 from auditor.spec import Registry
 
+# What a wrapper wraps, first answer wins: an ERC-4626 vault's asset(); a Pendle PT's SY() (PendlePrincipalToken)
+# and an SY's yieldToken() (IStandardizedYield), so a market taking a PT over an SY over a vault of the token counts.
+WRAPS = ("asset()", "SY()", "yieldToken()")
 LOOK_THROUGH_DEPTH = 3  # wrapper of a wrapper of a wrapper: deeper nesting is not seen in practice
 
 
@@ -213,22 +216,24 @@ def _look_through(token: str, candidates: set[str], holders_of: Mapping[str, Seq
     """The token and every candidate collateral that holds it, through ERC-4626 asset() or `holders_of`."""
     # Ask asset() of the candidates, then of what they wrap, so a wrapper of a wrapper that is not itself
     # a collateral anywhere still links the outer one to the token. A revert just means "not a wrapper".
-    asset_of: dict[str, str] = {}
+    asset_of: dict[str, tuple[str, str]] = {}  # wrapper (lower) -> (what it wraps, the getter that said so)
     pending = {c for c in candidates if c.lower() != token.lower()}
     for _ in range(LOOK_THROUGH_DEPTH):
         ask = sorted(a for a in pending if a.lower() not in asset_of)
         if not ask:
             break
-        results = yield from plan_reads([Read(a, "asset()", returns=("address",)) for a in ask])
+        results = yield from plan_reads([Read(a, getter, returns=("address",)) for a in ask for getter in WRAPS])
         pending = set()
-        for address, result in zip(ask, results, strict=True):
-            if result.ok and int(result.one, 16) != 0:
-                asset_of[address.lower()] = result.one
-                if result.one.lower() != token.lower():
-                    pending.add(result.one)
+        for index, address in enumerate(ask):
+            for getter, result in zip(WRAPS, results[index * len(WRAPS): (index + 1) * len(WRAPS)], strict=True):
+                if result.ok and int(result.one, 16) != 0:
+                    asset_of[address.lower()] = (result.one, getter)
+                    if result.one.lower() != token.lower():
+                        pending.add(result.one)
+                    break
     inside: dict[str, list[tuple[str, str]]] = {}  # underlying (lower) -> [(holder, via)]
-    for holder, underlying in asset_of.items():
-        inside.setdefault(underlying.lower(), []).append((to_checksum(holder), "asset()"))
+    for holder, (underlying, getter) in asset_of.items():
+        inside.setdefault(underlying.lower(), []).append((to_checksum(holder), getter))
     for key, holders in holders_of.items():
         underlying = key.rpartition(":")[2].lower()
         for holder in holders:

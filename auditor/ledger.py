@@ -347,6 +347,7 @@ def build_universe(
                 also_results[key] = value
         held = {p.token_key for p in collected.positions}
         held |= {token_key(m.chain, m.collateral_token) for m in collected.markets.values()}
+        held |= {collected.derived[k].underlying for k in held if k in collected.derived}  # a PT's asset
         pending = sorted({owner[k] for k in held if k in owner} - set(issuers))
         issuers = sorted(set(issuers) | set(pending))
         more = False
@@ -388,7 +389,7 @@ def build_universe(
     vaults = {str(v).lower(): "ERC-4626 vault the audit values" for p in collected.positions
               for v in p.details.get("vault_path", [])}
     known = {chain: known_addresses(chain, registry, specs, {**vaults, **collected.addresses}) for chain in clients}
-    universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets,
+    universe = Universe(sheets=sheets, hard_assets=hard_assets, markets=collected.markets, derived=collected.derived,
                         holders=known_holders(collected.positions, set(owner)), market_prices=market_prices, gaps=gaps,
                         counterparties=account_flows(discoveries, known, prices, frozenset(hard_assets)))
     return universe, notes

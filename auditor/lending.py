@@ -42,7 +42,7 @@ class Collateral:
     address: str
     relation: str  # "direct" | "look-through"
     path: tuple[str, ...]  # audited token first, this collateral last
-    via: str  # how the last hop was found: "token" | "asset()" | "holders_of"
+    via: str  # how the last hop was found: "token" | "asset()" | "SY()" | "yieldToken()" | "holders_of"
 
     def as_dict(self) -> dict[str, Any]:
         return {"address": self.address, "relation": self.relation, "path": list(self.path), "via": self.via}

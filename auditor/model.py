@@ -198,6 +198,24 @@ class BalanceSheet:
     attested: list[AttestedReserve] = field(default_factory=list)  # proof-of-reserve feeds read at the pin
 
 
+@dataclass(frozen=True)
+class DerivedPrice:
+    """A token worth `factor` whole units of another token per whole unit, by what it redeems for (a Pendle PT: its
+    SY's accounting asset at maturity, discounted at the market's implied rate): valued at `factor` times the
+    underlying's own look-through value, whatever holds it (a balance, posted collateral, a borrower's collateral)."""
+
+    key: str  # token_key of the derived token
+    underlying: str  # token_key of what it is worth a share of
+    factor: Decimal
+    source: str
+    evidence: tuple[Evidence, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "underlying": self.underlying, "factor": str(self.factor), "source": self.source,
+                **self.details}
+
+
 EXIT_DROPS = (Decimal("0.02"), Decimal("0.05"), Decimal("0.10"))  # price drops exit liquidity is read at
 THIN_DROP = EXIT_DROPS[0]  # a pool is thin by what sells before this drop
 
@@ -264,6 +282,7 @@ class Universe:
     # auditor.discovery.Counterparties: whom the issuer accounts moved value with, and the coverage
     counterparties: Any = None
     bridges: list[Any] = field(default_factory=list)  # auditor.adapters.layerzero_oft.Mesh: OFT meshes found
+    derived: dict[str, DerivedPrice] = field(default_factory=dict)  # token_key -> its look-through in another token
 
     def collateral_posted(self, key: str, *, lending_only: bool = False) -> tuple[Decimal, list[Market]]:
         """Whole tokens of `key` that borrowers post in the audit's markets, and those markets (only those with

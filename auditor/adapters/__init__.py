@@ -29,7 +29,7 @@ from auditor.chain.plan import Plan, reads
 from auditor.chain.reader import ChainClient, Read, ReadResult
 from auditor.chain.rpc import ConfigError
 from auditor.lending import Ask, Lending, VenueFlows
-from auditor.model import Evidence, Gap, Market, Position, token_key
+from auditor.model import DerivedPrice, Evidence, Gap, Market, Position, token_key
 from auditor.spec import Pool, Registry, Venue
 
 
@@ -102,6 +102,8 @@ class Collected:
     # Contracts of a venue beyond its registry address (lower case -> label): an Aave aToken pays out the loans
     # and withdrawals of its reserve, so a transfer from it is the venue's (auditor/discovery.py).
     addresses: dict[str, str] = field(default_factory=dict)
+    # Tokens a venue values by what they redeem for (token_key -> DerivedPrice): a Pendle PT, wherever it is held.
+    derived: dict[str, DerivedPrice] = field(default_factory=dict)
 
     def extend(self, other: Collected) -> None:
         self.positions += other.positions
@@ -109,6 +111,7 @@ class Collected:
         self.notes += other.notes
         self.gaps += other.gaps
         self.addresses.update(other.addresses)
+        self.derived.update(other.derived)
 
 
 def metadata_reads(tokens: Sequence[str]) -> list[Read]:

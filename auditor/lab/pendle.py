@@ -44,6 +44,7 @@ PATHS = {
     "PendleYieldToken": "core/YieldContracts/PendleYieldToken.sol",
     "PendleMarketV7": "core/Market/PendleMarketV7.sol",
     "OracleLib": "core/Market/OracleLib.sol",
+    "PendlePYLpOracle": "oracles/PtYtLpOracle/PendlePYLpOracle.sol",  # Pendle's own PT price, to check against
 }
 # CodeDeployer's constructor (BaseSplitCodeFactory.sol): copy everything after these 32 bytes and return it as code.
 DEPLOYER_CREATION_CODE = bytes.fromhex("602038038060206000396000f3fefefefefefefefefefefefefefefefefefefe")

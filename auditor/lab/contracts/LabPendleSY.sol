@@ -17,7 +17,7 @@ contract LabPendleSY is ERC20, IStandardizedYield {
     using SafeERC20 for IERC20;
 
     address public immutable yieldToken;
-    address public immutable asset;
+    address internal immutable asset;
     uint8 private immutable _decimals;
 
     constructor(string memory name_, string memory symbol_, address vault) ERC20(name_, symbol_) {
