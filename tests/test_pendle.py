@@ -29,6 +29,7 @@ from auditor.lab.uniswap import block_timestamp
 from auditor.model import token_key
 from auditor.numbers import context
 from auditor.spec import load_registry, load_spec
+from tests.support import same_block
 from tests.test_exposure import pinned_client
 
 UNIT = 10**6  # xUSD and USDC have 6 decimals; so do the vault, the SY, the PT and the YT over them
@@ -260,3 +261,32 @@ def test_a_morpho_market_taking_the_pt_is_in_the_exposure_map_of_the_token_under
     assert [a.lower() for a in found["collateral_path"]] == [
         a.lower() for a in (lab.xusd.address, lab.vault.address, market.sy.address, market.pt.address)]
     assert int(found["total_borrowed_raw"]) >= 400 * UNIT
+
+
+def test_a_loan_against_pt_collateral_is_worth_what_the_pt_is_by_look_through(lab: World) -> None:
+    """beta lends 100 USDC in a Morpho market taking the PT; the borrower posts 100 PT (an oracle at 1 USDC lets it
+    borrow 80): the loan is worth the 20 idle plus min(80, 100 PT x factor x 0.6), never the oracle's price."""
+    market = _market(lab, 200)
+    lab.pendle.sell_pt(market, 8_000 * UNIT, lab.owner)
+    borrower = accounts(lab.url)[5]
+    market.pt.transact("transfer", borrower, 100 * UNIT, sender=lab.owner)
+    lab.usdc.transact("mint", lab.treasury, 100 * UNIT)
+    oracle = lab.morpho.deploy_oracle(oracle_price(1, 6, 6))
+    params = lab.morpho.market_params(lab.usdc.address, market.pt.address, LLTV, oracle.address)
+    lab.morpho.create_market(params)
+    blue = lab.morpho.morpho
+    lab.usdc.transact("approve", blue.address, 100 * UNIT, sender=lab.treasury)
+    market.pt.transact("approve", blue.address, 100 * UNIT, sender=borrower)
+    block = same_block(lab.url, [  # one block: no interest accrues before the pin
+        (blue, "supply", (params.as_tuple(), 100 * UNIT, 0, lab.treasury, b""), lab.treasury),
+        (blue, "supplyCollateral", (params.as_tuple(), 100 * UNIT, borrower, b""), borrower),
+        (blue, "borrow", (params.as_tuple(), 80 * UNIT, 0, borrower, borrower), borrower),
+    ])
+    result = _audit(lab, block)
+    assert result.complete, result.gaps
+    factor = expected_factor(lab, market, block)
+    with decimal.localcontext(context()):
+        collateral = Decimal(100) * (Decimal("0.6") * (Decimal(1) * factor))
+        assert collateral < 80
+        expected = Decimal(1) * (Decimal(20) * 1 + collateral)
+    assert beta_backing(result) == expected
