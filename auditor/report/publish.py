@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from auditor.output import write_text
-from auditor.report.render import extract_findings_json, extract_signature, render_index, render_report
+from auditor.report.render import (
+    extract_findings_json,
+    extract_signature,
+    index_entries,
+    render_index,
+    render_report,
+)
 from auditor.report.sign import Signature, canonical_json, digest_of, sign_digest
 
 INDEX = "index.html"
@@ -26,42 +32,22 @@ def write_report(document: Mapping[str, Any], path: Path, key: bytes | None,
     return signature
 
 
-def _entry(path: Path) -> dict[str, Any] | None:
+def _entries(path: Path) -> list[dict[str, Any]]:
+    """A report's index rows (one per token and pin); none for a page that is not a report of this tool."""
     text = path.read_text(encoding="utf-8")
     try:
         document = json.loads(extract_findings_json(text))
-    except (ValueError, KeyError):
-        return None
-    signature = extract_signature(text) or {}
-    stages = document.get("stages")
-    if isinstance(stages, dict) and stages:
-        last = list(stages.values())[-1]
-        findings, pin_time = last.get("audit", {}), last.get("pin_time")
-    else:
-        findings, pin_time = document, None
-    spec = findings.get("spec", "")
-    figures = findings.get("backing", {}).get("issuers", {}).get(spec, {})
-    flags = findings.get("flags", [])
-    severity = flags[0]["severity"] if flags else "none"
-    expansion = figures.get("expansion_ratio")
-    return {
-        "title": document.get("report") or spec or path.stem,
-        "file": path.name,
-        "token": findings.get("token", ""),
-        "verdict": f"{len(flags)} flag(s); expansion {expansion + 'x' if expansion else 'unbounded'}",
-        "severity": severity,
-        "expansion_ratio": expansion,
-        "supply_usd": figures.get("supply_usd"),
-        "verifiable_backing_usd": figures.get("verifiable_backing_usd"),
-        "generated": document.get("generated", ""),
-        "pin_time": pin_time,
-        "signer": signature.get("signer"),
-    }
+        signature = extract_signature(text) or {}
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    return index_entries(document, path.name, signature.get("signer"))
 
 
 def write_index(folder: Path) -> Path:
     """The site's index: one row per report in `folder`."""
-    entries = [e for p in sorted(folder.glob("*.html")) if p.name != INDEX and (e := _entry(p)) is not None]
+    entries = [e for p in sorted(folder.glob("*.html")) if p.name != INDEX for e in _entries(p)]
     path = folder / INDEX
     write_text(path, render_index(entries))
     return path

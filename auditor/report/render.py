@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import decimal
 import json
 import math
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import cache
@@ -34,9 +38,14 @@ NO_FLAGS = "none"
 MAX_DEPTH = 12
 
 _LT_ESCAPE = "\\u003c"
-# A JSON backslash pair is matched first, so the text `\\u003c` (an escaped backslash, then "u003c") is
-# never mistaken for the escape this module writes.
-_JSON_ESCAPES = re.compile(r"\\(\\|u003c)")
+# The two data blocks of a page, as the template writes them.
+_BLOCKS = {
+    FINDINGS_SCRIPT_ID: r'<script type="application/octet-stream" id="findings" data-encoding="zlib\+base64">'
+                        r"(.*?)</script>",
+    SIGNATURE_SCRIPT_ID: r'<script type="application/json" id="signature">(.*?)</script>',
+}
+# Findings inflating beyond this are refused (a crafted block must not exhaust memory).
+MAX_FINDINGS_BYTES = 256 * 1024 * 1024
 _SAFE_HREF = re.compile(r"[A-Za-z0-9._~%+-]+(?:/[A-Za-z0-9._~%+-]+)*(?:#[A-Za-z0-9._~%+-]*)?")
 
 # Picture colours (SVG attributes rather than CSS classes, so a copied or printed SVG keeps them).
@@ -66,13 +75,14 @@ OTHER_BUCKET_COLOUR = "#b0b7c3"
 # ---------------------------------------------------------------------------------------------
 
 
-def render_report(document: Mapping[str, Any], *, findings_json: str, signature: Mapping[str, Any] | None) -> str:
+def render_report(document: Mapping[str, Any], *, findings_json: str, signature: Mapping[str, Any] | None,
+                  findings_block: str | None = None) -> str:
     """One self-contained HTML page for a report document, with `findings_json` embedded for verifiers.
 
-    `findings_json` is embedded in `<script type="application/json" id="findings">` with every "<"
-    written as the JSON escape \\u003c, so no text in it (a token symbol of "</script>" or "<!--")
-    can end or confuse the block; `json.loads` of the block's text gives the same value, and
-    `extract_findings_json` gives back the exact original string. `signature` is None (the page says
+    `findings_json` is embedded deflated and base64-encoded in `<script type="application/octet-stream"
+    id="findings">` (`embed_findings_json`; `findings_block`, if given, is a block read from a page, used
+    verbatim once it is checked to inflate to `findings_json`); `extract_findings_json` gives back the
+    exact original string. `signature` is None (the page says
     UNSIGNED, loudly) or {"signer", "signature", "digest", optional "evidence_digest", optional "note",
     any other string fields}: shown in the page and embedded as canonical JSON in a second data block,
     `<script type="application/json" id="signature">` (`extract_signature`). Neither block runs: they
@@ -82,15 +92,22 @@ def render_report(document: Mapping[str, Any], *, findings_json: str, signature:
     0.06 or "0.06", or on the time of rendering: verification re-renders from the parsed canonical
     findings and compares bytes.
     """
-    embedded = embed_findings_json(findings_json)
+    if findings_block is None:
+        embedded = embed_findings_json(findings_json)
+    elif decode_findings_block(findings_block) != findings_json:
+        raise ValueError("the findings block does not inflate to the findings")
+    else:
+        embedded = _trusted(findings_block)  # base64 only (checked by decoding): nothing to escape
     signature_view = _signature_view(signature)
-    signature_json = embed_findings_json(_canonical(dict(signature))) if signature is not None else None
+    signature_json = _embed_json(_canonical(dict(signature))) if signature is not None else None
     stages = _stage_views(document)
     first_audit = _map(stages[0]["audit"]) if stages else {}
     tool = _tool_text(first_audit.get("tool"))
     report_name = text(document.get("report")) or (stages[0]["spec"] if stages else "") or "report"
     appendix = [(key, tree(document.get(key))) for key in ("parameters", "pins") if document.get(key) is not None]
     return _env().get_template("report.html.j2").render(
+        story=_story(stages),
+        last=stages[-1] if stages else None,
         csp=_trusted(CSP),  # a constant: kept literal so the policy is readable in the page source
         css=_css(),
         report=report_name,
@@ -115,24 +132,28 @@ def render_index(entries: Sequence[Mapping[str, Any]]) -> str:
     verifiable_backing_usd, pin_time, worst_flag, which add columns when any entry has them.
     """
     rows = [_index_row(entry) for entry in entries]
-    links = [row["href"] for row in rows]
-    if len(set(links)) != len(links):
-        raise ValueError("index entries must link to distinct files")
+    keys = [(row["href"], row["token"], row["stage"]) for row in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError("index entries must be distinct (file, token, stage) rows: a file is listed twice")
     optional = [(key, label, kind) for key, label, kind in (
+        ("stage", "Pin", "text"),
+        ("pin_time", "Pinned at", "time"),
         ("supply_usd", "Supply", "usd"),
         ("verifiable_backing_usd", "Verifiable backing", "usd"),
+        ("flags", "Flags", "text"),
         ("worst_flag", "Worst flag", "text"),
-        ("pin_time", "Pinned at", "text"),
     ) if any(key in entry for entry in entries)]
     for row, entry in zip(rows, entries, strict=True):
-        row["optional"] = [human(entry.get(key)) if kind == "usd" else text(entry.get(key))
-                           for key, _, kind in optional]
+        row["optional"] = [money(entry.get(key)) if kind == "usd" else moment(text(entry.get(key))) if kind == "time"
+                           else text(entry.get(key)) for key, _, kind in optional]
     orders: list[tuple[str, str, list[dict[str, Any]]]] = [
-        ("token", "Token", sorted(rows, key=lambda r: (r["token"].casefold(), r["token"], r["href"]))),
-        ("expansion", "Expansion", sorted(rows, key=lambda r: (r["expansion_key"], r["href"]))),
-        ("generated", "Generated", sorted(rows, key=lambda r: (r["generated"], r["href"]), reverse=True)),
-        # The default order comes last: CSS shows it unless another order is the :target before it.
-        ("severity", "Severity", sorted(rows, key=lambda r: (r["severity_rank"], r["token"], r["href"]))),
+        ("token", "Token", sorted(rows, key=lambda r: (r["token"].casefold(), r["token"], r["href"], r["pin"]))),
+        ("expansion", "Expansion", sorted(rows, key=lambda r: (r["expansion_key"], r["href"], r["pin"]))),
+        ("generated", "Generated", sorted(rows, key=lambda r: (r["generated"], r["href"], r["pin"]), reverse=True)),
+        # The default order comes last: CSS shows it unless another order is the :target before it. Worst
+        # first; for one token, its latest pin first.
+        ("severity", "Severity", sorted(rows, key=lambda r: (r["severity_rank"], r["expansion_key"], r["token"],
+                                                             r["href"], _descending(r["pin"])))),
     ]
     return _env().get_template("index.html.j2").render(
         csp=_trusted(CSP),
@@ -145,32 +166,54 @@ def render_index(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def embed_findings_json(findings_json: str) -> Markup:
-    """JSON text made safe inside a <script> data block: "<" becomes \\u003c (the same JSON value)."""
+    """The findings as the page carries them: zlib-deflated (level 9) then base64, one line.
+
+    Base64 has no "<", so no text in the findings (a token symbol of "</script>" or "<!--") can end or
+    confuse the block. Compressing keeps a page with every pin's findings small (the demo's 296 KB of JSON
+    become ~40 KB). Another zlib build may deflate the same JSON to other bytes: `auditor verify` therefore
+    checks that the page's block inflates to the signed findings and re-renders the page around that very
+    block (`render_report(findings_block=...)`), never re-deflating.
+    """
     if not isinstance(findings_json, str):
         raise TypeError("findings_json must be the canonical JSON text (str)")
     try:
         json.loads(findings_json)
     except ValueError as exc:
         raise ValueError(f"findings_json is not valid JSON: {exc}") from None
-    if any(match.group(1) != "\\" for match in _JSON_ESCAPES.finditer(findings_json)):
-        # Canonical JSON writes "<" literally; if the input already had the escape, extracting could
-        # not tell which ones were ours and the round trip would not be exact.
-        raise ValueError("findings_json already contains the escape \\u003c; expected canonical JSON")
-    # Without any "<" the HTML tokenizer cannot leave script data: no "</script", no "<!--".
-    return _trusted(findings_json.replace("<", _LT_ESCAPE))
+    return _trusted(base64.b64encode(zlib.compress(findings_json.encode("utf-8"), 9)).decode("ascii"))
+
+
+def decode_findings_block(block: str) -> str:
+    """The findings JSON text a findings block carries (reverses embed_findings_json); ValueError if it is not one."""
+    try:
+        packed = base64.b64decode(block.strip(), validate=True)
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(packed, MAX_FINDINGS_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"the findings inflate to more than {MAX_FINDINGS_BYTES} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ValueError("the findings block is truncated or has trailing data")
+        return data.decode("utf-8")
+    except (binascii.Error, zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"the findings block is not deflated base64 JSON ({exc.__class__.__name__})") from None
+
+
+def findings_block(html: str) -> str | None:
+    """The findings block's text exactly as the page holds it, or None."""
+    return _extract_block(html, FINDINGS_SCRIPT_ID)
 
 
 def extract_findings_json(html: str) -> str:
-    """The exact `findings_json` string a page was rendered with (reverses embed_findings_json)."""
-    block = _extract_block(html, FINDINGS_SCRIPT_ID)
+    """The exact `findings_json` string a page was rendered with."""
+    block = findings_block(html)
     if block is None:
         raise ValueError("no findings block: not a report of this tool")
-    return block
+    return decode_findings_block(block)
 
 
 def extract_signature(html: str) -> dict[str, Any] | None:
     """The signature a page was rendered with, or None for an unsigned page."""
-    block = _extract_block(html, SIGNATURE_SCRIPT_ID)
+    block = signature_block(html)
     if block is None:
         return None
     signature = json.loads(block)
@@ -179,14 +222,21 @@ def extract_signature(html: str) -> dict[str, Any] | None:
     return signature
 
 
+def signature_block(html: str) -> str | None:
+    """The signature block's JSON text (with "<" as the JSON escape \\u003c, as embedded), or None."""
+    return _extract_block(html, SIGNATURE_SCRIPT_ID)
+
+
 def _extract_block(html: str, block_id: str) -> str | None:
-    pattern = r'<script type="application/json" id="' + re.escape(block_id) + r'">(.*?)</script>'
-    blocks = re.findall(pattern, html, flags=re.DOTALL)
+    blocks = re.findall(_BLOCKS[block_id], html, flags=re.DOTALL)
     if len(blocks) > 1:
-        raise ValueError(f"expected one {block_id} block, found {len(blocks)}")
-    if not blocks:
-        return None
-    return _JSON_ESCAPES.sub(lambda m: "\\\\" if m.group(1) == "\\" else "<", blocks[0])
+        raise ValueError(f"the report holds {len(blocks)} {block_id!r} blocks; a genuine report holds one")
+    return blocks[0] if blocks else None
+
+
+def _embed_json(value_json: str) -> Markup:
+    """JSON text made safe inside a <script> data block: "<" becomes \\u003c (the same JSON value)."""
+    return _trusted(value_json.replace("<", _LT_ESCAPE))
 
 
 def _canonical(value: Any) -> str:
@@ -319,12 +369,11 @@ def _cell(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-_EXPOSURE_MARKET_COLUMNS = ("chain", "market", "loan", "collateral", "relation", "oracle_price", "total_supplied_usd",
-                            "total_borrowed_usd", "collateral_value_usd", "bad_debt_usd")
-_EXPOSURE_SUPPLIER_COLUMNS = ("chain", "supplier", "kind", "name", "curator", "supplied_usd", "at_risk_usd",
-                              "look_through_loss_usd")
-_YIELD_COLUMNS = ("issuer", "claimed_apy", "explained_apy", "benchmark_apy", "earned_usd_per_year",
-                  "paid_usd_per_year", "complete")
+_EXPOSURE_MARKET_COLUMNS = ("Chain", "Market", "Lends", "Against", "How it holds the token", "Oracle price",
+                            "Supplied", "Borrowed", "Collateral value", "Bad debt")
+_EXPOSURE_SUPPLIER_COLUMNS = ("Chain", "Lender", "Kind", "Curator", "Supplied", "At risk", "Loss at look-through")
+_YIELD_COLUMNS = ("Issuer", "Claimed APY", "Explained APY", "Benchmark APY", "Earned a year", "Paid a year",
+                  "Complete")
 
 
 def _counterparty_view(counterparties: Any) -> dict[str, Any]:
@@ -382,18 +431,36 @@ def _exposure_rows(exposure: Any, part: str) -> list[dict[str, Any]]:
         for entry in _seq(_map(per_chain).get(part)):
             item = _map(entry)
             if part == "markets":
-                rows.append({"chain": chain, "market": item.get("key"), "loan": item.get("loan_symbol"),
-                             "collateral": item.get("collateral_symbol"),
-                             **{k: item.get(k) for k in _EXPOSURE_MARKET_COLUMNS[4:]}})
+                rows.append({"Chain": chain, "Market": _market_name(item),
+                             "Lends": text(item.get("loan_symbol")), "Against": text(item.get("collateral_symbol")),
+                             "How it holds the token": text(item.get("relation")),
+                             "Oracle price": usd(item.get("oracle_price")) if item.get("oracle_price") is not None
+                             else "—",
+                             "Supplied": usd(item.get("total_supplied_usd")),
+                             "Borrowed": usd(item.get("total_borrowed_usd")),
+                             "Collateral value": usd(item.get("collateral_value_usd")),
+                             "Bad debt": usd(item.get("bad_debt_usd"))})
             else:
-                rows.append({"chain": chain, "supplier": item.get("address"),
-                             **{k: item.get(k) for k in _EXPOSURE_SUPPLIER_COLUMNS[2:]}})
+                rows.append({"Chain": chain, "Lender": text(item.get("name")) or text(item.get("address")),
+                             "Kind": text(item.get("kind")), "Curator": _missing(item.get("curator")),
+                             "Supplied": usd(item.get("supplied_usd")), "At risk": usd(item.get("at_risk_usd")),
+                             "Loss at look-through": usd(item.get("look_through_loss_usd"))})
     return rows
+
+
+def _market_name(market: Mapping[str, Any]) -> str:
+    """'morpho_blue 0x61ea…ee7f': the venue and the market's id, short (the full key is in the evidence)."""
+    ident = text(market.get("id")) or text(market.get("key")).rsplit(":", 1)[-1]
+    short = f"{ident[:6]}…{ident[-4:]}" if len(ident) > 12 else ident
+    return " ".join(part for part in (text(market.get("venue")), short) if part)
 
 
 def _yield_row(breakdown: Any) -> dict[str, Any]:
     item = _map(breakdown)
-    return {"issuer": item.get("issuer"), **{k: item.get(k) for k in _YIELD_COLUMNS[1:]}}
+    return {"Issuer": text(item.get("issuer")), "Claimed APY": percent(item.get("claimed_apy")),
+            "Explained APY": percent(item.get("explained_apy")), "Benchmark APY": percent(item.get("benchmark_apy")),
+            "Earned a year": usd(item.get("earned_usd_per_year")), "Paid a year": usd(item.get("paid_usd_per_year")),
+            "Complete": "yes" if item.get("complete") is True else "no"}
 
 
 def _stage_views(document: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -537,14 +604,31 @@ def _issuer_view(uid: str, index: int, issuer: str, symbol: str, figures: Mappin
         "figures": figures,
         "found": found,
         "supply_tokens": text(supply.get("tokens") or figures.get("supply_tokens")),
-        "deployments": _table(_seq(supply.get("deployments")), (
-            "chain", "address", "symbol_onchain", "bridged", "decimals", "total_supply_raw", "escrowed_raw")),
+        "deployments": _table(map(_deployment_row, _seq(supply.get("deployments"))), (
+            "Chain", "Token", "Symbol on chain", "Bridged", "Decimals", "Total supply", "Escrowed")),
         "positions": [_position_view(anchor, n, p) for n, p in enumerate(_seq(found.get("positions")))],
-        "offchain": _table(offchain, ("label", "usd")),
+        "offchain": _table(({"What": text(_map(o).get("label")), "USD": usd(_map(o).get("usd"))} for o in offchain),
+                           ("What", "USD")),
         "holdings": _table(_seq(unverifiable.get("holdings")), (
             "chain", "account", "venue", "kind", "token_key", "tokens", "amount", "decimals", "reason")),
         "notes": _texts(found.get("notes")) + _texts(figures.get("notes")),
     }
+
+
+def _deployment_row(deployment: Any) -> dict[str, Any]:
+    """One deployment of a token: whole tokens with its symbol (raw amounts stay in the evidence)."""
+    item = _map(deployment)
+    decimals = to_decimal(item.get("decimals"))
+    scale = Decimal(10) ** int(decimals) if decimals is not None and 0 <= decimals <= 77 else None
+
+    def whole(key: str) -> str:
+        raw = to_decimal(item.get(key))
+        return tokens(raw / scale) if raw is not None and scale is not None else _missing(item.get(key))
+
+    return {"Chain": text(item.get("chain")), "Token": text(item.get("address")),
+            "Symbol on chain": text(item.get("symbol_onchain")), "Bridged": "yes" if item.get("bridged") else "no",
+            "Decimals": text(item.get("decimals")), "Total supply": whole("total_supply_raw"),
+            "Escrowed": whole("escrowed_raw")}
 
 
 _EVIDENCE_KEYS = ("chain", "block", "contract", "call", "result")
@@ -578,7 +662,7 @@ def _position_view(issuer_anchor: str, index: int, position: Any) -> dict[str, A
         "kind": text(info.get("kind")),
         "symbol": text(info.get("symbol")),
         "token": text(info.get("token")),
-        "amount": exact(info.get("amount")),
+        "amount": numbers.tokens(info.get("amount"), text(info.get("symbol")), missing="—"),
         "amount_raw": text(info.get("amount_raw")),
         "decimals": text(decimals),
         "market": text(details.get("market")),
@@ -742,10 +826,11 @@ def _amounts_text(value: Any) -> str:
     """An amount ({units, symbol}), a list of them, or a bare number, as text."""
     if isinstance(value, Mapping):
         units = value.get("units", value.get("amount"))
-        return " ".join(part for part in (exact(units) if units is not None else "", text(value.get("symbol"))) if part)
+        amount = tokens(units) if units is not None else ""
+        return " ".join(part for part in (amount, text(value.get("symbol"))) if part)
     if isinstance(value, list | tuple):
         return "; ".join(_amounts_text(item) for item in value)
-    return "" if value is None else exact(value)
+    return "" if value is None else tokens(value)
 
 
 def _amount_total(record: Mapping[str, Any], units_key: str, key: str) -> Decimal | None:
@@ -786,9 +871,10 @@ def _loop_view(loop: Any, uid: str, index: int) -> dict[str, Any]:
         "path": _texts(info.get("path")),
         "leverage": ratio(info.get("leverage")) if info.get("leverage") is not None else "unbounded (no money in)",
         "facts": [(label, value) for label, value in (
-            ("money in from outside", exact(info.get("external_in_units")) if "external_in_units" in info else ""),
-            ("borrowed in the loop", exact(info.get("total_borrowed_units")) if "total_borrowed_units" in info else ""),
-            ("minted in the loop", exact(info.get("total_minted_units")) if "total_minted_units" in info else ""),
+            ("money in from outside", tokens(info.get("external_in_units")) if "external_in_units" in info else ""),
+            ("borrowed in the loop", tokens(info.get("total_borrowed_units")) if "total_borrowed_units" in info
+             else ""),
+            ("minted in the loop", tokens(info.get("total_minted_units")) if "total_minted_units" in info else ""),
             ("issuers", ", ".join(text(v) for v in _seq(info.get("issuers")))),
             ("chains", ", ".join(text(v) for v in _seq(info.get("chains")))),
             ("venues", ", ".join(text(v) for v in _seq(info.get("venues")))),
@@ -827,13 +913,14 @@ def _provenance_view(provenance: Mapping[str, Any], uid: str) -> dict[str, Any]:
         "symbol": text(provenance.get("symbol") or provenance.get("issuer")),
         "facts": [(label, value) for label, value in (
             ("mints", text(totals.get("mints"))),
-            ("minted", exact(totals.get("minted_units")) if totals.get("minted_units") is not None else ""),
+            ("minted", numbers.tokens(totals.get("minted_units"), text(provenance.get("symbol")))
+             if totals.get("minted_units") is not None else ""),
             ("paid with borrowed money", percent(totals.get("borrowed_share"))
              if totals.get("borrowed_share") is not None else ""),
             ("paid with outside deposits", percent(totals.get("external_share"))
              if totals.get("external_share") is not None else ""),
         ) if value],
-        "sources": [(bucket, exact(value), bucket_help.get(bucket, "")) for bucket, value in sources],
+        "sources": [(bucket, tokens(value), bucket_help.get(bucket, "")) for bucket, value in sources],
         "bar": provenance_bar_svg([(bucket, value) for bucket, value in sources if value is not None], uid)
         if any(value for _, value in sources) else None,
         "mints": mints,
@@ -881,8 +968,43 @@ def _index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "expansion": "unbounded" if expansion_ratio is None else ratio(expansion_ratio),
         "expansion_key": expansion_key,
         "generated": text(entry.get("generated")),
+        "generated_text": moment(text(entry.get("generated"))),
         "signer": text(entry.get("signer")),
+        "stage": text(entry.get("stage")),
+        "pin": text(entry.get("pin_time")),
     }
+
+
+def _descending(value: str) -> tuple[int, ...]:
+    """A sort key that orders text from last to first."""
+    return tuple(-ord(ch) for ch in value)
+
+
+def index_entries(document: Mapping[str, Any], file: str, signer: str | None) -> list[dict[str, Any]]:
+    """The index rows of one report: one per token and pin, each with its own verdict and its own flags."""
+    stages = _stage_views(document)
+    entries = []
+    for position, stage in enumerate(stages):
+        for issuer in stage["issuers"]:
+            story = _token_story(issuer["id"], stages[: position + 1])
+            own = [f for f in stage["flags"] if f["issuer"] in ("", issuer["id"])]
+            worst = story["severity"]
+            entries.append({
+                "title": text(document.get("report")) or stage["spec"],
+                "file": file,
+                "token": issuer["symbol"],
+                "stage": stage["name"],
+                "verdict": story["sentence"],
+                "severity": worst if worst != NO_FLAGS else "none",
+                "expansion_ratio": _figure(issuer, "expansion_ratio"),
+                "supply_usd": _figure(issuer, "supply_usd"),
+                "verifiable_backing_usd": _figure(issuer, "verifiable_backing_usd"),
+                "flags": f"{len(own)}: " + ", ".join(sorted({f['id'] for f in own})) if own else "0",
+                "generated": text(document.get("generated")),
+                "pin_time": stage["pin_time"],
+                "signer": signer,
+            })
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -952,8 +1074,10 @@ def backing_chart_svg(rows: Sequence[Mapping[str, Any]], uid: str) -> Markup:
             cursor += segment
         if cursor == left:  # nothing at all: a hairline says "zero" rather than "missing"
             parts.append(f'<rect x="{_n(left)}" y="{_n(top + 48)}" width="1.5" height="16" fill="{CYCLE_COLOUR}"/>')
-        parts.append(_svg_text(cursor + 6, top + 60, human(row["verifiable"]) + " verifiable", size=12))
-        summary = f"circular {human(row['circular'])} · unverifiable {human(row['unverifiable'])}"
+        total = row["verifiable"] + row["circular"] + row["unverifiable"]
+        parts.append(_svg_text(cursor + 6, top + 60, f"{human(total)} in all", size=12))
+        summary = (f"verifiable {human(row['verifiable'])} · circular {human(row['circular'])} · "
+                   f"unverifiable {human(row['unverifiable'])}")
         if row["unknown_holdings"]:
             summary += f" · {row['unknown_holdings']} unknown holding(s) valued at 0"
         parts.append(_svg_text(left, top + 82, summary, size=12, fill=MUTED_COLOUR))
@@ -1104,7 +1228,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(usd=usd, human=human, exact=exact, ratio=ratio, percent=percent)
+    env.filters.update(usd=usd, human=human, exact=exact, ratio=ratio, percent=percent, tokens=tokens)
     return env
 
 
@@ -1114,3 +1238,246 @@ def _css() -> Markup:
     if "</" in css:
         raise ValueError("report.css must not contain '</' (it is inlined in a <style> element)")
     return _trusted(css)  # our own file, not document data
+
+
+# ---------------------------------------------------------------------------------------------
+# The report across its pins: each section once, the figures per pin side by side
+# ---------------------------------------------------------------------------------------------
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?")
+
+# Key figures of each token, in reading order: (label, figure key, kind).
+_KEY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Supply", "supply_usd", "usd"),
+    ("Verifiable backing", "verifiable_backing_usd", "usd"),
+    ("Backed (verifiable / supply)", "backing_ratio", "percent"),
+    ("Expansion (supply / verifiable)", "expansion_ratio", "expansion"),
+    ("Claimed assets", "claimed_assets_usd", "usd"),
+    ("Debt", "debt_usd", "usd"),
+    ("Coverage of money moved", "coverage", "percent"),
+)
+
+
+def day(pin_time: str) -> str:
+    """'2025-11-05T12:00:00Z' -> '5 Nov 2025' (any other text unchanged)."""
+    match = _DATE.match(pin_time)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return pin_time
+    return f"{int(match.group(3))} {_MONTHS[int(match.group(2)) - 1]} {match.group(1)}"
+
+
+def moment(pin_time: str) -> str:
+    """'2025-11-05T12:00:00Z' -> '5 Nov 2025 12:00 UTC'."""
+    match = _DATE.match(pin_time)
+    if not match or match.group(4) is None:
+        return day(pin_time)
+    return f"{day(pin_time)} {match.group(4)}:{match.group(5)} UTC"
+
+
+def money(value: Any) -> str:
+    """USD for a headline: $14.5M, $1.9M, $0."""
+    number = to_decimal(value)
+    if number is None:
+        return _missing(value)
+    text_ = numbers.short(abs(number))
+    return f"{'-' if number < 0 else ''}${text_}"
+
+
+def _figure(issuer: Mapping[str, Any], key: str) -> Any:
+    value = issuer["figures"].get(key)
+    return issuer["found"].get(key) if value is None else value
+
+
+def _backed_ratio(issuer: Mapping[str, Any]) -> Decimal | None:
+    ratio_ = to_decimal(_figure(issuer, "backing_ratio"))
+    if ratio_ is not None:
+        return ratio_
+    supply = to_decimal(_figure(issuer, "supply_usd"))
+    backing = to_decimal(_figure(issuer, "verifiable_backing_usd"))
+    if supply is None or backing is None or supply <= 0:
+        return None
+    with decimal.localcontext(numbers.context()):
+        return backing / supply
+
+
+def _state(issuer: Mapping[str, Any] | None) -> str:
+    """'backed', 'not backed' or 'unknown' (no figures, or a bound the audit could not close)."""
+    if issuer is None:
+        return "unknown"
+    ratio_ = _backed_ratio(issuer)
+    if ratio_ is None:
+        return "unknown"
+    if ratio_ >= 1:
+        return "unknown" if issuer["figures"].get("bound") == "at most" else "backed"
+    return "not backed"
+
+
+def _key_cell(issuer: Mapping[str, Any] | None, key: str, kind: str) -> str:
+    if issuer is None:
+        return "—"
+    value = _figure(issuer, key)
+    if kind == "usd":
+        bound = "at most " if key == "verifiable_backing_usd" and issuer["figures"].get("bound") == "at most" else ""
+        return bound + usd(value) if value is not None else "—"
+    if kind == "percent":
+        return percent(_backed_ratio(issuer) if key == "backing_ratio" else value)
+    return expansion_text(value, _figure(issuer, "supply_usd"))
+
+
+def _change(first: Mapping[str, Any] | None, last: Mapping[str, Any] | None, key: str, kind: str) -> str:
+    """How a figure moved from the first pin to the last: a signed USD amount, points, or 'a -> b'."""
+    if first is None or last is None:
+        return "—"
+    if kind == "usd":
+        a, b = to_decimal(_figure(first, key)), to_decimal(_figure(last, key))
+        if a is None or b is None:
+            return "—"
+        delta = b - a
+        return "no change" if delta == 0 else ("+" if delta > 0 else "") + money(delta)
+    before, after = _key_cell(first, key, kind), _key_cell(last, key, kind)
+    return "no change" if before == after else f"{before} → {after}"
+
+
+def _since(states: Sequence[str], whens: Sequence[str]) -> str:
+    """Since when the last state holds: the first pin of the run of equal states that ends at the last pin."""
+    start = len(states) - 1
+    while start > 0 and states[start - 1] == states[-1]:
+        start -= 1
+    if len(states) == 1:
+        return f"at {whens[0]}"
+    if start == 0:
+        return f"at every pin audited, since {whens[0]}"
+    return f"since {whens[start]} ({states[start - 1]} on {whens[start - 1]})"
+
+
+def _token_story(token: str, stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    per_stage = [next((i for i in stage["issuers"] if i["id"] == token), None) for stage in stages]
+    last = per_stage[-1]
+    assert last is not None  # tokens come from the last pin
+    states = [_state(issuer) for issuer in per_stage]
+    whens = [day(stage["pin_time"]) or stage["name"] for stage in stages]
+    supply, backing = _figure(last, "supply_usd"), _figure(last, "verifiable_backing_usd")
+    bound = "at most " if last["figures"].get("bound") == "at most" else ""
+    expansion = expansion_text(_figure(last, "expansion_ratio"), supply)
+    share = _backed_ratio(last)
+    symbol = last["symbol"]
+    if states[-1] == "backed":
+        sentence = (f"{symbol} is backed: {money(backing)} of verifiable backing for {money(supply)} of supply "
+                    f"({percent(share)})")
+    elif states[-1] == "not backed":
+        sentence = (f"{symbol} is not backed: {bound}{money(backing)} of verifiable backing for {money(supply)} of "
+                    f"supply ({percent(share)} backed, {expansion} expansion)")
+    else:
+        sentence = (f"{symbol}: backing not established: {bound}{money(backing)} of verifiable backing for "
+                    f"{money(supply)} of supply")
+    flags = [f for f in stages[-1]["flags"] if f["issuer"] in ("", token)]
+    return {
+        "id": token,
+        "symbol": symbol,
+        "anchor": last["anchor"],
+        "sentence": f"{sentence}, {_since(states, whens)}.",
+        "severity": _worst(f["severity"] for f in flags),
+        "flag_ids": sorted({f["id"] for f in flags}),
+        "rows": [{"label": label,
+                  "cells": [_key_cell(issuer, key, kind) for issuer in per_stage],
+                  "change": _change(per_stage[0], last, key, kind),
+                  "strong": key in ("supply_usd", "verifiable_backing_usd")}
+                 for label, key, kind in _KEY_ROWS
+                 if any(issuer is not None and _figure(issuer, key) is not None for issuer in per_stage)
+                 or key in ("backing_ratio", "expansion_ratio")],
+    }
+
+
+def _flag_help() -> dict[str, str]:
+    from auditor.flags import all_detectors  # the flags' own one-line explanations
+
+    return {detector.ID: detector.HELP for detector in all_detectors()}
+
+
+def _flag_story(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each flag once per issuer, worst first: its worst severity at each pin, and every finding of the latest pin
+    that raised it (one flag may fire on several markets), each with its evidence."""
+    help_ = _flag_help()
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for position, stage in enumerate(stages):
+        for flag in stage["flags"]:
+            entry = seen.setdefault((flag["id"], flag["issuer"]), {
+                "id": flag["id"], "issuer": flag["issuer"], "help": help_.get(flag["id"], ""),
+                "at": [[] for _ in stages], "findings": [[] for _ in stages], "first": position})
+            entry["at"][position].append(flag["severity"])
+            entry["findings"][position].append(flag)
+            entry["latest"] = position
+    flags = []
+    for entry in seen.values():
+        latest = entry["latest"]
+        worst = _worst(entry["at"][latest])
+        flags.append({**entry, "severity": worst, "severity_text": worst,
+                      "at": [_worst(severities) if severities else "—" for severities in entry["at"]],
+                      "findings": entry["findings"][latest], "cleared": latest != len(stages) - 1,
+                      "since": stages[entry["first"]]["name"]})
+    flags.sort(key=lambda f: (f["cleared"], SEVERITIES.index(f["severity"]) if f["severity"] in SEVERITIES
+                              else len(SEVERITIES), f["id"], f["issuer"]))
+    for n, flag in enumerate(flags):
+        flag["anchor"] = f"flag-{n + 1}"
+    return flags
+
+
+def _exposure_story(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Lenders against the token: totals per pin side by side, then the latest pin's markets and suppliers."""
+    rows: list[dict[str, Any]] = []
+    for label, key, kind in (("Markets lending against it", "markets", "count"), ("Suppliers", "suppliers", "count"),
+                             ("Supplied", "supplied_usd", "usd"), ("Borrowed", "borrowed_usd", "usd"),
+                             ("Collateral at look-through value", "collateral_value_usd", "usd"),
+                             ("Bad debt at look-through value", "bad_debt_usd", "usd")):
+        cells: list[str] = []
+        for stage in stages:
+            totals = [_map(_map(per_chain).get("totals")) for _, per_chain in _items(stage["audit"].get("exposure"))]
+            values = [to_decimal(t.get(key)) for t in totals if t.get(key) is not None]
+            if not values:
+                cells.append("—")
+                continue
+            total = sum((v for v in values if v is not None), Decimal(0))
+            cells.append(str(int(total)) if kind == "count" else usd(total))
+        rows.append({"label": label, "cells": cells, "strong": key == "bad_debt_usd"})
+    present = any(cell != "—" for row in rows for cell in row["cells"])
+    return {"present": present, "rows": rows}
+
+
+def _story(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The cross-pin view the page is read in: verdicts, key figures, flags, exposure, pins and requests."""
+    if not stages:
+        return {"tokens": [], "pins": [], "flags": [], "exposure": {"present": False, "rows": []}, "notes": [],
+                "loop_counts": "", "pins_table": _table([], ()), "requests": _table([], ())}
+    last = stages[-1]
+    tokens_ = [_token_story(issuer["id"], stages) for issuer in last["issuers"]]
+    for token in tokens_:
+        token["headline"] = last["headline"]["verdict"] if token["id"] == last["spec"] else ""
+    counts = [len(stage["trace"]["loops"]) if stage["trace"] is not None else None for stage in stages]
+    loop_counts = ""
+    if len(stages) > 1 and any(count is not None for count in counts):
+        loop_counts = "Loops found per pin: " + ", ".join(
+            f"{stage['name']} {'not traced' if count is None else count}" for stage, count in zip(
+                stages, counts, strict=True)) + f". Shown: the loops at {last['name']}."
+    notes = list(dict.fromkeys(note for stage in stages for note in stage["notes"]))
+    pins_rows = [{"Pin": stage["name"], "Chain": text(_map(pin).get("chain")) or chain,
+                  "Block": text(_map(pin).get("number")), "Time": text(_map(pin).get("time")),
+                  "Hash": text(_map(pin).get("hash")), "Chain id": text(_map(pin).get("chain_id"))}
+                 for stage in stages for chain, pin in _items(stage["audit"].get("pins"))]
+    request_rows = [{"Pin": stage["name"], "Chain": chain,
+                     **{label: text(_map(stats).get(key)) for label, key in (
+                         ("HTTP requests", "http_requests"), ("Rounds", "rounds"), ("Reads", "reads"),
+                         ("Cache hits", "cache_hits"), ("Retries", "retries")) if _map(stats).get(key) is not None},
+                     **({"Calls": _cell(_map(stats).get("calls"))} if _map(stats).get("calls") is not None else {})}
+                    for stage in stages for chain, stats in _items(stage["audit"].get("requests"))]
+    return {
+        "tokens": tokens_,
+        "pins": [{"name": stage["name"], "when": moment(stage["pin_time"]) or "time unknown"} for stage in stages],
+        "flags": _flag_story(stages),
+        "exposure": _exposure_story(stages),
+        "notes": notes,
+        "loop_counts": loop_counts,
+        "pins_table": _table(pins_rows, ("Pin", "Chain", "Block", "Time", "Hash", "Chain id")),
+        "requests": _table(request_rows, ("Pin", "Chain", "HTTP requests", "Rounds", "Reads", "Cache hits",
+                                          "Retries", "Calls")),
+    }

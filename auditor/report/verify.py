@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html as html_lib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,6 @@ from auditor.addresses import check_address
 from auditor.chain.rpc import ConfigError
 from auditor.report.sign import block_problems, canonical_json, digest_of, recover_signer, signed_statement
 
-_BLOCK = r'<script type="application/json" id="{name}">(.*?)</script>'
 # Parts of a findings document that legitimately differ between two runs at the same pins.
 VOLATILE = {"requests", "generated", "evidence", "tool"}
 
@@ -41,10 +39,13 @@ def parse_signer(text: str) -> str:
 
 
 def extract(text: str, name: str) -> str | None:
-    found = re.findall(_BLOCK.format(name=re.escape(name)), text, flags=re.DOTALL)
-    if len(found) > 1:
-        raise ConfigError(f"the report holds {len(found)} '{name}' blocks; a genuine report holds one")
-    return found[0] if found else None
+    """A data block's text exactly as the page holds it ("findings" or "signature"), or None."""
+    from auditor.report.render import findings_block, signature_block
+
+    try:
+        return findings_block(text) if name == "findings" else signature_block(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def first_difference(expected: str, actual: str) -> str:
@@ -92,7 +93,7 @@ def verify_report(
 
     `replay_digest` is the digest of the evidence bundle `rerun` answers from (None for a node):
     it must be the bundle the report was signed with, or the re-run proves nothing about it."""
-    from auditor.report.render import render_report
+    from auditor.report.render import decode_findings_block, render_report
 
     signer = parse_signer(expected_signer) if expected_signer is not None else None
     try:
@@ -102,10 +103,11 @@ def verify_report(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the report ({exc.__class__.__name__})") from None
     verdict = Verdict()
-    embedded = extract(text, "findings")
-    if embedded is None:
+    block = extract(text, "findings")
+    if block is None:
         raise ConfigError(f"{path}: no embedded findings: not a report of this tool")
     try:
+        embedded = decode_findings_block(block)
         document = json.loads(embedded)
     except ValueError as exc:
         verdict.problems.append(f"the embedded findings are not valid JSON ({exc})")
@@ -117,7 +119,9 @@ def verify_report(
         _check_signature(verdict, signature, signer)
         _check_evidence(verdict, signature, document)
     try:
-        expected = render_report(document, findings_json=canonical, signature=signature)
+        # Around the page's own block (checked to inflate to the findings): another zlib may deflate differently.
+        expected = render_report(document, findings_json=canonical, signature=signature,
+                                 findings_block=block if embedded == canonical else None)
     except ValueError as exc:
         verdict.problems.append(f"the report cannot be re-rendered from its findings: {exc}")
         return verdict
