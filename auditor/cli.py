@@ -644,5 +644,12 @@ def demo(out: str, params_path: str | None, key: str | None) -> None:
     _run_guarded(action)
 
 
+# The HTTP API and the MCP server live in their own module (their imports stay lazy there).
+from auditor.cli_service import mcp, serve  # noqa: E402
+
+main.add_command(serve)
+main.add_command(mcp)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
