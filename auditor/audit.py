@@ -391,11 +391,11 @@ def parse_blocks(values: tuple[str, ...]) -> dict[str, str | int]:
     return out
 
 
-def parse_time(text: str) -> dt.datetime:
+def parse_time(text: str, option: str = "--at") -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--at {text!r}: expected an ISO time such as 2025-10-28T00:00:00Z") from None
+        raise ConfigError(f"{option} {text!r}: expected an ISO time such as 2025-10-28T00:00:00Z") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 

@@ -343,6 +343,132 @@ def trace(
     _run_guarded(action)
 
 
+@main.command()
+@click.argument("spec", type=click.Path())
+@click.option("--from", "start", metavar="ISO-TIME", help="First point (every chain pinned at its last block then).")
+@click.option("--to", "end", metavar="ISO-TIME", help="Last point (default: now).")
+@click.option("--every", default="1d", show_default=True, metavar="STEP", help="Between points: 30m, 6h, 1d, 1w.")
+@click.option("--blocks", metavar="FROM:TO:STEP",
+              help="Points at home-chain blocks instead of times; other chains pinned at each block's time.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+              help="Date the first crossing of this policy's limits (default: examples/policy.yaml's limits).")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@registry_option
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the series and crossings as JSON.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write one CSV row per point.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Write a signed HTML report: the history charts and the last point's audit.")
+@click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the report.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the on-disk cache of pinned reads.")
+def history(spec: str, start: str | None, end: str | None, every: str, blocks: str | None, policy_path: str | None,
+            rpc: tuple[str, ...], registry_path: str, json_out: str | None, csv_out: str | None,
+            html_out: str | None, key: str | None, no_cache: bool) -> None:
+    """Audit SPEC at a series of pins: supply, backing, expansion and coverage over time, and when each
+    policy limit was first crossed.
+
+    Each point is a whole audit (`auditor audit --at T`), every chain pinned at its last block at
+    or before the point's time. It costs about (points x dependent rounds) requests per chain; a
+    re-run is served from the cache of pinned reads (no eth_call twice). A point whose reads
+    failed is kept, marked incomplete, and never dates a crossing; the command then exits 1.
+
+    \b
+    Examples:
+      auditor history protocols/stream-xusd.yaml --from 2025-09-01T00:00:00Z --to 2025-11-05T00:00:00Z --every 1d \\
+          --json history.json --csv history.csv --html history.html
+      auditor history protocols/stream-xusd.yaml --blocks 23000000:23700000:50400 --policy examples/policy.yaml
+    """
+    def action() -> None:
+        import datetime as dt
+
+        from auditor.audit import parse_pairs, parse_time
+        from auditor.chain.reader import ConnectOptions
+        from auditor.chain.rpc import ConfigError
+        from auditor.gate import load_policy
+        from auditor.history import block_points, document, parse_every, run_history, time_points, to_csv
+        from auditor.output import write_json, write_text
+        from auditor.policy import DEFAULT_POLICY
+        from auditor.spec import load_registry, load_spec
+
+        if (blocks is None) == (start is None):
+            raise ConfigError("give either --from ISO-TIME [--to ISO-TIME] [--every STEP] or --blocks FROM:TO:STEP")
+        policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
+        registry = load_registry(registry_path)
+        loaded = load_spec(spec, registry)
+        if blocks is not None:
+            points, source = block_points(blocks), f"blocks {blocks} on {loaded.token.deployments[0].chain}"
+        else:
+            assert start is not None
+            first = parse_time(start, "--from")
+            last = parse_time(end, "--to") if end else dt.datetime.now(dt.UTC)
+            points, source = time_points(first, last, parse_every(every)), f"from {start} every {every}"
+        signing = _signing_key(key) if html_out else None
+        options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), use_cache=not no_cache)
+        with click.progressbar(length=len(points), label=f"auditing {len(points)} point(s)", file=sys.stderr,
+                               show_pos=True) as bar:
+            samples, last_document = run_history(loaded, registry, options, points, policy,
+                                                 on_point=lambda _sample: bar.update(1))
+        data = document(loaded, samples, policy, source)
+        for line in history_lines(data):
+            click.echo(line)
+        if json_out:
+            write_json(Path(json_out), data)
+            click.echo(f"history written to {json_out}")
+        if csv_out:
+            write_text(Path(csv_out), to_csv(data))
+            click.echo(f"history written to {csv_out}")
+        if html_out and signing is not None:
+            _history_report(data, last_document, Path(html_out), signing)
+        if not data["complete"]:
+            _fail(f"{sum(not s.complete for s in samples)} of {len(samples)} point(s) are incomplete (listed "
+                  "above): the history is incomplete", EXIT_CHECK_FAILED)
+
+    _run_guarded(action)
+
+
+def history_lines(data: dict[str, Any]) -> list[str]:
+    """The terminal's view of a history: one line per point, then the crossings."""
+    from auditor.numbers import multiple, percent, usd
+
+    lines = []
+    for row in data["series"]:
+        if not row["complete"] and row.get("supply_usd") is None:
+            lines.append(f"{row['point']}: not audited: {row['why_incomplete']}")
+            continue
+        mark = "" if row["complete"] else f" (INCOMPLETE: {row['why_incomplete']})"
+        lines.append(f"{row['point']}: supply {usd(row['supply_usd'])}, verifiable backing "
+                     f"{usd(row['verifiable_backing_usd'])}, expansion {multiple(row['expansion_ratio'])}, "
+                     f"coverage {percent(row['coverage'])}{mark}")
+    for name, crossing in data["crossings"].items():
+        after = f" (held at {crossing['last_clear']})" if crossing["last_clear"] else " (already at the first point)"
+        lines.append(f"first crossed: {name} at {crossing['first']}{after}")
+    return lines
+
+
+def _history_report(data: dict[str, Any], last_document: dict[str, Any] | None, path: Path,
+                    signing: tuple[bytes, str]) -> None:
+    from auditor.demo import generation_time
+    from auditor.report.publish import write_report
+    from auditor.report.sign import normalise
+
+    times = [int(dt_.timestamp()) for dt_ in _pin_moments(data)]
+    stages = {}
+    if last_document is not None:
+        last = [row for row in data["series"] if row["complete"]][-1]
+        stages[last["point"]] = {"pin_time": last["point"] if "T" in last["point"] else None, "audit": last_document}
+    report = normalise({"report": f"{data['spec']}-history", "generated": generation_time(times),
+                        "history": data, "stages": stages})
+    signature = write_report(report, path, signing[0])
+    assert signature is not None
+    click.echo(f"report written to {path} (signed by {signature.signer} with {signing[1]})")
+
+
+def _pin_moments(data: dict[str, Any]) -> list[Any]:
+    import datetime as dt
+
+    return [dt.datetime.fromisoformat(pin["time"].replace("Z", "+00:00")) for row in data["series"]
+            for pin in row["pins"].values() if pin.get("time")]
+
+
 def _progress() -> Callable[..., None] | None:
     """Progress on stderr when it is a terminal; silent in pipes and CI logs."""
     if not sys.stderr.isatty():

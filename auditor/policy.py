@@ -32,6 +32,15 @@ class Policy:
         return tuple(name for name in LIMITS if getattr(self, name) not in (None, ()))
 
 
+# The limits `auditor history` and `auditor demo` date the crossings of when no --policy is given: the same as
+# examples/policy.yaml (a test keeps the two equal).
+DEFAULT_POLICY = Policy(
+    min_backing_ratio=Decimal("0.95"),
+    max_expansion=Decimal("1.1"),
+    fail_on_flags=("circular-dependency", "self-issued-collateral", "oracle-overvalues"),
+    max_oracle_deviation=Decimal("0.05"),
+)
+
 # Every field but allow_unverified_collateral, which only relaxes the other checks.
 LIMITS = tuple(f.name for f in fields(Policy) if f.name != "allow_unverified_collateral")
 
