@@ -119,14 +119,14 @@ class Service:
 
     # -- what a request names ------------------------------------------------------------------------------
 
-    def spec(self, token: str) -> Spec:
-        """A spec by id (or, for agents, by token symbol): checked against the id pattern first, never a path."""
+    def spec(self, token: str, by_symbol: bool = False) -> Spec:
+        """A spec by id (or, for agents, by token symbol): checked against the id pattern, never used as a path."""
         if SPEC_ID.fullmatch(token) and token in self.specs:
             return self.specs[token]
-        by_symbol = [s for s in self.specs.values() if s.token.symbol.lower() == token.lower()]
-        if len(by_symbol) == 1:
-            return by_symbol[0]
-        if not SPEC_ID.fullmatch(token) and not by_symbol:
+        named = [s for s in self.specs.values() if by_symbol and s.token.symbol.lower() == token.lower()]
+        if len(named) == 1:
+            return named[0]
+        if not SPEC_ID.fullmatch(token) and not named:
             raise ServiceError(400, "bad-id", "a token id is lowercase letters, digits and dashes (at most 64), "
                                               "as the spec file's name: see /v1/tokens")
         raise ServiceError(404, "unknown-token", f"no spec {token!r} here; known: {', '.join(sorted(self.specs))}")
@@ -282,7 +282,7 @@ class Service:
                 raise ServiceError(400, "bad-address", "an address is 0x and 40 hex digits")
             address = token
         else:
-            spec = self.spec(token)
+            spec = self.spec(token, by_symbol=True)
             found = [d.address for d in spec.token.deployments if d.chain == chain]
             if not found:
                 raise ServiceError(404, "not-on-chain", f"{spec.id} has no deployment on {chain}")

@@ -54,7 +54,7 @@ def build_server(service: Service) -> MCPServer:
 
     def pins(token: str, at: str | None = None, block: list[str] | None = None) -> tuple[Any, Pins]:
         try:
-            spec = service.spec(token)
+            spec = service.spec(token, by_symbol=True)
             return spec, service.pins(spec, block or (), at)
         except ServiceError as exc:
             raise ToolError(exc.message) from None
