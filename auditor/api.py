@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import math
+import re
 import tempfile
 import threading
 import time
@@ -37,12 +37,14 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from auditor import __version__
+from auditor.audit_output import audit_text
 from auditor.findings import AuditResult
 from auditor.spec import SPEC_ID, Registry, Spec
 
 BLOCK_TAGS = ("latest", "finalized", "safe")
 MAX_URL = 2048  # path and query, in bytes
 MAX_PARAMS = 16  # query parameters per request
+AT_SPACE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+ \d\d:\d\d")
 SETTLED_AFTER = dt.timedelta(minutes=10)  # an `at` this far in the past pins the same blocks every time
 
 
@@ -153,6 +155,8 @@ class Service:
             pinned[name] = int(number) if number.isdigit() else number
         when = None
         if at is not None:
+            if AT_SPACE.fullmatch(at):  # an unescaped "+01:00" offset reads as " 01:00" in a query string
+                at = at[:-6] + "+" + at[-5:]
             if len(at) > 40:
                 raise ServiceError(400, "bad-time", "at: expected an ISO time such as 2025-10-28T00:00:00Z")
             try:
@@ -208,9 +212,9 @@ class Service:
         return future, "run"
 
     def _run_audit(self, spec: Spec, pins: Pins) -> AuditResult:
+        from auditor.audit_output import audit_with_inputs
         from auditor.chain.reader import ConnectOptions
         from auditor.chain.rpc import ChainError, ConfigError
-        from auditor.cli import audit_with_inputs
         from auditor.spec import SpecError
 
         with self._lock:
@@ -309,13 +313,6 @@ def then(future: Future[Any], step: Callable[[Any], Any]) -> Future[Any]:
     return chained
 
 
-def audit_text(result: AuditResult) -> str:
-    """The bytes `auditor audit --json` writes for this audit."""
-    from auditor.cli import audit_json
-
-    return json.dumps(audit_json(result), indent=2, sort_keys=True) + "\n"
-
-
 def backing_summary(result: AuditResult) -> dict[str, Any]:
     """Is the audited token backed: its figures as exact strings, and a yes only when every read answered."""
     figures = result.backing.issuers[result.spec]
@@ -352,6 +349,14 @@ async def _wait(service: Service, future: Future[Any]) -> Any:
     except TimeoutError:
         raise ServiceError(504, "timeout", f"the audit took more than {service.settings.timeout_s:g} s; it goes on, "
                                            "and a pinned one is kept: ask again shortly", retry_after=10) from None
+
+
+def _target(request: Request) -> tuple[Service, Spec, Pins]:
+    """The service, the spec the path names and the pins the query asks for, each checked (4xx otherwise)."""
+    service: Service = request.app.state.service
+    spec = service.spec(request.path_params["spec_id"])
+    blocks, at = _query(request)
+    return service, spec, service.pins(spec, blocks, at)
 
 
 def _query(request: Request) -> tuple[list[str], str | None]:
@@ -415,10 +420,7 @@ async def audit(request: Request) -> Response:
       503: {description: "a read failed or a node is unreachable: the reason, no figures"}
       504: {description: "the audit is still running"}
     """
-    service: Service = request.app.state.service
-    spec = service.spec(request.path_params["spec_id"])
-    blocks, at = _query(request)
-    pins = service.pins(spec, blocks, at)
+    service, spec, pins = _target(request)
     future, source = service.audit(spec, pins)
     result: AuditResult = await _wait(service, future)
     return Response(audit_text(result), media_type="application/json", headers=_cache_headers(pins, source))
@@ -439,13 +441,10 @@ async def check(request: Request) -> Response:
       404: {description: "unknown token or policy"}
       503: {description: "the audit could not be completed: the gate does not decide on missing reads"}
     """
-    service: Service = request.app.state.service
-    spec = service.spec(request.path_params["spec_id"])
-    blocks, at = _query(request)
+    service, spec, pins = _target(request)
     names = request.query_params.getlist("policy")
     if len(names) != 1:
         raise ServiceError(400, "bad-policy", "give one policy=NAME")
-    pins = service.pins(spec, blocks, at)
     future, source = service.check(spec, pins, names[0])
     text: str = await _wait(service, future)
     return Response(text, media_type="application/json", headers=_cache_headers(pins, source))
@@ -463,10 +462,7 @@ async def report(request: Request) -> Response:
       200: {description: "text/html; X-Report-Signer and X-Report-Digest name the signature"}
       503: {description: "an incomplete audit is never signed"}
     """
-    service: Service = request.app.state.service
-    spec = service.spec(request.path_params["spec_id"])
-    blocks, at = _query(request)
-    pins = service.pins(spec, blocks, at)
+    service, spec, pins = _target(request)
     future, source = service.report(spec, pins)
     html, signature = await _wait(service, future)
     headers = {**_cache_headers(pins, source), "X-Report-Signer": signature["signer"],

@@ -6,16 +6,11 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from auditor import __version__
-
-if TYPE_CHECKING:
-    from auditor.chain.reader import ConnectOptions
-    from auditor.findings import AuditResult
-    from auditor.spec import Registry, Spec
 
 DEFAULT_REGISTRY = "protocols/registry.yaml"
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -203,6 +198,7 @@ def _audit(
     key: str | None = None,
 ) -> None:
     from auditor.audit import load_bundle, parse_blocks, parse_pairs, parse_time, summary_lines
+    from auditor.audit_output import audit_json, audit_with_inputs
     from auditor.chain.evidence import Bundle
     from auditor.chain.reader import ConnectOptions
     from auditor.output import write_json
@@ -244,22 +240,6 @@ def _audit(
                                  findings.get("evidence", {}).get("digest"))
         assert signature is not None  # a key was given
         click.echo(f"report written to {html_out} (signed by {signature.signer} with {source})")
-
-
-def audit_with_inputs(spec: Spec, registry: Registry, options: ConnectOptions, spec_path: str | Path,
-                      registry_path: str | Path) -> AuditResult:
-    """Audit a loaded spec; its findings name the inputs as given. `auditor serve` and `auditor mcp` audit here too."""
-    from auditor.audit import AuditRequest, run_audit
-
-    result = run_audit(AuditRequest(spec, registry, options))
-    # Paths as given, never resolved: a machine's own paths in the signed findings would change the digest.
-    result.document["inputs"] = {"spec": str(Path(spec_path)), "registry": str(Path(registry_path))}
-    return result
-
-
-def audit_json(result: AuditResult) -> dict[str, Any]:
-    """What `audit --json` writes: the findings plus the run's request counts (run metadata, never signed)."""
-    return {**result.document, "requests": result.requests}
 
 
 def _signing_key(keystore: str | None) -> tuple[bytes, str]:

@@ -6,10 +6,9 @@ Starlette, uvicorn and the MCP SDK are imported inside the commands: `auditor --
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -30,13 +29,20 @@ timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(1,
                               help="Seconds a request waits for its audit (which still finishes and is kept).")
 
 
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2 (bad input), as the other commands say it."""
+    from auditor.text import inert
+
+    click.echo(f"error: {inert(message)}", err=True)
+    sys.exit(2)
+
+
 def _service(specs_dir: str, registry_path: str | None, rpc: tuple[str, ...], key: str | None, no_cache: bool,
              **settings: Any) -> Service:
     """The shared service, or one clear line and exit 2 on a bad spec, registry, key or --rpc."""
     from auditor.api import Service, Settings
     from auditor.audit import parse_pairs
     from auditor.chain.rpc import ConfigError
-    from auditor.cli import _fail
     from auditor.report.sign import resolve_signing_key
     from auditor.spec import SpecError
 
@@ -98,26 +104,31 @@ def serve(host: str, port: int, specs_dir: str, registry_path: str | None, rpc: 
     service = _service(specs_dir, registry_path, rpc, key, no_cache, policies_dir=Path(policies_dir),
                        rate_per_minute=rate_per_minute, max_parallel=max_parallel, max_queue=8 * max_parallel,
                        timeout_s=timeout_s)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        from auditor.cli import _fail
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            """Once listening (the port is known, also for --port 0), say where."""
+            await super().startup(sockets)
+            if self.should_exit:
+                return
+            bound = self.servers[0].sockets[0].getsockname()[1]
+            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+            if as_json:
+                click.echo(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "specs": sorted(service.specs)}))
+            else:
+                click.echo(f"serving {len(service.specs)} spec(s) from {specs_dir} at {url} "
+                           f"(OpenAPI: {url}/openapi.json)")
+            sys.stdout.flush()
 
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    bound = listener.getsockname()[1]
-    url = f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{bound}"
-    config = uvicorn.Config(create_app(service), log_level="warning", proxy_headers=False, server_header=False,
-                            limit_concurrency=256, timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
-    if as_json:
-        click.echo(json.dumps({"url": url, "openapi": f"{url}/openapi.json", "specs": sorted(service.specs)}))
-    else:
-        click.echo(f"serving {len(service.specs)} spec(s) from {specs_dir} at {url} (OpenAPI: {url}/openapi.json)")
-    sys.stdout.flush()
+    config = uvicorn.Config(create_app(service), host=host, port=port, log_level="warning", proxy_headers=False,
+                            server_header=False, limit_concurrency=256, timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=16 * 1024)
+    server = Server(config)
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
+        _fail(f"cannot listen on {host}:{port} (the reason is the line above)")
     finally:
         service.close()
 

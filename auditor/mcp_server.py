@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from auditor import __version__
 from auditor.api import Pins, Service, ServiceError, backing_summary, then
+from auditor.audit_output import audit_json
 
 INSTRUCTIONS = (
     "reserve-auditor reads what a yield-bearing token's issuer really holds and owes on chain, values it at "
@@ -84,8 +85,6 @@ def build_server(service: Service) -> MCPServer:
         token: a spec id or symbol. at: an ISO time (every chain at its last block at or before it).
         block: pins such as ["ethereum:23700000"] (default: latest).
         """
-        from auditor.cli import audit_json
-
         spec, pinned = pins(token, at, block)
         audited, _source = service.audit(spec, pinned)
         shaped = then(audited, audit_json)

@@ -282,3 +282,27 @@ def test_serve_command_listens_and_says_where(world: dict[str, Any], key_env: No
     assert "Examples:" in help_text and "/v1/audit/ID" in help_text
     bad = CliRunner().invoke(main, ["serve", "--specs", str(folder / "missing")])
     assert bad.exit_code == 2 and "no such folder" in bad.output
+
+
+def test_at_pins_by_time_and_a_slow_node_is_a_504(world: dict[str, Any], key_env: None) -> None:  # noqa: F811
+    with FaultProxy(world["url"]) as proxy:
+        api = Served(Service(settings(world, proxy.url, timeout_s=0.5)))
+        try:
+            pinned = api.client.get(f"/v1/audit/alpha?block=ethereum:{world['block']}").json()["pins"]["ethereum"]
+            offset = pinned["time"].replace("Z", "+00:00")  # sent unescaped: the "+" arrives as a space
+            by_time = api.client.get("/v1/audit/alpha", params={"at": offset.replace("+", " ")})
+            assert by_time.status_code == 200, by_time.text
+            assert by_time.json()["pins"]["ethereum"]["number"] >= world["block"]
+            proxy.state.faults = ["delay"] * 50  # every answer 1.5 s late
+            slow = api.client.get(f"/v1/audit/alpha?block=ethereum:{world['block'] - 2}")
+            assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"
+            assert int(slow.headers["retry-after"]) > 0
+            proxy.state.faults = []
+            deadline = time.monotonic() + 30  # the audit went on; once done it is kept, and answered at once
+            while (again := api.client.get(str(slow.request.url))).status_code == 504:
+                assert time.monotonic() < deadline
+            assert again.status_code == 200 and again.headers["x-audit"] in {"shared", "kept"}
+            assert api.service.counters.runs == 3
+        finally:
+            proxy.state.faults = []
+            api.close()

@@ -1,0 +1,33 @@
+"""What `auditor audit --json` writes, in one place: the command line, `auditor serve` and `auditor mcp` use it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditor.chain.reader import ConnectOptions
+    from auditor.findings import AuditResult
+    from auditor.spec import Registry, Spec
+
+
+def audit_with_inputs(spec: Spec, registry: Registry, options: ConnectOptions, spec_path: str | Path,
+                      registry_path: str | Path) -> AuditResult:
+    """Audit a loaded spec; its findings name the inputs as given."""
+    from auditor.audit import AuditRequest, run_audit
+
+    result = run_audit(AuditRequest(spec, registry, options))
+    # Paths as given, never resolved: a machine's own paths in the signed findings would change the digest.
+    result.document["inputs"] = {"spec": str(Path(spec_path)), "registry": str(Path(registry_path))}
+    return result
+
+
+def audit_json(result: AuditResult) -> dict[str, Any]:
+    """What `audit --json` writes: the findings plus the run's request counts (run metadata, never signed)."""
+    return {**result.document, "requests": result.requests}
+
+
+def audit_text(result: AuditResult) -> str:
+    """The bytes of that file (auditor.output.write_json's spelling)."""
+    return json.dumps(audit_json(result), indent=2, sort_keys=True) + "\n"
