@@ -68,6 +68,7 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
                 say("  " + line)
             stages[stage] = {"pin_time": reconstruction.PIN_TIMES[stage], "audit": findings,
                              "trace": _trace(spec.id, registry, inputs, rpc, world.pins[stage], say)}
+        history_data = _history(spec, registry, rpc, params, say)
     finally:
         eth.stop()
         plume.stop()
@@ -82,6 +83,7 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
         "pins": world.pins,
         "stages": stages,
         "headline": headline(stages),
+        "history": history_data,
         "method_notes": METHOD_NOTES,
     })
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,31 @@ def _trace(root: str, registry: Any, inputs: dict[str, Path], rpc: dict[str, str
     clients = connect({c: registry.chains[c] for c in pins}, ConnectOptions(rpc=rpc, blocks=pins, use_cache=False))
     findings: dict[str, Any] = run_trace(root, specs, registry, clients, {c: (0, b) for c, b in pins.items()})
     return findings
+
+
+def _history(spec: Any, registry: Any, rpc: dict[str, str], params: dict[str, Any], say: Say) -> dict[str, Any]:
+    """`auditor history` over the reconstruction: from the parameters' first point to the last pin, with the
+    default policy, so the report dates when each limit would have fired."""
+    from auditor.audit import parse_time
+    from auditor.history import document, parse_every, run_history, time_points
+    from auditor.policy import DEFAULT_POLICY
+
+    points = time_points(parse_time(params["history"]["from"], "history.from"),
+                         parse_time(reconstruction.PIN_TIMES["after-loss"]), parse_every(params["history"]["every"]))
+    say(f"auditing the reconstruction at {len(points)} points (auditor history, every {params['history']['every']})")
+
+    def progress(sample: Any) -> None:
+        if not sample.complete:
+            raise reconstruction.DemoError(f"the history point {sample.point.label} is incomplete: "
+                                           f"{sample.why_incomplete}")
+
+    samples, _last = run_history(spec, registry, ConnectOptions(rpc=rpc, use_cache=False), points, DEFAULT_POLICY,
+                                 on_point=progress)
+    data = document(spec, samples, DEFAULT_POLICY, f"from {params['history']['from']} every "
+                    f"{params['history']['every']}")
+    for name, crossing in data["crossings"].items():
+        say(f"  first crossed: {name} at {crossing['first']}")
+    return data
 
 
 def headline(stages: dict[str, Any]) -> dict[str, Any]:

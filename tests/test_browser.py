@@ -55,7 +55,7 @@ WIDTHS = (1400, 390)
 # Budgets of the issue "A report a curator reads in two minutes".
 MAX_REPORT_BYTES = 250_000
 MAX_PRINTED_PAGES = 12
-SECTIONS = ["Verdict", "Key figures", "Why: the flags", "The money", "Who is exposed", "Method and evidence",
+SECTIONS = ["Verdict", "Key figures", "History", "Why: the flags", "The money", "Who is exposed", "Method and evidence",
             "Signature"]
 
 # In the page: every element whose content is wider than its box and is not inside a horizontal scroller, and

@@ -198,8 +198,12 @@ def test_reconstruction_rebuilds_the_same_chains_on_fixed_block_times(
     rebuilt = reconstruction.write_inputs(world, params, tmp_path)
     for name, path in rebuilt.items():
         assert path.read_bytes() == (demo_out / report["inputs"][name]).read_bytes()
-    scheduled = {timestamp(params["timeline"]["early_november"]), timestamp(params["timeline"]["loss"]),
-                 *(timestamp(t) for t in PIN_TIMES.values())}
+    timeline = params["timeline"]
+    loop, start = timestamp(timeline["loop"]), timestamp(params["start_time"])
+    scheduled = {timestamp(timeline["early_november"]), timestamp(timeline["loss"]),
+                 *(timestamp(t) for t in PIN_TIMES.values()),
+                 *(start + k * timeline["deposits_every_days"] * 86_400 for k in (1, 2, 3)),  # the users' deposits
+                 *(loop + k * timeline["loop_every_hours"] * 3600 for k in range(50))}  # the loop's rounds
     for chain, node in (("ethereum", world.eth), ("plume", world.plume)):
         for stage in STAGES:
             block = rpc(node.url, "eth_getBlockByNumber", [hex(world.pins[stage][chain]), False])
@@ -264,7 +268,7 @@ def test_timeline_out_of_order_is_a_located_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"timeline\.loss.*not after early-november pin"):
         load_params(bad)
     naive = tmp_path / "naive.yaml"
-    naive.write_text(PARAMS_FILE.read_text().replace('"2025-10-27T00:00:00Z"', '"2025-10-27T00:00:00"'))
+    naive.write_text(PARAMS_FILE.read_text().replace('"2025-10-01T00:00:00Z"', '"2025-10-01T00:00:00"'))
     with pytest.raises(SpecError, match=r"start_time.*zone"):
         load_params(naive)
 
@@ -277,3 +281,23 @@ def test_verify_rebuild_re_runs_the_demo_to_its_digest(demo_out: Path, tmp_path:
     # --rebuild is for the demo's report only, and never mixed with a node or a bundle.
     mixed = CliRunner().invoke(main, ["verify", str(report), "--rebuild", "--rpc", "ethereum=http://127.0.0.1:9"])
     assert mixed.exit_code == 2 and "--rebuild" in mixed.output
+
+
+def test_the_demo_history_dates_every_default_limit_before_the_loss(report: dict[str, Any]) -> None:
+    """The expansion rises from 1x (users' deposits) through 7.6x (the loop) to unbounded (Elixir's loans), and the
+    default policy's expansion and backing limits are first crossed on 27 Oct, a week before the loss of 4 Nov."""
+    history = report["history"]
+    assert history["complete"] is True
+    series = {row["point"]: row for row in history["series"]}
+    assert Decimal(series["2025-10-20T12:00:00Z"]["expansion_ratio"]) == 1
+    assert abs(Decimal(series["2025-10-28T12:00:00Z"]["expansion_ratio"]) / Decimal("7.6") - 1) < Decimal("0.01")
+    assert series["2025-11-03T12:00:00Z"]["expansion_ratio"] is None  # unbounded: no verifiable backing left
+    # The history's point at a pin is that pin's audit: the same figures.
+    late = report["stages"]["late-october"]["audit"]["backing"]["issuers"]["stream-xusd"]
+    assert series["2025-10-28T12:00:00Z"]["verifiable_backing_usd"] == late["verifiable_backing_usd"]
+    crossings = history["crossings"]
+    for check in ("check:max-expansion", "check:min-backing-ratio", "check:flag:self-issued-collateral"):
+        assert crossings[check] == {"first": "2025-10-27T12:00:00Z", "last_clear": "2025-10-26T12:00:00Z"}
+    assert crossings["check:flag:circular-dependency"]["first"] == "2025-11-01T12:00:00Z"
+    loss = timestamp(load_params()["timeline"]["loss"])
+    assert all(timestamp(c["first"]) < loss for name, c in crossings.items() if name.startswith("check:"))

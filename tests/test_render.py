@@ -577,3 +577,30 @@ def test_index_rejects_duplicate_links() -> None:
 def test_empty_index() -> None:
     html = render_index([])
     assert "No reports published yet." in html and "0 row(s)" in html
+
+
+def test_a_history_renders_its_charts_crossings_and_incomplete_points() -> None:
+    document = _document()
+    rows = []
+    for day, (supply, backing) in enumerate([("100", "100"), ("200", "100"), (None, None), ("400", "0")]):
+        complete = supply is not None
+        rows.append({"point": f"2025-10-0{day + 1}T12:00:00Z", "pins": {}, "complete": complete,
+                     "why_incomplete": None if complete else "ethereum: header not found",
+                     "supply_usd": supply, "verifiable_backing_usd": backing,
+                     "expansion_ratio": None if not complete or backing == "0" else str(int(supply) // int(backing)),
+                     "coverage": "1" if complete else None, "flags": [], "failed_checks": []})
+    document["history"] = {"points": "from 2025-10-01T12:00:00Z every 1d", "policy": {"max_expansion": "1.1"},
+                           "series": rows, "complete": False,
+                           "crossings": {"check:max-expansion": {"first": "2025-10-02T12:00:00Z",
+                                                                 "last_clear": "2025-10-01T12:00:00Z"},
+                                         "flag:under-backed": {"first": "2025-10-04T12:00:00Z", "last_clear": None}}}
+    html = _render(document)
+    _assert_inert(html)
+    section = html[html.index('id="history-title"'):html.index('id="why-title"')]
+    assert "4 audits from 1 Oct 2025 12:00 UTC to 4 Oct 2025 12:00 UTC" in section
+    assert "max-expansion 1.1" in section and "2 Oct 2025 12:00 UTC" in section
+    assert "first failed at 2 Oct 2025 12:00 UTC" in section
+    assert "could not be audited completely and date nothing: 2025-10-03T12:00:00Z" in section
+    assert section.count("<svg") == 3 and "<circle" in section  # the unbounded last point is ringed at the cap
+    assert "under-backed" in section  # flags in their own (collapsed) table
+    assert html == _render(json.loads(json.dumps(document)))  # deterministic

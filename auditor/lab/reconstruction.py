@@ -29,6 +29,7 @@ from auditor.spec import Field, Number, Obj, Seq, SpecError, Text, load_document
 PARAMS_FILE = Path(__file__).with_name("stream_elixir.yaml")
 PLUME_CHAIN_ID = 98866  # Plume mainnet (viem plumeMainnet)
 WAD = 10**18
+USERS = 3  # outside depositors, each depositing a third of users_usdc
 STAGES = ("late-october", "early-november", "after-loss")
 PIN_TIMES = {  # when an analyst would have looked
     "late-october": "2025-10-28T12:00:00Z",
@@ -45,8 +46,13 @@ _MARKET = Obj({"lltv": Field(_RATIO, required=True), "borrow_ltv": Field(_RATIO,
 PARAMS_FORMAT = Obj({
     "start_time": Field(Text("ISO time of the first block"), required=True),
     "timeline": Field(Obj({"block_seconds": Field(Number(minimum=1, maximum=3600, integer=True), required=True),
+                           "deposits_every_days": Field(Number(minimum=1, maximum=60, integer=True), required=True),
+                           "loop": Field(Text("ISO time"), required=True),
+                           "loop_every_hours": Field(Number(minimum=1, maximum=24, integer=True), required=True),
                            "early_november": Field(Text("ISO time"), required=True),
                            "loss": Field(Text("ISO time"), required=True)}), required=True),
+    "history": Field(Obj({"from": Field(Text("ISO time of the first point"), required=True),
+                          "every": Field(Text("a step such as 1d or 12h"), required=True)}), required=True),
     "users_usdc": Field(_POSITIVE, required=True),
     "target_xusd_supply": Field(_POSITIVE, required=True),
     "other_deusd_holders": Field(_POSITIVE, required=True),
@@ -86,7 +92,11 @@ def schedule(params: dict[str, Any], source: str = "parameters") -> list[tuple[s
                             "expected an ISO time with its zone, such as 2025-10-27T00:00:00Z") from None
 
     timeline = params["timeline"]
-    return [("start_time", at("start_time", params["start_time"])),
+    start = at("start_time", params["start_time"])
+    last_deposit = start + USERS * timeline["deposits_every_days"] * 86_400
+    return [("start_time", start),
+            ("the last user deposit (start_time + 3 x timeline.deposits_every_days)", last_deposit),
+            ("timeline.loop", at("timeline.loop", timeline["loop"])),
             ("late-october pin", timestamp(PIN_TIMES["late-october"])),
             ("timeline.early_november", at("timeline.early_november", timeline["early_november"])),
             ("early-november pin", timestamp(PIN_TIMES["early-november"])),
@@ -274,14 +284,18 @@ def stage_late_october(world: World, params: dict[str, Any], say: Say) -> None:
     a, e, p = world.actors, world.eth_contracts, world.plume_contracts
     morpho = world.morpho
     assert morpho is not None
-    say(f"outside users deposit ${params['users_usdc']:,} USDC into Stream's vault; others mint deUSD")
-    with step("outside deposits"):
-        users = [a["user1"], a["user2"], a["user3"]]
-        total = usd(params["users_usdc"])
-        for index, user in enumerate(users):
-            share = total // 3 + (total % 3 if index == 0 else 0)
+    every = params["timeline"]["deposits_every_days"] * 86_400
+    say(f"outside users deposit ${params['users_usdc']:,} USDC into Stream's vault, one every "
+        f"{params['timeline']['deposits_every_days']} days; others mint deUSD")
+    users = [a["user1"], a["user2"], a["user3"]]
+    total = usd(params["users_usdc"])
+    for index, user in enumerate(users):
+        next_block_at(world, timestamp(params["start_time"]) + (index + 1) * every, f"deposit of user {index + 1}")
+        with step("outside deposits"):
+            share = total // USERS + (total % USERS if index == 0 else 0)
             e["usdc"].transact("mint", user, share)
             deposit(e["xusd"], e["usdc"], share, user)
+    with step("outside deposits"):
         holder = usd(params["other_deusd_holders"])
         e["usdt"].transact("mint", a["deusd_holder"], holder)
         deposit(e["deusd"], e["usdt"], holder, a["deusd_holder"])
@@ -296,6 +310,9 @@ def stage_late_october(world: World, params: dict[str, Any], say: Say) -> None:
                 if lender[market]:
                     morpho.supply(world.markets[market], usd(lender[market]), address)
     stream = a["stream"]
+    loop_start = timestamp(params["timeline"]["loop"])
+    spacing = params["timeline"]["loop_every_hours"] * 3600
+    next_block_at(world, loop_start, "start the loop")
     say("Stream takes the deposits, swaps to USDT, mints deUSD and bridges it to the lending chain")
     with step("Stream mints and bridges deUSD"):
         taken = usd(params["users_usdc"])
@@ -316,6 +333,8 @@ def stage_late_october(world: World, params: dict[str, Any], say: Say) -> None:
         iteration = 0
         while supply < target:
             iteration += 1
+            if iteration > 1:
+                next_block_at(world, loop_start + (iteration - 1) * spacing, f"loop iteration {iteration}")
             minted = min(p["usdc"].call("balanceOf", stream), target - supply)
             deposit(p["xusd"], p["usdc"], minted, stream)
             morpho.supply_collateral(world.markets["xusd_usdc"], minted, stream)

@@ -105,8 +105,11 @@ def render_report(document: Mapping[str, Any], *, findings_json: str, signature:
     tool = _tool_text(first_audit.get("tool"))
     report_name = text(document.get("report")) or (stages[0]["spec"] if stages else "") or "report"
     appendix = [(key, tree(document.get(key))) for key in ("parameters", "pins") if document.get(key) is not None]
+    if _history_view(document.get("history")) is None and document.get("history") is not None:
+        appendix.append(("history", tree(document.get("history"))))  # a history of one point: shown as data
     return _env().get_template("report.html.j2").render(
         story=_story(stages),
+        history=_history_view(document.get("history")),
         last=stages[-1] if stages else None,
         csp=_trusted(CSP),  # a constant: kept literal so the policy is readable in the page source
         css=_css(),
@@ -1086,6 +1089,62 @@ def backing_chart_svg(rows: Sequence[Mapping[str, Any]], uid: str) -> Markup:
     return _trusted(_svg_open(f"{uid}-chart", width, y + 4, title) + "".join(parts) + "</svg>")
 
 
+def line_chart_svg(labels: Sequence[str], lines: Sequence[tuple[str, str, Sequence[Decimal | None]]], uid: str,
+                   title: str, axis: Callable[[Decimal], str], *, cap: Decimal | None = None,
+                   marks: Sequence[tuple[int, str]] = ()) -> Markup:
+    """Values over a series of points (evenly spaced): one polyline per line, a missing value (None) breaks it.
+    Values above `cap` (infinity: unbounded) are drawn at the cap with a ring. `marks`: dashed verticals."""
+    width, left, top, bottom, right = 640.0, 64.0, 40.0, 190.0, 36.0
+    parts, _ = _legend(0, 14, [(colour, name) for name, colour, _ in lines])
+    values = [v for _, _, series in lines for v in series if v is not None and v.is_finite()]
+    largest = max(values, default=Decimal(0))
+    if cap is not None:
+        largest = min(largest, cap) if values else cap
+        if any(v is not None and v > cap for _, _, series in lines for v in series):
+            largest = cap
+    scale = (bottom - top) / float(largest) if largest > 0 else 0.0
+    count = len(labels)
+    step = (width - left - right) / max(count - 1, 1)
+
+    def x_of(i: int) -> float:
+        return left + i * step
+
+    for fraction in (0, 0.5, 1):
+        y = bottom - (bottom - top) * fraction
+        parts.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width)}" y2="{_n(y)}" stroke="#e1e4e8"/>')
+        parts.append(_svg_text(left - 6, y + 4, axis(largest * Decimal(str(fraction))), size=11, anchor="end",
+                               fill=MUTED_COLOUR))
+    for i, text_ in marks:
+        parts.append(f'<line x1="{_n(x_of(i))}" y1="{_n(top - 6)}" x2="{_n(x_of(i))}" y2="{_n(bottom)}" '
+                     f'stroke="{CYCLE_COLOUR}" stroke-dasharray="4 3"><title>{escape(text_)}</title></line>')
+    for _name, colour, series in lines:
+        run: list[str] = []
+        for i, value in enumerate([*series, None]):
+            capped = cap is not None and value is not None and value > cap
+            if value is None and not capped:
+                if len(run) > 1:
+                    parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                                 'stroke-width="2.5"/>')
+                run = []
+                continue
+            shown = float(cap if capped and cap is not None else value if value is not None else 0)
+            point = f"{_n(x_of(i))},{_n(bottom - shown * scale)}"
+            run.append(point)
+            if capped:
+                parts.append(f'<circle cx="{_n(x_of(i))}" cy="{_n(bottom - shown * scale)}" r="4" fill="#fff" '
+                             f'stroke="{colour}" stroke-width="2"><title>{escape(labels[i])}: unbounded or above '
+                             f'{escape(axis(cap or Decimal(0)))}</title></circle>')
+            if count == 1:
+                parts.append(f'<circle cx="{_n(x_of(i))}" cy="{_n(bottom - shown * scale)}" r="3" fill="{colour}"/>')
+    tick_every = max(1, math.ceil(count / 6))
+    last_tick = (count - 1) // tick_every * tick_every
+    for i, label in enumerate(labels):
+        # The last point gets its own label unless it would sit on top of the previous tick's.
+        if i % tick_every == 0 or (i == count - 1 and (i - last_tick) * step >= 70):
+            parts.append(_svg_text(x_of(i), bottom + 16, day(label), size=11, anchor="middle", fill=MUTED_COLOUR))
+    return _trusted(_svg_open(uid, width, bottom + 24, title) + "".join(parts) + "</svg>")
+
+
 def dependency_graph_svg(nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str]],
                          cyclic_edges: set[tuple[str, str]], cyclic_nodes: set[str], uid: str) -> Markup:
     """Issuers on a circle, an arrow from each issuer to what it depends on; cycle edges and nodes in red."""
@@ -1442,6 +1501,66 @@ def _exposure_story(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         rows.append({"label": label, "cells": cells, "strong": key == "bad_debt_usd"})
     present = any(cell != "—" for row in rows for cell in row["cells"])
     return {"present": present, "rows": rows}
+
+
+EXPANSION_CAP = Decimal(20)  # the expansion chart's top: higher ratios and unbounded are drawn there, ringed
+
+
+def _history_view(history: Any) -> dict[str, Any] | None:
+    """The history section: supply and backing, expansion and coverage over the points, and the crossings."""
+    info = _map(history)
+    rows = [_map(row) for row in _seq(info.get("series"))]
+    if len(rows) < 2:
+        return None
+    labels = [text(row.get("point")) for row in rows]
+
+    def series(key: str) -> list[Decimal | None]:
+        return [to_decimal(row.get(key)) for row in rows]
+
+    expansion: list[Decimal | None] = []
+    for row in rows:
+        ratio_ = to_decimal(row.get("expansion_ratio"))
+        supply = to_decimal(row.get("supply_usd"))
+        unbounded = ratio_ is None and supply is not None and supply > 0
+        expansion.append(Decimal("Infinity") if unbounded else ratio_)
+    index = {label: i for i, label in enumerate(labels)}
+    limits = _map(info.get("policy"))
+    checks, flags, marks = [], [], []
+    for name, crossing in _items(info.get("crossings")):
+        first = text(_map(crossing).get("first"))
+        kind, _, what = name.partition(":")
+        limit = limits.get(what.replace("-", "_"))
+        row = {"First crossed": moment(first),
+               "Last held": moment(text(_map(crossing).get("last_clear"))) or "never (already at the first point)"}
+        if kind == "check":
+            checks.append({"Policy limit": what + (f" {text(limit)}" if limit is not None else ""), **row})
+            if first in index:
+                marks.append((index[first], f"{what} first crossed at {first}"))
+        else:
+            flags.append({"Flag": what, **row})
+    marks = sorted(set(marks))
+    first_fail = min((i for i, _ in marks), default=None)
+    incomplete = [label for label, row in zip(labels, rows, strict=True) if row.get("complete") is not True]
+    return {
+        "points": len(rows),
+        "source": text(info.get("points")),
+        "from": moment(labels[0]),
+        "to": moment(labels[-1]),
+        "money": line_chart_svg(labels, [("supply", SUPPLY_COLOUR, series("supply_usd")),
+                                         ("verifiable backing", VERIFIABLE_COLOUR, series("verifiable_backing_usd"))],
+                                "history-money", "Supply and verifiable backing over time", money, marks=marks),
+        "expansion": line_chart_svg(labels, [("expansion (supply / verifiable backing)", CIRCULAR_COLOUR, expansion)],
+                                    "history-expansion", "Expansion over time (ringed: unbounded or above 20x)",
+                                    numbers.multiple, cap=EXPANSION_CAP, marks=marks),
+        "coverage": line_chart_svg(labels, [("coverage of money moved", MINTED_COLOUR, series("coverage"))],
+                                   "history-coverage", "Coverage over time", numbers.percent),
+        "checks": _table(checks, ("Policy limit", "First crossed", "Last held")),
+        "flags": _table(flags, ("Flag", "First crossed", "Last held")),
+        "first_failure": {"when": moment(labels[first_fail]), "what": sorted(
+            text_.split(" first crossed")[0] for i, text_ in marks if i == first_fail)} if first_fail is not None
+        else None,
+        "incomplete": incomplete,
+    }
 
 
 def _story(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
