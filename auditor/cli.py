@@ -449,6 +449,88 @@ def _pin_moments(data: dict[str, Any]) -> list[Any]:
             for pin in row["pins"].values() if pin.get("time")]
 
 
+@main.command()
+@click.argument("spec", type=click.Path())
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False),
+              help="Alert when a limit of this policy is crossed (default: examples/policy.yaml's limits).")
+@click.option("--every", "every_blocks", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Re-audit when the home chain has moved N blocks since the last audit.")
+@click.option("--interval", metavar="STEP", help="Re-audit on a timer instead (30s, 10m, 1h), at the latest blocks.")
+@click.option("--poll", type=click.FloatRange(min=0.05), default=12.0, show_default=True, metavar="SECONDS",
+              help="How often to look at the chain head with --every.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False),
+              help="SQLite file of the watch's memory (default: <cache dir>/watch/SPEC-ID.sqlite).")
+@click.option("--webhook", metavar="URL", help="POST every alert here as JSON, signed with HMAC-SHA256.")
+@click.option("--webhook-secret-env", default="AUDITOR_WEBHOOK_SECRET", show_default=True, metavar="VAR",
+              help="Environment variable holding the webhook's HMAC secret (required with --webhook).")
+@click.option("--exit-on-breach", is_flag=True, help="Exit 1 as soon as an audit breaches the policy.")
+@click.option("--once", is_flag=True, help="One audit now (for cron): alert the transitions since the last run.")
+@click.option("--max-audits", type=click.IntRange(min=1), metavar="N", help="Stop after N audits.")
+@click.option("--backoff", type=click.FloatRange(min=0.01), default=5.0, show_default=True, metavar="SECONDS",
+              help="First wait after an outage; it doubles on each failure, up to 10 minutes.")
+@click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@registry_option
+def watch(spec: str, policy_path: str | None, every_blocks: int, interval: str | None, poll: float,
+          state_path: str | None, webhook: str | None, webhook_secret_env: str, exit_on_breach: bool, once: bool,
+          max_audits: int | None, backoff: float, rpc: tuple[str, ...], registry_path: str) -> None:
+    """Follow new blocks, re-audit SPEC and alert on transitions only: a flag raised or cleared, a policy
+    limit crossed or back, the audit turning incomplete.
+
+    Alerts are JSON lines on stdout (and, with --webhook, an HTTP POST whose body is signed in the
+    X-Auditor-Signature header: sha256=HMAC-SHA256(secret, body)). Status goes to stderr. An outage
+    backs off and never alerts; an audit whose reads failed raises only audit:incomplete and keeps
+    every other condition as it was. The state lives in SQLite: a restart resumes without
+    repeating an alert.
+
+    \b
+    Examples:
+      auditor watch protocols/stream-xusd.yaml --policy examples/policy.yaml --every 300
+      AUDITOR_WEBHOOK_SECRET=... auditor watch SPEC --interval 10m --webhook https://hooks.example/audit
+      auditor watch SPEC --once --exit-on-breach       # from cron or a CI schedule
+    """
+    def action() -> None:
+        import os
+
+        from auditor.audit import parse_pairs
+        from auditor.chain.cache import cache_dir
+        from auditor.chain.reader import ConnectOptions
+        from auditor.chain.rpc import ConfigError
+        from auditor.gate import load_policy
+        from auditor.history import parse_every
+        from auditor.policy import DEFAULT_POLICY
+        from auditor.spec import load_registry, load_spec
+        from auditor.watch import Store, Watch
+
+        policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
+        registry = load_registry(registry_path)
+        loaded = load_spec(spec, registry)
+        secret = os.environ.get(webhook_secret_env, "").encode()
+        if webhook is not None and not secret:
+            raise ConfigError(f"--webhook needs a secret in ${webhook_secret_env}: receivers must be able to check "
+                              "that an alert came from this watch")
+        if webhook is not None and not webhook.startswith(("http://", "https://")):
+            raise ConfigError(f"--webhook {webhook!r}: expected an http:// or https:// URL")
+        interval_s = parse_every(interval, "--interval").total_seconds() if interval else None
+        store = Store(Path(state_path) if state_path else cache_dir() / "watch" / f"{loaded.id}.sqlite")
+        try:
+            watcher = Watch(loaded, registry, policy, ConnectOptions(rpc=parse_pairs(rpc, "--rpc")), store,
+                            say=lambda line: click.echo(line, err=True), emit=click.echo, webhook=webhook,
+                            secret=secret, every_blocks=every_blocks, interval_s=interval_s, poll_s=poll,
+                            backoff_s=backoff)
+            if once:
+                watcher.deliver()
+                watcher.audit_once()
+                code = 1 if exit_on_breach and watcher.breached else 0
+            else:
+                code = watcher.run(max_audits, exit_on_breach)
+        finally:
+            store.close()
+        if code:
+            _fail("the policy is breached (--exit-on-breach)", EXIT_CHECK_FAILED)
+
+    _run_guarded(action)
+
+
 def _progress() -> Callable[..., None] | None:
     """Progress on stderr when it is a terminal; silent in pipes and CI logs."""
     if not sys.stderr.isatty():

@@ -43,11 +43,11 @@ class Point:
     block: int | None = None
 
 
-def parse_every(text: str) -> dt.timedelta:
+def parse_every(text: str, option: str = "--every") -> dt.timedelta:
     """'1d', '6h', '30m', '2w', '90s' -> a positive step."""
     match = _EVERY.match(text)
     if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"--every {text!r}: expected a positive count and a unit, e.g. 1d, 6h, 30m, 2w")
+        raise ConfigError(f"{option} {text!r}: expected a positive count and a unit, e.g. 1d, 6h, 30m, 2w")
     return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
