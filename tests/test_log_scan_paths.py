@@ -5,11 +5,13 @@ and every layer that can hand a scan an answer (transport, cache, evidence) refu
 from __future__ import annotations
 
 import copy
+import json
 import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,10 +27,15 @@ from auditor.chain.rpc import (
     CachingLayer,
     Call,
     ChainError,
+    CheckedLogs,
     HttpTransport,
     RetryPolicy,
     Stats,
+    WireLog,
+    _decode_json,
+    _decode_logs_reply,
     _malformed_logs,
+    malformed,
 )
 from auditor.lab.compile import compile_lab_contracts
 from auditor.lab.deploy import Contract
@@ -95,10 +102,9 @@ BAD_VALUES = st.one_of(
 FIELDS = ["address", "topics", "data", "blockNumber", "logIndex", "transactionHash", "blockHash"]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(_log_items(), max_size=6), st.data())
-def test_the_bulk_check_agrees_with_a_field_by_field_one(items: list[dict[str, Any]], data: st.DataObject) -> None:
-    call = Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},))
+def _mutated(items: list[dict[str, Any]], data: st.DataObject, bad_values: Any = None) -> list[Any]:
+    """The items, or a copy with one thing wrong in one of them."""
+    bad_values = BAD_VALUES if bad_values is None else bad_values
     broken: list[Any] = copy.deepcopy(items)
     mutate: bool = data.draw(st.booleans())
     if broken and mutate:
@@ -112,15 +118,76 @@ def test_the_bulk_check_agrees_with_a_field_by_field_one(items: list[dict[str, A
         elif what == "drop":
             del victim[data.draw(st.sampled_from(FIELDS))]
         elif what == "topic" and victim["topics"]:
-            victim["topics"][data.draw(st.integers(0, len(victim["topics"]) - 1))] = data.draw(BAD_VALUES)
+            victim["topics"][data.draw(st.integers(0, len(victim["topics"]) - 1))] = data.draw(bad_values)
         elif what == "block":
             victim["blockNumber"] = hex(data.draw(st.sampled_from([0, 9, 21, 10**6])))
         elif what == "whole":
             broken[broken.index(victim)] = data.draw(st.one_of(st.integers(), st.text(max_size=4), st.none()))
         elif what in FIELDS:
-            victim[what] = data.draw(BAD_VALUES)
+            victim[what] = data.draw(bad_values)
+    return broken
+
+
+WINDOW = Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_log_items(), max_size=6), st.data())
+def test_the_bulk_check_agrees_with_a_field_by_field_one(items: list[dict[str, Any]], data: st.DataObject) -> None:
+    broken = _mutated(items, data)
     expected = reference_ok(broken, 10, 20)
-    assert (_malformed_logs(call, broken) is None) == expected, broken
+    assert (_malformed_logs(WINDOW, broken) is None) == expected, broken
+
+
+BAD_TEXT = st.one_of(st.sampled_from(["", "0x", "0x1", "1234", "0xzz", "0x0_1", " 0x01", "0x01 ", "0x-1", "0x|0x",
+                                      "0X01", "x0", "0x\u00e9f", "0x0\u0660"]),
+                     st.text(alphabet=HEX + "xX_ |g-\u00e9", max_size=70))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_log_items(), min_size=1, max_size=6), st.data())
+def test_the_bulk_check_of_wire_logs_agrees_with_a_field_by_field_one(items: list[dict[str, Any]],
+                                                                      data: st.DataObject) -> None:
+    """The same check on the items as msgspec decodes them (every field a string: only text goes wrong)."""
+    broken = _mutated(items, data, BAD_TEXT)
+    try:
+        wire = msgspec.convert(broken, list[WireLog])
+    except msgspec.ValidationError:  # a field dropped or an item replaced: the transport decodes such a reply plainly
+        return
+    assert (_malformed_logs(WINDOW, wire) is None) == reference_ok(broken, 10, 20), broken
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_log_items(), max_size=6), st.data(),
+       st.sampled_from(["result", "error", "result and error", "no id", "null result", "truncated"]))
+def test_a_window_decoded_into_wire_logs_is_judged_as_the_plain_decoding(
+        items: list[dict[str, Any]], data: st.DataObject, shape: str) -> None:
+    """The transport's fast decoding of a log window's reply: used only for a well-formed answer (giving the same
+    Logs), else the reply is decoded plainly, to be judged and named as before; invalid JSON fails alike."""
+    broken = _mutated(items, data)
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": 0, "result": None if shape == "null result" else broken}
+    if "error" in shape:
+        reply["error"] = {"code": -32000, "message": "no"}
+    if shape == "no id":
+        del reply["id"]
+    body = json.dumps(reply).encode()
+    if shape == "truncated":
+        body = body[: data.draw(st.integers(0, len(body) - 1))]
+        with pytest.raises(ValueError):
+            _decode_json(body)
+        with pytest.raises(ValueError):
+            _decode_logs_reply(WINDOW, body)
+        return
+    plain, fast = _decode_json(body), _decode_logs_reply(WINDOW, body)
+    well_formed = shape in ("result", "no id") and reference_ok(broken, 10, 20)
+    assert (type(fast.get("result")) is CheckedLogs) == well_formed, broken
+    if not well_formed:
+        assert fast == plain
+        return
+    assert fast.get("id") == plain.get("id")
+    assert malformed(WINDOW, fast["result"]) is None
+    assert _malformed_logs(WINDOW, list(fast["result"])) is None  # checked again, not taken on trust
+    assert reader._logs(fast["result"]) == reader._logs(plain["result"])
 
 
 def test_the_bulk_check_names_what_is_wrong() -> None:
@@ -151,11 +218,12 @@ def spammed() -> Iterator[tuple[str, str, int, int]]:
         node.stop()
 
 
-def _client(url: str, *, cache: SqliteCache | None = None, log_span: int = 100_000) -> ChainClient:
+def _client(url: str, *, cache: SqliteCache | None = None, log_span: int = 100_000,
+            record: Bundle | None = None) -> ChainClient:
     stats = Stats()
     policy = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02, timeout_s=10, sleep=lambda _s: None)
     client = ChainClient("ethereum", 1, HttpTransport("ethereum", url, stats, policy), stats, cache=cache,
-                         log_span=log_span)
+                         log_span=log_span, record=record)
     client.open()
     return client
 
@@ -221,6 +289,27 @@ def test_a_damaged_cache_entry_or_evidence_is_never_believed(spammed: tuple[str,
     scan.calls()
     with pytest.raises(ChainError, match="malformed log"):  # what the scan does with such an answer: stops
         scan.take([answer])
+
+
+def test_windows_decoded_into_wire_logs_give_the_plain_logs_and_evidence_keeps_whole_answers(
+        spammed: tuple[str, str, int, int], tmp_path: Path) -> None:
+    url, spammer, first, last = spammed
+    plain = _one_window_each_block(url, spammer, first, last)
+    fast = _client(url)
+    assert fast.wire.typed_logs  # type: ignore[attr-defined]
+    assert list(fast.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
+    cache = SqliteCache(tmp_path / "cache.sqlite3")
+    for _ in range(2):  # stored as JSON objects, then answered from the cache
+        cached = _client(url, cache=cache)
+        assert list(cached.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
+    assert cached.stats.cache_hits >= 1 and cached.stats.calls["eth_getLogs"] == 0
+    bundle = Bundle()
+    recorded = _client(url, record=bundle)
+    assert not recorded.wire.typed_logs  # type: ignore[attr-defined]
+    assert list(recorded.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
+    windows = [entry["answer"]["result"] for entries in bundle.content()["chains"].values() for entry in entries
+               if entry["request"][0] == "eth_getLogs"]
+    assert windows and all("removed" in item for window in windows for item in window)  # the node's every field
 
 
 def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> None:

@@ -23,6 +23,7 @@ from auditor.chain.rpc import (
     CachingLayer,
     Call,
     ChainError,
+    CheckedLogs,
     ConfigError,
     HttpTransport,
     Layer,
@@ -191,6 +192,7 @@ class ChainClient:
         if isinstance(wire, HttpTransport):
             wire.check = self._check_answer  # below the cache: only proven answers are ever stored
             wire.final = self._pruned
+            wire.typed_logs = record is None  # evidence keeps the node's answers whole, every field
         self.unread: list[Unread] = []
         self._unread_seen: set[tuple[int, str]] = set()
         self._cached: Layer = wire
@@ -569,12 +571,13 @@ class ChainClient:
         ahead: Future[list[Response]] | None = None
         while ahead is not None or not scan.done:
             answers = ahead.result() if ahead is not None else self.layer.send(scan.calls())
-            items = scan.take(answers)
+            windows = scan.take(answers)
             del answers
             # Where the range is dense, the next windows are fetched while these are consumed.
             ahead = self._prefetch().submit(self.layer.send, scan.calls()) if scan.dense and not scan.done else None
-            yield from _logs(items)
-            del items  # only these windows' answers (and those in flight) are ever held
+            while windows:
+                yield from _logs(windows.pop(0))  # a window's items let go once its Logs are out
+            del windows  # only these windows' answers (and those in flight) are ever held
             if progress is not None:
                 progress(scan.start - from_block, to_block - from_block + 1)
 
@@ -631,7 +634,8 @@ class ChainClient:
                 logs = found[index]
                 assert isinstance(logs, list)
                 try:
-                    logs += _logs(scans[index].take(answer))
+                    for window in scans[index].take(answer):
+                        logs += _logs(window)
                 except ChainError as exc:
                     found[index] = exc
             active = [index for index, scan in enumerate(scans)
@@ -689,10 +693,10 @@ class _Scan:
             window["address"] = list(self.addresses)
         return Call("eth_getLogs", (window,), apart=apart)
 
-    def take(self, answers: Sequence[Response]) -> list[dict[str, Any]]:
-        """The windows' log items in order, and the next window. A refused window is narrowed and asked again
-        (its items and those of the windows after it are dropped, to be asked again in order)."""
-        items: list[dict[str, Any]] = []
+    def take(self, answers: Sequence[Response]) -> list[Sequence[Any]]:
+        """The windows' log items in order, a list per window, and the next window. A refused window is narrowed and
+        asked again (its items and those of the windows after it are dropped, to be asked again in order)."""
+        items: list[Sequence[Any]] = []
         for (start, end), answer in zip(self.windows, answers, strict=True):
             call = Call("eth_getLogs", ({"fromBlock": _hex(start), "toBlock": _hex(end)},))
             if is_error(answer):
@@ -703,8 +707,8 @@ class _Scan:
                 self.span, self.dense = smaller, False
                 return items
             # Checked well-formed by every layer that answers (transport, cache, evidence): null is no "no logs".
-            found: list[dict[str, Any]] = answer["result"]
-            items += found
+            found: Sequence[Any] = answer["result"]
+            items.append(found)
             window_blocks = end - start + 1
             self.start = end + 1
             # At most LOG_SPAN_GROWTH times wider per step (an empty window says little about the blocks after it).
@@ -817,15 +821,23 @@ def _matches(topics: Sequence[Any], log: Log) -> bool:
 
 
 _AFTER_0X = operator.itemgetter(slice(2, None))
+_WIRE_NAMES = {"blockNumber": "block_number", "logIndex": "log_index", "transactionHash": "transaction_hash",
+               "blockHash": "block_hash"}
 
 
-def _logs(items: Sequence[Mapping[str, Any]]) -> list[Log]:
-    """Log items (already checked well-formed) as Logs, a field at a time in C: one Python call per log, Log's."""
-    def column(name: str) -> Iterator[Any]:
-        return map(operator.itemgetter(name), items)
-
+def _logs(items: Sequence[Any]) -> list[Log]:
+    """One window's log items (already checked well-formed: dicts, or WireLogs the transport decoded) as Logs, a
+    field at a time in C: one Python call per log, Log's."""
+    if type(items) is CheckedLogs:
+        def column(name: str) -> Iterator[Any]:
+            return map(operator.attrgetter(_WIRE_NAMES.get(name, name)), items)
+        topics: Iterator[tuple[str, ...]] = column("topics")  # tuples already
+    else:
+        def column(name: str) -> Iterator[Any]:
+            return map(operator.itemgetter(name), items)
+        topics = map(tuple, column("topics"))
     sixteen = itertools.repeat(16)
-    rows = zip(column("address"), map(tuple, column("topics")), map(bytes.fromhex, map(_AFTER_0X, column("data"))),
+    rows = zip(column("address"), topics, map(bytes.fromhex, map(_AFTER_0X, column("data"))),
                map(int, column("blockNumber"), sixteen), map(int, column("logIndex"), sixteen),
                column("transactionHash"), column("blockHash"), strict=True)
     return list(map(tuple.__new__, itertools.repeat(Log), rows))  # Log's fields, in order

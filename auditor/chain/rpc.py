@@ -183,6 +183,8 @@ def malformed(call: Call, result: Any) -> str | None:
             return f"asked for block {int(str(asked), 16)}, the node answered with block {int(result['number'], 16)}"
         return None
     elif method == "eth_getLogs":
+        if type(result) is CheckedLogs and result.call is call:
+            return None  # checked by the transport as it decoded it, against this very call
         return _malformed_logs(call, result)
     else:
         return None
@@ -196,35 +198,98 @@ _LOG_COLUMNS = (("address", {42}), ("transactionHash", {66}), ("blockHash", {66}
 _LOG_TOPICS = operator.itemgetter("topics")
 
 
+class WireLog(msgspec.Struct, gc=False, rename="camel"):
+    """A log item of an eth_getLogs answer as msgspec decodes it, in C, from the reply body: every field present and
+    a string (topics a list of strings, kept as a tuple), the node's other fields skipped. What msgspec cannot check
+    (hex digits, lengths, the window) `_malformed_logs` checks as for a dict item. The transport decodes a log
+    window's reply this way when nothing keeps the reply (`HttpTransport.typed_logs`): a reply that does not fit
+    (an error, a missing field, a number where a string belongs) is decoded the plain way and judged as before."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    block_number: str
+    log_index: str
+    transaction_hash: str
+    block_hash: str
+
+
+class _LogsReply(msgspec.Struct, gc=False):
+    result: list[WireLog]
+    id: Any = None
+    error: Any = msgspec.UNSET
+
+
+class CheckedLogs(list[WireLog]):
+    """A log window's items as the transport decoded them (WireLogs) and found well-formed for `call`."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call, items: list[WireLog]) -> None:
+        super().__init__(items)
+        self.call = call
+
+
+def _decode_logs_reply(call: Call, content: bytes) -> Any:
+    """A log window's reply decoded into WireLogs and checked, or, when it is no well-formed answer, decoded the
+    plain way (into dicts) for the usual checks to judge and name what is wrong, exactly as for any reply."""
+    try:
+        reply = _decode_logs(content)
+    except msgspec.ValidationError:  # not the shape of a log window's answer (invalid JSON raises DecodeError)
+        return _decode_json(content)
+    if reply.error is not msgspec.UNSET or _malformed_logs(call, reply.result) is not None:
+        return _decode_json(content)
+    return {"id": reply.id, "result": CheckedLogs(call, reply.result)}
+
+
+def plain_answer(answer: Response) -> Response:
+    """An answer as JSON values, for what keeps answers (the cache): a decoded log window's items as objects."""
+    if type(answer.get("result")) is CheckedLogs:
+        return {"result": msgspec.to_builtins(answer["result"])}
+    return answer
+
+
+# The same columns of WireLog items, in _LOG_COLUMNS' order.
+_WIRE_COLUMNS = tuple(operator.attrgetter(name) for name in (
+    "address", "transaction_hash", "block_hash", "data", "block_number", "log_index"))
+_WIRE_TOPICS = operator.attrgetter("topics")
+
+
 def _malformed_logs(call: Call, result: Any) -> str | None:
     """Every log of the window well-formed and inside it, checked a column at a time in C (a 100,000-log scan
     checks ~1M fields, most of them repeats: one contract, one block hash for a block's logs, one event topic):
-    each column's distinct values are checked for type and length, then all of them at once joined with "|" and
-    cleaned of hex digits in one call, where what is left must be "|x" once per value and "|0x" must open every
-    value (0x and hex digits only)."""
+    each column's distinct values are checked for type and length; then every value must open with "0x" (their
+    first two characters, joined, are "0x" once per value) and, all of them joined and cleaned of hex digits in
+    one call, leave nothing but those "x"s (0x and hex digits only)."""
     if not isinstance(result, list):
         return f"malformed eth_getLogs result {str(result)[:80]!r}"
     if not result:
         return None
     window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
     low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
-    try:
-        columns = [list(map(operator.itemgetter(name), result)) for name, _lengths in _LOG_COLUMNS]
-        topic_lists = list(map(_LOG_TOPICS, result))
-        if set(map(type, topic_lists)) != {list}:
-            raise TypeError
-        distinct = [set(column) for column in columns] + [set(itertools.chain.from_iterable(topic_lists))]
-    except (TypeError, KeyError):  # an item not an object, a field missing, a list where a string belongs
-        return f"malformed log {_first_bad_log(result)}"
-    values = list(itertools.chain(*distinct))
-    if not set(map(type, values)) <= {str} or any(
+    if set(map(type, result)) == {WireLog}:  # msgspec checked every field present and a string
+        distinct = [set(map(getter, result)) for getter in _WIRE_COLUMNS] + [
+            set(itertools.chain.from_iterable(map(_WIRE_TOPICS, result)))]
+        values = list(itertools.chain(*distinct))
+    else:
+        try:
+            columns = [list(map(operator.itemgetter(name), result)) for name, _lengths in _LOG_COLUMNS]
+            topic_lists = list(map(_LOG_TOPICS, result))
+            if set(map(type, topic_lists)) != {list}:
+                raise TypeError
+            distinct = [set(column) for column in columns] + [set(itertools.chain.from_iterable(topic_lists))]
+        except (TypeError, KeyError):  # an item not an object, a field missing, a list where a string belongs
+            return f"malformed log {_first_bad_log(result)}"
+        values = list(itertools.chain(*distinct))
+        if not set(map(type, values)) <= {str}:
+            return f"malformed log {_first_bad_log(result)}"
+    if any(
         not set(map(len, unique)) <= lengths
         for unique, lengths in zip(distinct, [lengths for _name, lengths in _LOG_COLUMNS] + [{66}], strict=True)
         if lengths is not None
     ) or any(map((1).__and__, map(len, distinct[3]))) or min(map(len, distinct[4] | distinct[5])) < 3:
         return f"malformed log {_first_bad_log(result)}"
-    joined = "|" + "|".join(values)
-    if joined.translate(_NOT_HEX) != "|x" * len(values) or joined.count("|0x") != len(values):
+    if "".join(map(_FIRST_TWO, values)) != "0x" * len(values) or not _only_hex_after_0x(values):
         bad = next((f for f in values if not _is_data(f) and not _is_quantity(f)), "?")
         return f"malformed log field {bad[:80]!r}"
     blocks = list(map(int, distinct[4], itertools.repeat(16)))
@@ -232,6 +297,21 @@ def _malformed_logs(call: Call, result: Any) -> str | None:
     if (low is not None and lowest < low) or (high is not None and highest > high):
         return f"log of block {lowest if low is not None and lowest < low else highest} outside the asked window"
     return None
+
+
+_FIRST_TWO = operator.itemgetter(slice(2))
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _only_hex_after_0x(values: list[str]) -> bool:
+    """Given every value opens with "0x": whether the rest of each is hex digits. Joined, as bytes (a bytes
+    translate is ~3x faster than a str one), cleaned of hex digits, they must leave exactly one "x" per value:
+    those of their "0x"."""
+    try:
+        joined = "".join(values).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return joined.translate(None, _HEX_DIGITS) == b"x" * len(values)
 
 
 def _first_bad_log(result: list[Any]) -> str:
@@ -340,6 +420,9 @@ class HttpTransport:
         self.policy = policy or RetryPolicy()
         self.session = session or requests.Session()
         self.batches_supported = True
+        # Log windows decoded straight into WireLogs (CheckedLogs): ~2x faster than into dicts, but only the fields
+        # a Log keeps survive. The chain client turns it off when answers are recorded as evidence, kept whole.
+        self.typed_logs = True
         self._lock = threading.Lock()  # counts, when `apart` calls go out side by side
         self._pool: ThreadPoolExecutor | None = None
         # Set by the chain client once it knows its pin: checks answers against it (block proofs).
@@ -474,7 +557,10 @@ class HttpTransport:
                 raise PayloadTooLarge(f"HTTP {reply.status_code}: {text}")
             raise _Retryable(f"HTTP {reply.status_code}: {text}")
         try:
-            decoded = _decode_json(content)
+            if single and self.typed_logs and calls[0].method == "eth_getLogs":
+                decoded = _decode_logs_reply(calls[0], content)
+            else:
+                decoded = _decode_json(content)
         except ValueError:
             raise _Retryable("reply is not valid JSON (truncated?)") from None
         return self._match(calls, decoded, single)
@@ -517,6 +603,7 @@ class _BatchRefused(Exception):
 # Python values (integers of any size included); a malformed reply raises msgspec.DecodeError, a ValueError.
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
+_decode_logs = msgspec.json.Decoder(_LogsReply).decode
 
 
 def _is_rate_limit(item: Response) -> bool:
@@ -561,7 +648,7 @@ class CachingLayer:
             out[index] = answer
             key = keys[index]
             if key is not None and not is_error(answer):
-                to_store.append((key, answer))
+                to_store.append((key, plain_answer(answer)))
         if to_store:
             self.store.put_many(to_store)
         return [answer for answer in out if answer is not None]
