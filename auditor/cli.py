@@ -365,7 +365,7 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
         from auditor.chain.rpc import ConfigError
         from auditor.gate import load_policy
         from auditor.history import block_points, document, parse_every, run_history, time_points, to_csv
-        from auditor.output import write_json, write_text
+        from auditor.output import write_text
         from auditor.policy import DEFAULT_POLICY
         from auditor.spec import load_registry, load_spec
 
@@ -388,11 +388,7 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
             samples, last_document = run_history(loaded, registry, options, points, policy,
                                                  on_point=lambda _sample: bar.update(1))
         data = document(loaded, samples, policy, source)
-        for line in history_lines(data):
-            click.echo(line)
-        if json_out:
-            write_json(Path(json_out), data)
-            click.echo(f"history written to {json_out}")
+        _show(history_lines(data), data, json_out, "history")
         if csv_out:
             write_text(Path(csv_out), to_csv(data))
             click.echo(f"history written to {csv_out}")
@@ -531,6 +527,17 @@ def watch(spec: str, policy_path: str | None, every_blocks: int, interval: str |
     _run_guarded(action)
 
 
+def _show(lines: list[str], data: Any, json_out: str | None, what: str) -> None:
+    """The terminal lines of a result, then its JSON file when --json asks for one."""
+    from auditor.output import write_json
+
+    for line in lines:
+        click.echo(line)
+    if json_out:
+        write_json(Path(json_out), data)
+        click.echo(f"{what} written to {json_out}")
+
+
 def _progress() -> Callable[..., None] | None:
     """Progress on stderr when it is a terminal; silent in pipes and CI logs."""
     if not sys.stderr.isatty():
@@ -564,7 +571,6 @@ def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...
         from auditor.chain.reader import ConnectOptions, connect
         from auditor.chain.rpc import ConfigError
         from auditor.exposure import run_exposure, summary_lines
-        from auditor.output import write_json
         from auditor.spec import load_registry, load_spec, spec_paths
 
         registry = load_registry(registry_path)
@@ -582,11 +588,7 @@ def exposure(token: str, chain: str, rpc: tuple[str, ...], block: tuple[str, ...
         client = connect({chain: registry.chains[chain]},
                          ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=parse_blocks(block)))[chain]
         found = run_exposure(address, chain, registry, client)
-        for line in summary_lines(found):
-            click.echo(line)
-        if json_out:
-            write_json(Path(json_out), found)
-            click.echo(f"exposure written to {json_out}")
+        _show(summary_lines(found), found, json_out, "exposure")
 
     _run_guarded(action)
 

@@ -15,18 +15,16 @@ Fail closed, and never cry wolf:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import sqlite3
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditRequest, run_audit
+from auditor.chain.notify import post
 from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ChainError
 from auditor.findings import AuditResult
@@ -34,8 +32,6 @@ from auditor.policy import Policy
 from auditor.spec import Registry, Spec
 from auditor.text import inert
 
-SIGNATURE_HEADER = "X-Auditor-Signature"
-DELIVERY_HEADER = "X-Auditor-Delivery"
 INCOMPLETE = "audit:incomplete"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,23 +118,6 @@ class Store:
     def mark(self, column: str, seq: int) -> None:
         assert column in ("printed", "posted")
         self.db.execute(f"UPDATE outbox SET {column} = 1 WHERE seq = ?", (seq,))  # noqa: S608
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """The webhook's signature header value: sha256=HEX(HMAC-SHA256(secret, body))."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def post(url: str, secret: bytes, seq: int, alert: Mapping[str, Any], timeout: float = 10.0) -> None:
-    """POST one alert; raises OSError (urllib.error.URLError included) unless the receiver answers 2xx."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"webhook {url!r}: only http(s) URLs are posted to")
-    body = json.dumps({"seq": seq, **alert}, sort_keys=True, separators=(",", ":")).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 - http(s) only
-        "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body), DELIVERY_HEADER: str(seq)})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's own URL
-        if not 200 <= response.status < 300:
-            raise OSError(f"the webhook answered HTTP {response.status}")
 
 
 @dataclass
