@@ -31,3 +31,17 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
 def audit_text(result: AuditResult) -> str:
     """The bytes of that file (auditor.output.write_json's spelling)."""
     return json.dumps(audit_json(result), indent=2, sort_keys=True) + "\n"
+
+
+def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks: dict[str, str | int]
+                 ) -> dict[str, Any]:
+    """One spec of `auditor publish`, from plain arguments (a task of any engine, see auditor.engine): its findings
+    and request counts, or why it cannot be published (an audit whose reads failed is never signed)."""
+    from auditor.chain.reader import ConnectOptions
+    from auditor.spec import load_registry, load_spec
+
+    registry = load_registry(registry_path)
+    spec = load_spec(spec_path, registry)
+    result = audit_with_inputs(spec, registry, ConnectOptions(rpc=rpc, blocks=blocks), spec_path, registry_path)
+    return {"spec": spec.id, "findings": result.document, "requests": result.requests,
+            "incomplete": None if result.reads_complete else f"the audit is incomplete ({result.gaps[0].line()})"}

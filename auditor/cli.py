@@ -15,6 +15,16 @@ from auditor import __version__
 DEFAULT_REGISTRY = "protocols/registry.yaml"
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine, --scheduler and --workers: where the run's audits execute (auditor/engine.py)."""
+    command = click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                           help="Worker processes of the local Dask cluster (--engine dask, no --scheduler).")(command)
+    command = click.option("--scheduler", metavar="tcp://HOST:PORT",
+                           help="Run on this existing Dask cluster instead of a local one.")(command)
+    return click.option("--engine", type=click.Choice(["serial", "dask"]), default="serial", show_default=True,
+                        help="serial: one audit after another here; dask: as tasks on a Dask cluster.")(command)
+
+
 registry_option = click.option(
     "--registry",
     "registry_path",
@@ -340,9 +350,11 @@ def trace(
               help="Write a signed HTML report: the history charts and the last point's audit.")
 @click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the report.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the on-disk cache of pinned reads.")
+@engine_options
 def history(spec: str, start: str | None, end: str | None, every: str, blocks: str | None, policy_path: str | None,
             rpc: tuple[str, ...], registry_path: str, json_out: str | None, csv_out: str | None,
-            html_out: str | None, key: str | None, no_cache: bool) -> None:
+            html_out: str | None, key: str | None, no_cache: bool, engine: str, scheduler: str | None,
+            workers: int) -> None:
     """Audit SPEC at a series of pins: supply, backing, expansion and coverage over time, and when each
     policy limit was first crossed.
 
@@ -383,10 +395,13 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
             points, source = time_points(first, last, parse_every(every)), f"from {start} every {every}"
         signing = _signing_key(key) if html_out else None
         options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), use_cache=not no_cache)
-        with click.progressbar(length=len(points), label=f"auditing {len(points)} point(s)", file=sys.stderr,
-                               show_pos=True) as bar:
-            samples, last_document = run_history(loaded, registry, options, points, policy,
-                                                 on_point=lambda _sample: bar.update(1))
+        with click.progressbar(length=len(points), label=f"auditing {len(points)} point(s) ({engine})",
+                               file=sys.stderr, show_pos=True) as bar:
+            def advance(done: int, _failed: int, _total: int) -> None:
+                bar.update(done - bar.pos)
+
+            samples, last_document = run_history(loaded, registry, options, points, policy, advance, engine,
+                                                 scheduler, workers)
         data = document(loaded, samples, policy, source)
         _show(history_lines(data), data, json_out, "history")
         if csv_out:
@@ -774,43 +789,67 @@ def _rerun(rpc: tuple[str, ...], replay: str | None, spec_override: str | None,
 @click.argument("specs", nargs=-1, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True)
 @click.option("--rpc", multiple=True, metavar="CHAIN=URL", help="Node per chain (or AUDITOR_RPC_<CHAIN>).")
+@click.option("--block", multiple=True, metavar="CHAIN=N", help="Pin a chain at block N (default latest).")
 @registry_option
 @click.option("--key", type=click.Path(dir_okay=False), help="Encrypted keystore used to sign the reports.")
-def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], registry_path: str, key: str | None) -> None:
-    """Write a static site: one signed report per spec (audited at the latest blocks) plus an index.
+@engine_options
+def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], block: tuple[str, ...], registry_path: str,
+            key: str | None, engine: str, scheduler: str | None, workers: int) -> None:
+    """Write a static site: one signed report per spec (audited at the latest blocks, or --block) plus an index.
 
-    With no SPECS, only the index is rebuilt from the reports already in --out (the demo's included).
+    Each spec is one task (--engine dask runs them on a Dask cluster, with the same results byte for
+    byte). A spec whose audit fails (its chain down, a read refused) fails alone: it is listed in the
+    index with the reason, the others are published, and the command exits 1. With no SPECS, only the
+    index is rebuilt from the reports already in --out (the demo's included).
+
+    \b
+    Examples:
+      auditor publish protocols/*.yaml --out site
+      auditor publish protocols/ --out site --engine dask --workers 4
+      auditor publish protocols/ --out site --engine dask --scheduler tcp://10.0.0.5:8786
     """
 
     def action() -> None:
-        from auditor.audit import AuditRequest, parse_pairs, run_audit
-        from auditor.chain.reader import ConnectOptions
+        from auditor import engine as engines
+        from auditor.audit import parse_blocks, parse_pairs
+        from auditor.audit_output import publish_task
         from auditor.report.publish import write_index, write_report
         from auditor.spec import load_registry, load_spec, spec_paths
 
         folder = Path(out)
         signing_key, source = _signing_key(key)
+        failures: dict[str, str] = {}
         if specs:
             click.echo(f"signing with {source}")
-        incomplete: list[str] = []
-        if specs:
             registry = load_registry(registry_path)
-            for path in spec_paths(specs):
-                spec = load_spec(path, registry)
-                result = run_audit(AuditRequest(spec, registry, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"))))
-                if not result.reads_complete:
-                    click.echo(f"{spec.id}: not published: the audit is incomplete ({result.gaps[0].line()})",
-                               err=True)
-                    incomplete.append(spec.id)
+            paths = spec_paths(specs)
+            ids = [load_spec(path, registry).id for path in paths]  # bad input fails here, before any task
+            nodes, pins = parse_pairs(rpc, "--rpc"), parse_blocks(block)
+            pinned = ",".join(f"{chain}={number}" for chain, number in sorted(pins.items())) or "latest"
+            tasks = [engines.Task(f"publish/{spec_id}/{engines.digest(registry_path)}/{pinned}", publish_task,
+                                  (str(path), str(registry_path), dict(nodes), dict(pins)))
+                     for spec_id, path in zip(ids, paths, strict=True)]
+            requests: dict[str, int] = {}
+
+            def progress(done: int, failed: int, total: int) -> None:
+                click.echo(f"[{done}/{total}] audited, {failed} failed", err=True)
+
+            for spec_id, outcome in zip(ids, engines.run(tasks, engine, scheduler, workers, progress), strict=True):
+                reason = outcome.error or (outcome.value["incomplete"] if outcome.ok else None)
+                if reason is not None:
+                    click.echo(f"{spec_id}: not published: {reason}", err=True)
+                    failures[spec_id] = reason
                     continue
-                findings = result.document
-                findings["inputs"] = {"spec": str(path), "registry": str(Path(registry_path))}
-                signature = write_report(findings, folder / f"{spec.id}.html", signing_key)
+                for chain, stats in outcome.value["requests"].items():
+                    requests[chain] = requests.get(chain, 0) + int(stats.get("http_requests", 0))
+                signature = write_report(outcome.value["findings"], folder / f"{spec_id}.html", signing_key)
                 assert signature is not None  # a key was given
-                click.echo(f"{folder / (spec.id + '.html')}: signed by {signature.signer}")
-        click.echo(f"index written to {write_index(folder)}")
-        if incomplete:
-            _fail(f"{len(incomplete)} spec(s) not published, their audits are incomplete: {', '.join(incomplete)}",
+                click.echo(f"{folder / (spec_id + '.html')}: signed by {signature.signer}")
+            if requests:
+                click.echo("HTTP requests: " + ", ".join(f"{chain} {n}" for chain, n in sorted(requests.items())))
+        click.echo(f"index written to {write_index(folder, failures)}")
+        if failures:
+            _fail(f"{len(failures)} spec(s) not published: {', '.join(sorted(failures))} (reasons in the index)",
                   EXIT_CHECK_FAILED)
 
     _run_guarded(action)

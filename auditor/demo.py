@@ -150,13 +150,11 @@ def _history(spec: Any, registry: Any, rpc: dict[str, str], params: dict[str, An
                          parse_time(reconstruction.PIN_TIMES["after-loss"]), parse_every(params["history"]["every"]))
     say(f"auditing the reconstruction at {len(points)} points (auditor history, every {params['history']['every']})")
 
-    def progress(sample: Any) -> None:
+    samples, _last = run_history(spec, registry, ConnectOptions(rpc=rpc, use_cache=False), points, DEFAULT_POLICY)
+    for sample in samples:
         if not sample.complete:
             raise reconstruction.DemoError(f"the history point {sample.point.label} is incomplete: "
                                            f"{sample.why_incomplete}")
-
-    samples, _last = run_history(spec, registry, ConnectOptions(rpc=rpc, use_cache=False), points, DEFAULT_POLICY,
-                                 on_point=progress)
     data = document(spec, samples, DEFAULT_POLICY, f"from {params['history']['from']} every "
                     f"{params['history']['every']}")
     for name, crossing in data["crossings"].items():

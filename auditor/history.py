@@ -23,7 +23,7 @@ from typing import Any
 
 from auditor.audit import AuditRequest, run_audit
 from auditor.chain.reader import ConnectOptions, connect
-from auditor.chain.rpc import ChainError, ConfigError
+from auditor.chain.rpc import ConfigError
 from auditor.findings import AuditResult
 from auditor.numbers import exact
 from auditor.policy import Policy
@@ -152,26 +152,46 @@ def _options_at(spec: Spec, registry: Registry, options: ConnectOptions, point: 
     return replace(options, blocks=blocks, at=None)
 
 
-def run_history(spec: Spec, registry: Registry, options: ConnectOptions, points: Sequence[Point],
-                policy: Policy | None, on_point: Callable[[Sample], None] | None = None,
-                specs: Mapping[str, Spec] | None = None) -> tuple[list[Sample], dict[str, Any] | None]:
-    """Audit at every point in order: the samples, and the findings document of the last complete point.
+def audit_point(spec: Spec, registry: Registry, options: ConnectOptions, point: Point,
+                policy: Policy | None) -> tuple[Sample, dict[str, Any] | None]:
+    """One point of a history: its sample, and its findings document when the audit is complete."""
+    result = run_audit(AuditRequest(spec, registry, _options_at(spec, registry, options, point)))
+    return sample_of(point, result, policy), (result.document if result.complete else None)
 
-    A point whose chain failed is kept as an incomplete sample (why, no figures)."""
-    samples = []
+
+def point_task(spec_path: str, registry_path: str, rpc: Mapping[str, str], use_cache: bool, point: Point,
+               policy: Policy | None) -> tuple[Sample, dict[str, Any] | None]:
+    """`audit_point` from plain arguments: what a task of any engine runs (see auditor.engine)."""
+    from auditor.spec import load_registry, load_spec
+
+    registry = load_registry(registry_path)
+    spec = load_spec(spec_path, registry)
+    return audit_point(spec, registry, ConnectOptions(rpc=dict(rpc), use_cache=use_cache), point, policy)
+
+
+def run_history(spec: Spec, registry: Registry, options: ConnectOptions, points: Sequence[Point],
+                policy: Policy | None, on_point: Callable[[int, int, int], None] | None = None,
+                engine: str = "serial", scheduler: str | None = None,
+                workers: int = 2) -> tuple[list[Sample], dict[str, Any] | None]:
+    """Audit at every point: the samples in point order, and the findings of the last complete point.
+
+    Each point is a task of `engine` (auditor.engine): serial here, or on Dask. A point whose chain failed (or
+    that cannot be pinned) is kept as an incomplete sample with the reason."""
+    from auditor import engine as engines
+
+    source = engines.digest(registry.path)
+    tasks = [engines.Task(f"history/{spec.id}/{source}/{point.label}", point_task,
+                          (str(spec.path), str(registry.path), dict(options.rpc), options.use_cache, point, policy))
+             for point in points]
+    samples: list[Sample] = []
     last: dict[str, Any] | None = None
-    for point in points:
-        try:
-            request = AuditRequest(spec, registry, _options_at(spec, registry, options, point), dict(specs or {}))
-            result = run_audit(request)
-            sample = sample_of(point, result, policy)
-            if result.complete:
-                last = result.document
-        except ChainError as exc:
-            sample = Sample(point, complete=False, why_incomplete=str(exc))
+    for point, outcome in zip(points, engines.run(tasks, engine, scheduler, workers, on_point), strict=True):
+        if outcome.ok:
+            sample, findings = outcome.value
+            last = findings if findings is not None else last
+        else:
+            sample = Sample(point, complete=False, why_incomplete=outcome.error or "failed")
         samples.append(sample)
-        if on_point is not None:
-            on_point(sample)
     return samples, last
 
 

@@ -45,9 +45,13 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     return index_entries(document, path.name, signature.get("signer"))
 
 
-def write_index(folder: Path) -> Path:
-    """The site's index: one row per report in `folder`."""
+def write_index(folder: Path, failures: dict[str, str] | None = None) -> Path:
+    """The site's index: one row per token and pin of every report in `folder`, and one per spec of this run
+    that could not be published (`failures`: spec id -> why), worst first."""
     entries = [e for p in sorted(folder.glob("*.html")) if p.name != INDEX for e in _entries(p)]
+    entries += [{"title": spec_id, "file": None, "token": spec_id, "stage": "", "severity": "failed",
+                 "verdict": f"not audited: {reason}", "expansion_ratio": None, "generated": "", "signer": None}
+                for spec_id, reason in sorted((failures or {}).items())]
     path = folder / INDEX
     write_text(path, render_index(entries))
     return path

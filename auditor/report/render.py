@@ -32,6 +32,7 @@ FINDINGS_SCRIPT_ID = "findings"
 SIGNATURE_SCRIPT_ID = "signature"
 SEVERITIES = ("critical", "high", "medium", "low", "info")  # most severe first
 NO_FLAGS = "none"
+FAILED = "failed"  # an index row for a spec whose audit failed (no report)
 
 # Generic dumps of data whose schema this module does not know stop here, so a hostile or broken
 # document cannot make rendering recurse without bound.
@@ -946,11 +947,13 @@ def _signature_view(signature: Mapping[str, Any] | None) -> dict[str, Any] | Non
 
 def _index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     href = text(entry.get("file"))
-    if not _SAFE_HREF.fullmatch(href) or ".." in href.split("#", 1)[0].split("/"):
+    if entry.get("file") is None and entry.get("severity") == FAILED:
+        href = ""  # a spec that could not be audited: listed first, with why, and no page to link
+    elif not _SAFE_HREF.fullmatch(href) or ".." in href.split("#", 1)[0].split("/"):
         # The site must work from any directory, with no way to point a reader elsewhere.
         raise ValueError(f"index entry file {href!r}: expected a relative link inside the site")
     severity = text(entry.get("severity")).lower()
-    rank = SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+    rank = -1 if severity == FAILED else SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
     expansion_ratio = entry.get("expansion_ratio")
     number = to_decimal(expansion_ratio)
     # Unbounded first, then the largest ratios; unreadable ratios last.
@@ -965,7 +968,7 @@ def _index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "href": href,
         "token": text(entry.get("token")),
         "verdict": text(entry.get("verdict") or entry.get("verdict_text")),
-        "severity": severity if severity in SEVERITIES else ("info" if severity else NO_FLAGS),
+        "severity": severity if severity in (*SEVERITIES, FAILED) else ("info" if severity else NO_FLAGS),
         "severity_text": severity or "none",
         "severity_rank": rank,
         "expansion": "unbounded" if expansion_ratio is None else ratio(expansion_ratio),

@@ -1,0 +1,117 @@
+"""Runs on Dask: a LocalCluster of processes gives byte-identical reports, index and history to a serial run, and
+a spec whose chain is down fails alone with its reason in the index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import engine
+from auditor.chain.rpc import ChainError, ConfigError
+from auditor.cli import main
+from auditor.lab.deploy import Contract
+from auditor.lab.node import rpc
+from tests.conftest import Lab
+
+pytest.importorskip("distributed")
+
+USDC = 10**6
+KEY = "0x" + "42" * 32
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens, the connection is refused
+
+
+def _raise_chain(_: int) -> None:
+    raise ChainError("ethereum", "eth_call", "latest", "header not found")
+
+
+def _square(n: int) -> int:
+    return n * n
+
+
+def test_tasks_fail_alone_and_come_back_in_order() -> None:
+    tasks = [engine.Task("a", _square, (3,)), engine.Task("b", _raise_chain, (1,)), engine.Task("c", _square, (4,))]
+    seen: list[tuple[int, int, int]] = []
+    outcomes = engine.run(tasks, progress=lambda *p: seen.append(p))
+    assert [o.value for o in outcomes] == [9, None, 16]
+    assert outcomes[1].error is not None and "header not found" in outcomes[1].error
+    assert seen == [(1, 0, 3), (2, 1, 3), (3, 1, 3)]
+    with pytest.raises(ConfigError, match="same key"):
+        engine.run([tasks[0], tasks[0]])
+    with pytest.raises(ConfigError, match="--scheduler needs --engine dask"):
+        engine.run(tasks, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="--engine 'spark'"):
+        engine.run(tasks, engine="spark")
+
+
+def test_a_bug_is_raised_not_hidden() -> None:
+    with pytest.raises(ZeroDivisionError):
+        engine.run([engine.Task("x", _square, (1,)), engine.Task("y", divmod, (1, 0))])
+
+
+@pytest.fixture
+def site(chain: Lab, tmp_path: Path) -> dict[str, Any]:
+    """Three specs: alpha and beta on the lab chain, gamma on a chain whose node is down."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "registry.yaml").write_text(
+        "chains:\n  ethereum: {chain_id: 1}\n  down: {chain_id: 5}\n"
+        f"assets:\n  ethereum:\n    USDC: {{address: \"{chain.usdc.address}\", decimals: 6, price: par}}\n")
+    for index, (name, symbol, on) in enumerate((("alpha", "aUSD", "ethereum"), ("beta", "bUSD", "ethereum"),
+                                               ("gamma", "gUSD", "down"))):
+        treasury = chain.accounts[3 + index]
+        token = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], f"{name} USD", symbol, 6)
+        token.transact("mint", chain.accounts[8], (index + 1) * 1000 * USDC)
+        chain.usdc.transact("mint", treasury, 900 * USDC)
+        (specs / f"{name}.yaml").write_text(
+            f"id: {name}\nname: {name}\ntoken:\n  symbol: {symbol}\n  deployments:\n"
+            f"    - {{chain: {on}, address: \"{token.address}\"}}\n"
+            f"accounts:\n  - {{chain: {on}, address: \"{treasury}\", label: treasury}}\n")
+    block = int(rpc(chain.url, "eth_blockNumber"), 16)
+    return {"specs": specs, "block": block, "url": chain.url}
+
+
+def publish(site: dict[str, Any], out: Path, *extra: str) -> tuple[int, str]:
+    specs = site["specs"]
+    result = CliRunner(env={"AUDITOR_PRIVATE_KEY": KEY, "AUDITOR_RPC_RETRIES": "1"}).invoke(main, [
+        "publish", str(specs / "alpha.yaml"), str(specs / "beta.yaml"), str(specs / "gamma.yaml"),
+        "--registry", str(specs / "registry.yaml"), "--out", str(out), "--rpc", f"ethereum={site['url']}",
+        "--rpc", f"down={CLOSED_PORT_URL}", "--block", f"ethereum={site['block']}", *extra])
+    return result.exit_code, result.output
+
+
+def test_dask_publishes_the_same_bytes_and_isolates_a_down_chain(site: dict[str, Any], tmp_path: Path) -> None:
+    code, serial_output = publish(site, tmp_path / "serial")
+    assert code == 1, serial_output
+    code, dask_output = publish(site, tmp_path / "dask", "--engine", "dask", "--workers", "2")
+    assert code == 1, dask_output
+    for output in (serial_output, dask_output):
+        assert "gamma: not published" in output and "1 spec(s) not published: gamma" in output
+        assert "[3/3] audited, 1 failed" in output
+    serial = {p.name: p.read_bytes() for p in sorted((tmp_path / "serial").glob("*.html"))}
+    dask = {p.name: p.read_bytes() for p in sorted((tmp_path / "dask").glob("*.html"))}
+    assert sorted(serial) == ["alpha.html", "beta.html", "index.html"]
+    assert serial == dask  # the reports and the index, byte for byte
+    index = serial["index.html"].decode()
+    assert "not audited: " in index and "gamma" in index and "127.0.0.1:9" in index
+    default = index[index.index('id="by-severity"'):]
+    assert default.index("gamma") < default.index("aUSD")  # failures first, in the default (severity) order
+
+
+def test_dask_history_is_byte_identical_to_serial(site: dict[str, Any], tmp_path: Path) -> None:
+    specs = site["specs"]
+    outputs = []
+    for name, extra in (("serial", ()), ("dask", ("--engine", "dask", "--workers", "2"))):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(main, [
+            "history", str(specs / "alpha.yaml"), "--registry", str(specs / "registry.yaml"),
+            "--rpc", f"ethereum={site['url']}", "--blocks", f"{site['block'] - 4}:{site['block']}:2",
+            "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert [row["point"] for row in json.loads(outputs[0])["series"]] == [
+        f"block {n}" for n in range(site["block"] - 4, site["block"] + 1, 2)]
