@@ -269,6 +269,9 @@ def _signing_key(keystore: str | None) -> tuple[bytes, str]:
 @registry_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write flows, loops and provenance as JSON.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the on-disk cache of pinned reads.")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scan each window as this many block ranges, one task each, merged in block order.")
+@engine_options
 def trace(
     spec: str,
     from_block: int | None,
@@ -278,6 +281,10 @@ def trace(
     registry_path: str,
     json_out: str | None,
     no_cache: bool,
+    shards: int,
+    engine: str,
+    scheduler: str | None,
+    workers: int,
 ) -> None:
     """Trace token flows of SPEC over a block window: recursive borrow loops and mint provenance.
 
@@ -290,6 +297,7 @@ def trace(
     Examples:
       auditor trace protocols/stream-xusd.yaml --from-block 23500000 --to-block 23700000
       auditor trace spec.yaml --window ethereum=100:200 --window plume=5000:9000 --json trace.json
+      auditor trace spec.yaml --from-block 18000000 --shards 16 --engine dask --workers 4   # years of logs
     """
 
     def action() -> None:
@@ -323,7 +331,17 @@ def trace(
                           ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), blocks=blocks, use_cache=not no_cache))
         resolved = {name: (start, end if end is not None else clients[name].pinned.number)
                     for name, (start, end) in windows.items()}
-        findings = run_trace(root.id, specs, registry, clients, resolved, progress=_progress())
+        if engine == "serial" and shards == 1:
+            findings = run_trace(root.id, specs, registry, clients, resolved, progress=_progress())
+        else:
+            from auditor.trace_shards import run_sharded
+
+            def shard_progress(done: int, failed: int, total: int) -> None:
+                click.echo(f"[{done}/{total}] shard(s) scanned, {failed} failed", err=True)
+
+            findings = run_sharded(spec, registry_path, parse_pairs(rpc, "--rpc"),
+                                   {name: clients[name].pinned.as_dict() for name in resolved}, resolved, shards,
+                                   engine, scheduler, workers, not no_cache, shard_progress)
         for line in summary_lines(findings):
             click.echo(line)
         if json_out:

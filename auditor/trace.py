@@ -352,12 +352,20 @@ def run_trace(
     with from > to, or one that ends beyond the pinned head. Returns plain, JSON-safe findings.
     """
     collection = collect(spec_id, specs, registry, clients, windows, progress)
+    return trace_findings(spec_id, specs, {chain: clients[chain].pinned.as_dict() for chain in windows}, windows,
+                          collection)
+
+
+def trace_findings(spec_id: str, specs: Mapping[str, Spec], pins: Mapping[str, Any],
+                   windows: Mapping[str, tuple[int, int]], collection: Collection) -> dict[str, Any]:
+    """The trace's findings from what was collected (in one pass or merged from shards: the same events give the
+    same findings, analysis orders them by chain, block and log index)."""
     report = analyze(collection.events, collection.labelling, audited=spec_id)
     findings = report.as_dict()
     return {
         "spec": spec_id,
         "issuers": issuers_in_audit(spec_id, specs),
-        "windows": {chain: {"from_block": start, "to_block": end, "pin": clients[chain].pinned.as_dict()}
+        "windows": {chain: {"from_block": start, "to_block": end, "pin": pins[chain]}
                     for chain, (start, end) in sorted(windows.items())},
         "scanned": collection.scanned,
         **findings,
