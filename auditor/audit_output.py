@@ -33,8 +33,8 @@ def audit_text(result: AuditResult) -> str:
     return json.dumps(audit_json(result), indent=2, sort_keys=True) + "\n"
 
 
-def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks: dict[str, str | int]
-                 ) -> dict[str, Any]:
+def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks: dict[str, str | int],
+                 use_cache: bool = True) -> dict[str, Any]:
     """One spec of `auditor publish`, from plain arguments (a task of any engine, see auditor.engine): its findings
     and request counts, or why it cannot be published (an audit whose reads failed is never signed)."""
     from auditor.chain.reader import ConnectOptions
@@ -42,6 +42,7 @@ def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks
 
     registry = load_registry(registry_path)
     spec = load_spec(spec_path, registry)
-    result = audit_with_inputs(spec, registry, ConnectOptions(rpc=rpc, blocks=blocks), spec_path, registry_path)
+    options = ConnectOptions(rpc=rpc, blocks=blocks, use_cache=use_cache)
+    result = audit_with_inputs(spec, registry, options, spec_path, registry_path)
     return {"spec": spec.id, "findings": result.document, "requests": result.requests,
             "incomplete": None if result.reads_complete else f"the audit is incomplete ({result.gaps[0].line()})"}
