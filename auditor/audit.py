@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,16 +29,28 @@ class AuditRequest:
     specs: dict[str, Spec] = field(default_factory=dict)  # every known spec; default: those beside `spec`
 
 
+# Specs beside an audited one, parsed once per process for a given folder state and registry: a run of N audits
+# from one folder (publish, history, a Dask worker) would otherwise parse N x N files.
+_BESIDE: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, Spec]] = {}
+_BESIDE_MAX = 32
+
+
 def known_specs(spec: Spec, registry: Registry) -> dict[str, Spec]:
     """The audited spec plus every spec beside it: tokens with a spec are recognised wherever they turn up."""
     folder = Path(spec.path).parent
     paths = sorted(p for p in folder.glob("*.yaml") if p.name != "registry.yaml")
-    ids = spec_ids_near(paths)
-    specs = {spec.id: spec}
-    for path in paths:
-        if path.stem != spec.id:
-            specs[path.stem] = load_spec(path, registry, ids)
-    return specs
+    stamp = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths)  # content, not mtime
+    key = (str(folder.resolve()), hashlib.sha256(repr(registry).encode()).hexdigest(), stamp)
+    beside = _BESIDE.get(key)
+    if beside is None:
+        ids = spec_ids_near(paths)
+        beside = {path.stem: load_spec(path, registry, ids) for path in paths if path.stem != spec.id}
+        if spec.id in {path.stem for path in paths}:
+            beside[spec.id] = spec
+        if len(_BESIDE) >= _BESIDE_MAX:
+            _BESIDE.clear()
+        _BESIDE[key] = beside
+    return {spec.id: spec, **{name: other for name, other in beside.items() if name != spec.id}}
 
 
 def run_audit(request: AuditRequest, say: Say | None = None) -> AuditResult:
