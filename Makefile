@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup test lint demo bench bench-env soak clean browser
+.PHONY: setup test lint demo bench bench-env bench-scale soak clean browser
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -69,3 +69,8 @@ soak: setup
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Serial against Dask (2 local workers): audits of 10/40/160 generated issuers and a 1,000,000-log sharded trace
+# (~10 min); results in benchmarks/scale.md.
+bench-scale: setup
+	$(BIN)/python -m benchmarks.scale_bench --out benchmarks/scale.md
