@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def _run_dask(tasks: Sequence[Task], scheduler: str | None, workers: int, progre
             cluster.close()
         raise ConfigError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
     try:
+        share_rate_limits(client)
         futures = [client.submit(guarded, task.key, task.fn, task.args, key=task.key, pure=False) for task in tasks]
         by_key: dict[str, Outcome] = {}
         failed = 0
@@ -123,3 +125,28 @@ def _run_dask(tasks: Sequence[Task], scheduler: str | None, workers: int, progre
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def share_rate_limits(client: Any, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Divide every configured RPC rate (AUDITOR_RPC_RATE[_CHAIN]) among the cluster's workers, so a URL's total
+    holds across processes: each worker gets rate / workers in its environment, with fresh buckets. Returns what
+    each worker was given."""
+    from auditor.chain.ratelimit import RATE_ENV
+
+    source = dict(os.environ if environ is None else environ)
+    rates = {k: v for k, v in source.items() if k == RATE_ENV or k.startswith(RATE_ENV + "_")}
+    if not rates:
+        return {}
+    client.wait_for_workers(1)
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    shares = {name: repr(float(value) / workers) for name, value in rates.items()}
+    client.run(_set_rates, shares)
+    return shares
+
+
+def _set_rates(shares: Mapping[str, str]) -> None:
+    """On a worker: its share of each rate, and buckets made afresh from it."""
+    from auditor.chain import ratelimit
+
+    os.environ.update(shares)
+    ratelimit.reset()

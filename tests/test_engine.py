@@ -155,3 +155,49 @@ def test_split_covers_the_window_exactly() -> None:
         parts = split((start, end), shards)
         assert parts[0][0] == start and parts[-1][1] == end
         assert all(a <= b for a, b in parts) and all(b + 1 == c for (_, b), (c, _) in pairwise(parts))
+
+
+def test_a_token_bucket_spaces_requests_at_its_rate() -> None:
+    """A fake clock: 4 requests a second with a burst of 4, then every request waits its 0.25 s."""
+    from auditor.chain.ratelimit import TokenBucket
+
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(8):
+        bucket.acquire()
+    assert waits == [0.25, 0.25, 0.25, 0.25]  # the burst of 4 is free, then 1/rate each
+    now[0] += 10  # idle: the bucket refills to its burst, never beyond
+    waits.clear()
+    for _ in range(5):
+        bucket.acquire()
+    assert waits == [0.25]
+
+
+def test_rates_are_read_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.chain.ratelimit import rate_for
+
+    assert rate_for("ethereum", {}) is None
+    assert rate_for("ethereum", {"AUDITOR_RPC_RATE": "25", "AUDITOR_RPC_RATE_ETHEREUM": "5"}) == 5
+    assert rate_for("plume", {"AUDITOR_RPC_RATE": "25", "AUDITOR_RPC_RATE_ETHEREUM": "5"}) == 25
+    for bad in ("0", "-1", "fast", "inf", "nan"):
+        with pytest.raises(ConfigError, match="requests per second"):
+            rate_for("ethereum", {"AUDITOR_RPC_RATE": bad})
+
+
+def _worker_rate() -> str | None:
+    import os
+
+    return os.environ.get("AUDITOR_RPC_RATE")
+
+
+def test_a_dask_run_divides_the_rate_among_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers each get half of AUDITOR_RPC_RATE: the URL's total holds across processes."""
+    monkeypatch.setenv("AUDITOR_RPC_RATE", "10")
+    tasks = [engine.Task(f"rate-{n}", _worker_rate, ()) for n in range(4)]
+    assert {o.value for o in engine.run(tasks, "dask", workers=2)} == {"5.0"}
