@@ -35,6 +35,7 @@ from auditor.chain.rpc import (
     _decode_json,
     _decode_logs_reply,
     _malformed_logs,
+    _well_formed_wire_logs,
     malformed,
 )
 from auditor.lab.compile import compile_lab_contracts
@@ -141,20 +142,24 @@ def test_the_bulk_check_agrees_with_a_field_by_field_one(items: list[dict[str, A
 
 BAD_TEXT = st.one_of(st.sampled_from(["", "0x", "0x1", "1234", "0xzz", "0x0_1", " 0x01", "0x01 ", "0x-1", "0x|0x",
                                       "0X01", "x0", "0x\u00e9f", "0x0\u0660"]),
-                     st.text(alphabet=HEX + "xX_ |g-\u00e9", max_size=70))
+                     st.text(alphabet=HEX + "xX_ |g-\u00e9", max_size=70),
+                     st.integers(0, 68).flatmap(_hex_text))  # hex of every length near 40 and 64, odd ones too
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_log_items(), min_size=1, max_size=6), st.data())
 def test_the_bulk_check_of_wire_logs_agrees_with_a_field_by_field_one(items: list[dict[str, Any]],
                                                                       data: st.DataObject) -> None:
-    """The same check on the items as msgspec decodes them (every field a string: only text goes wrong)."""
+    """The same check on the items as msgspec decodes them (every field a string of its length: text goes wrong)."""
     broken = _mutated(items, data, BAD_TEXT)
     try:
-        wire = msgspec.convert(broken, list[WireLog])
-    except msgspec.ValidationError:  # a field dropped or an item replaced: the transport decodes such a reply plainly
+        wire = msgspec.convert(broken, list[WireLog])  # what the decoder checks, as it checks it
+    except msgspec.ValidationError:  # a field dropped, a short hash: the transport decodes such a reply plainly
         return
-    assert (_malformed_logs(WINDOW, wire) is None) == reference_ok(broken, 10, 20), broken
+    assert _well_formed_wire_logs(WINDOW, wire) == reference_ok(broken, 10, 20), broken
+    # WireLogs the transport did not decode and check for this call are judged by the plain check: refused
+    assert malformed(WINDOW, wire) is not None
+    assert malformed(WINDOW, CheckedLogs(Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},)), wire))
 
 
 @settings(max_examples=400, deadline=None)
@@ -186,7 +191,7 @@ def test_a_window_decoded_into_wire_logs_is_judged_as_the_plain_decoding(
         return
     assert fast.get("id") == plain.get("id")
     assert malformed(WINDOW, fast["result"]) is None
-    assert _malformed_logs(WINDOW, list(fast["result"])) is None  # checked again, not taken on trust
+    assert _well_formed_wire_logs(WINDOW, list(fast["result"]))
     assert reader._logs(fast["result"]) == reader._logs(plain["result"])
 
 
@@ -310,6 +315,36 @@ def test_windows_decoded_into_wire_logs_give_the_plain_logs_and_evidence_keeps_w
     windows = [entry["answer"]["result"] for entries in bundle.content()["chains"].values() for entry in entries
                if entry["request"][0] == "eth_getLogs"]
     assert windows and all("removed" in item for window in windows for item in window)  # the node's every field
+
+
+GOOD_LOG = {"address": "0x" + "ab" * 20, "topics": ["0x" + "00" * 32, "0x" + "0F" * 32], "data": "0x" + "01" * 32,
+            "blockNumber": "0xf", "logIndex": "0x0", "transactionHash": "0x" + "11" * 32,
+            "blockHash": "0x" + "22" * 32, "removed": False}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("data", "0x123"), ("data", "0x12g4"), ("data", "1234"), ("data", "0X12"), ("data", "0x12\u00e9f"),
+    ("address", "0x" + "ab" * 19), ("address", "0x" + "ab" * 21), ("address", "0x" + "ag" * 20),
+    ("address", "00x" + "ab" * 19 + "a"), ("transactionHash", "0x" + "1" * 63), ("transactionHash", "0x" + "1" * 65),
+    ("blockHash", "0x" + "2" * 63 + "|"), ("blockHash", "1x" + "2" * 64), ("blockNumber", "0x"),
+    ("blockNumber", "0x1_0"), ("blockNumber", "0x9"), ("blockNumber", "0x15"), ("logIndex", "0x"),
+    ("logIndex", " 0x1"), ("topics", ["0x" + "00" * 31]), ("topics", ["0x" + "00" * 31 + "0g"]),
+    ("topics", ["0x" + "00" * 32, "0x" + "00" * 33]), ("topics", "0x" + "00" * 32), ("topics", [1]),
+    ("blockNumber", 15), ("data", None),
+])
+def test_every_check_of_the_fast_decoding_refuses_what_it_is_for(field: str, value: Any) -> None:
+    """Each thing msgspec or the wire check must catch, in a window of good logs: the reply is decoded plainly and
+    refused with the plain check's message."""
+    good = [GOOD_LOG, {**GOOD_LOG, "logIndex": "0x1", "data": "0x"}]
+    assert type(_decode_logs_reply(WINDOW, json.dumps({"id": 0, "result": good}).encode())["result"]) is CheckedLogs
+    for wrong in ([0], [1], [0, 1]):  # in one log, or in all (the only distinct value of its column)
+        items = copy.deepcopy(good)
+        for at in wrong:
+            items[at][field] = value
+        body = json.dumps({"id": 0, "result": items}).encode()
+        fast = _decode_logs_reply(WINDOW, body)
+        assert fast == _decode_json(body)
+        assert malformed(WINDOW, fast["result"]) == _malformed_logs(WINDOW, items) is not None
 
 
 def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> None:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import requests
@@ -185,7 +185,7 @@ def malformed(call: Call, result: Any) -> str | None:
     elif method == "eth_getLogs":
         if type(result) is CheckedLogs and result.call is call:
             return None  # checked by the transport as it decoded it, against this very call
-        return _malformed_logs(call, result)
+        return _malformed_logs(call, result)  # any other WireLogs fail it (not objects)
     else:
         return None
     return None if ok else f"malformed result {str(result)[:80]!r} for {method}"
@@ -198,20 +198,28 @@ _LOG_COLUMNS = (("address", {42}), ("transactionHash", {66}), ("blockHash", {66}
 _LOG_TOPICS = operator.itemgetter("topics")
 
 
-class WireLog(msgspec.Struct, gc=False, rename="camel"):
-    """A log item of an eth_getLogs answer as msgspec decodes it, in C, from the reply body: every field present and
-    a string (topics a list of strings, kept as a tuple), the node's other fields skipped. What msgspec cannot check
-    (hex digits, lengths, the window) `_malformed_logs` checks as for a dict item. The transport decodes a log
-    window's reply this way when nothing keeps the reply (`HttpTransport.typed_logs`): a reply that does not fit
-    (an error, a missing field, a number where a string belongs) is decoded the plain way and judged as before."""
+# Lengths msgspec checks as it decodes a WireLog (in C): 0x and 40 hex digits, 0x and 64, a quantity's at least one.
+_Address = Annotated[str, msgspec.Meta(min_length=42, max_length=42)]
+_Word = Annotated[str, msgspec.Meta(min_length=66, max_length=66)]
+_Quantity = Annotated[str, msgspec.Meta(min_length=3)]
 
-    address: str
-    topics: tuple[str, ...]
+
+class WireLog(msgspec.Struct, gc=False, rename="camel"):
+    """A log item of an eth_getLogs answer as msgspec decodes it, in C, from the reply body: every field present, a
+    string (topics a list of strings, kept as a tuple) of its length, the node's other fields skipped. What msgspec
+    cannot check (hex digits, data of whole bytes, the window) `_malformed_wire_logs` checks. The transport decodes a
+    log window's reply this way when nothing keeps the reply (`HttpTransport.typed_logs`): a reply that does not fit
+    (an error, a missing field, a number where a string belongs, a short hash) is decoded the plain way and judged
+    by `_malformed_logs` as before. Only that decoder makes WireLogs the checks trust (the constructor checks no
+    length): any other list of them fails the plain check."""
+
+    address: _Address
+    topics: tuple[_Word, ...]
     data: str
-    block_number: str
-    log_index: str
-    transaction_hash: str
-    block_hash: str
+    block_number: _Quantity
+    log_index: _Quantity
+    transaction_hash: _Word
+    block_hash: _Word
 
 
 class _LogsReply(msgspec.Struct, gc=False):
@@ -237,7 +245,7 @@ def _decode_logs_reply(call: Call, content: bytes) -> Any:
         reply = _decode_logs(content)
     except msgspec.ValidationError:  # not the shape of a log window's answer (invalid JSON raises DecodeError)
         return _decode_json(content)
-    if reply.error is not msgspec.UNSET or _malformed_logs(call, reply.result) is not None:
+    if reply.error is not msgspec.UNSET or not _well_formed_wire_logs(call, reply.result):
         return _decode_json(content)
     return {"id": reply.id, "result": CheckedLogs(call, reply.result)}
 
@@ -249,10 +257,45 @@ def plain_answer(answer: Response) -> Response:
     return answer
 
 
-# The same columns of WireLog items, in _LOG_COLUMNS' order.
-_WIRE_COLUMNS = tuple(operator.attrgetter(name) for name in (
-    "address", "transaction_hash", "block_hash", "data", "block_number", "log_index"))
+_FIXED_WIRE_COLUMNS = ((operator.attrgetter("address"), 42), (operator.attrgetter("transaction_hash"), 66),
+                       (operator.attrgetter("block_hash"), 66))
+_WIRE_DATA = operator.attrgetter("data")
+_WIRE_QUANTITIES = (operator.attrgetter("block_number"), operator.attrgetter("log_index"))
 _WIRE_TOPICS = operator.attrgetter("topics")
+
+
+def _well_formed_wire_logs(call: Call, result: list[WireLog]) -> bool:
+    """What `_malformed_logs` checks, for WireLogs fresh from the decoder (present, strings, of their lengths): each
+    column's distinct values open with "0x" (seen at once in a fixed-length column: its values joined, every 42nd or
+    66th character from the first is "0", from the second "x"), data is of whole bytes, and all values joined and
+    cleaned of hex digits leave only those "x"s; every block inside the window."""
+    if not result:
+        return True
+    fixed = [(set(map(column, result)), size) for column, size in _FIXED_WIRE_COLUMNS]
+    fixed.append((set(itertools.chain.from_iterable(map(_WIRE_TOPICS, result))), 66))
+    data = set(map(_WIRE_DATA, result))
+    numbers, indexes = (set(map(column, result)) for column in _WIRE_QUANTITIES)
+    free = [*data, *numbers, *indexes]
+    joined = ["".join(unique) for unique, _size in fixed]
+    if any(text[0::size] != "0" * len(unique) or text[1::size] != "x" * len(unique)
+           for text, (unique, size) in zip(joined, fixed, strict=True)):
+        return False
+    if "".join(map(_FIRST_TWO, free)) != "0x" * len(free) or any(map((1).__and__, map(len, data))):
+        return False
+    if not _only_hex_after_0x([*joined, *free], sum(len(unique) for unique, _size in fixed) + len(free)):
+        return False
+    return _outside_window(call, numbers) is None
+
+
+def _outside_window(call: Call, numbers: set[str]) -> str | None:
+    """Why logs of these blocks (well-formed quantities) are not all inside the window `call` asked for, or None."""
+    window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
+    low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
+    blocks = list(map(int, numbers, itertools.repeat(16)))
+    lowest, highest = min(blocks), max(blocks)
+    if (low is not None and lowest < low) or (high is not None and highest > high):
+        return f"log of block {lowest if low is not None and lowest < low else highest} outside the asked window"
+    return None
 
 
 def _malformed_logs(call: Call, result: Any) -> str | None:
@@ -265,53 +308,40 @@ def _malformed_logs(call: Call, result: Any) -> str | None:
         return f"malformed eth_getLogs result {str(result)[:80]!r}"
     if not result:
         return None
-    window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
-    low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
-    if set(map(type, result)) == {WireLog}:  # msgspec checked every field present and a string
-        distinct = [set(map(getter, result)) for getter in _WIRE_COLUMNS] + [
-            set(itertools.chain.from_iterable(map(_WIRE_TOPICS, result)))]
-        values = list(itertools.chain(*distinct))
-    else:
-        try:
-            columns = [list(map(operator.itemgetter(name), result)) for name, _lengths in _LOG_COLUMNS]
-            topic_lists = list(map(_LOG_TOPICS, result))
-            if set(map(type, topic_lists)) != {list}:
-                raise TypeError
-            distinct = [set(column) for column in columns] + [set(itertools.chain.from_iterable(topic_lists))]
-        except (TypeError, KeyError):  # an item not an object, a field missing, a list where a string belongs
-            return f"malformed log {_first_bad_log(result)}"
-        values = list(itertools.chain(*distinct))
-        if not set(map(type, values)) <= {str}:
-            return f"malformed log {_first_bad_log(result)}"
-    if any(
+    try:
+        columns = [list(map(operator.itemgetter(name), result)) for name, _lengths in _LOG_COLUMNS]
+        topic_lists = list(map(_LOG_TOPICS, result))
+        if set(map(type, topic_lists)) != {list}:
+            raise TypeError
+        distinct = [set(column) for column in columns] + [set(itertools.chain.from_iterable(topic_lists))]
+    except (TypeError, KeyError):  # an item not an object, a field missing, a list where a string belongs
+        return f"malformed log {_first_bad_log(result)}"
+    values = list(itertools.chain(*distinct))
+    if not set(map(type, values)) <= {str} or any(
         not set(map(len, unique)) <= lengths
         for unique, lengths in zip(distinct, [lengths for _name, lengths in _LOG_COLUMNS] + [{66}], strict=True)
         if lengths is not None
     ) or any(map((1).__and__, map(len, distinct[3]))) or min(map(len, distinct[4] | distinct[5])) < 3:
         return f"malformed log {_first_bad_log(result)}"
-    if "".join(map(_FIRST_TWO, values)) != "0x" * len(values) or not _only_hex_after_0x(values):
+    if "".join(map(_FIRST_TWO, values)) != "0x" * len(values) or not _only_hex_after_0x(values, len(values)):
         bad = next((f for f in values if not _is_data(f) and not _is_quantity(f)), "?")
         return f"malformed log field {bad[:80]!r}"
-    blocks = list(map(int, distinct[4], itertools.repeat(16)))
-    lowest, highest = min(blocks), max(blocks)
-    if (low is not None and lowest < low) or (high is not None and highest > high):
-        return f"log of block {lowest if low is not None and lowest < low else highest} outside the asked window"
-    return None
+    return _outside_window(call, distinct[4])
 
 
 _FIRST_TWO = operator.itemgetter(slice(2))
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
-def _only_hex_after_0x(values: list[str]) -> bool:
-    """Given every value opens with "0x": whether the rest of each is hex digits. Joined, as bytes (a bytes
-    translate is ~3x faster than a str one), cleaned of hex digits, they must leave exactly one "x" per value:
-    those of their "0x"."""
+def _only_hex_after_0x(texts: list[str], count: int) -> bool:
+    """Given `count` values, each opening with "0x", in `texts` (alone or joined): whether the rest of each is hex
+    digits. Joined, as bytes (a bytes translate is ~3x faster than a str one), cleaned of hex digits, they must
+    leave exactly one "x" per value: those of their "0x"."""
     try:
-        joined = "".join(values).encode("ascii")
+        joined = "".join(texts).encode("ascii")
     except UnicodeEncodeError:
         return False
-    return joined.translate(None, _HEX_DIGITS) == b"x" * len(values)
+    return joined.translate(None, _HEX_DIGITS) == b"x" * count
 
 
 def _first_bad_log(result: list[Any]) -> str:
