@@ -71,12 +71,21 @@ def _publish_run(paths: list[Path], registry: Path, rpc_urls: dict[str, str], pi
     return seconds, requests, failed
 
 
-def bench_issuers(sizes: list[int], lines: list[str]) -> None:
+def bench_issuers(sizes: list[int], lines: list[str], latency_ms: int) -> None:
+    """Without and with `latency_ms` added to every HTTP request (a loopback proxy, as a remote provider's round
+    trip): on a local node the audits are CPU-bound and share the cores with the nodes; behind a provider they wait."""
+    from tests.faultproxy import FaultProxy
+
     nodes = {name: start_anvil(cid) for name, cid in CHAINS}
+    proxies = {name: FaultProxy(node.url, faults=["delay"] * 200_000, delay_s=latency_ms / 1000)
+               for name, node in nodes.items()}
     try:
         for node in nodes.values():
             install_multicall3(node.url)
-        rpc_urls = {name: node.url for name, node in nodes.items()}
+        for proxy in proxies.values():
+            proxy.__enter__()
+        direct = {name: node.url for name, node in nodes.items()}
+        remote = {name: proxy.url for name, proxy in proxies.items()}
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for size in sizes:
@@ -84,27 +93,32 @@ def bench_issuers(sizes: list[int], lines: list[str]) -> None:
                 paths = _issuers(nodes, Path(tmp) / f"n{size}", size)
                 pins = {name: int(rpc(node.url, "eth_blockNumber"), 16) for name, node in nodes.items()}
                 registry = Path(tmp) / f"n{size}" / "registry.yaml"
-                results = {}
-                for mode in ("serial", "dask"):
-                    progress(f"issuers: {size} on {mode}")
-                    results[mode] = _publish_run(paths, registry, rpc_urls, pins, mode)
-                rows.append((size, results))
+                for label, urls in (("local node", direct), (f"+{latency_ms} ms a request", remote)):
+                    results = {}
+                    for mode in ("serial", "dask"):
+                        progress(f"issuers: {size} on {mode}, {label}")
+                        results[mode] = _publish_run(paths, registry, urls, pins, mode)
+                    rows.append((size, label, results))
     finally:
+        for proxy in proxies.values():
+            proxy.__exit__()
         for node in nodes.values():
             node.stop()
     lines += [
         "## Audits of N issuers on two chains: serial against Dask (LocalCluster, 2 worker processes)",
         "",
         "Each issuer: one token and one treasury, half on each chain; `publish`'s task per issuer (the full audit at "
-        "pinned blocks, no disk cache). Dask's time includes starting its cluster (about 2-3 s).",
+        "pinned blocks, no disk cache). Dask's time includes starting its cluster (about 2-3 s). Each size runs "
+        "against the nodes directly, then with a fixed delay added to every HTTP request by a loopback proxy "
+        "(a hosted provider's round trip).",
         "",
-        "| N | serial s | Dask s | serial / Dask | HTTP requests (serial, Dask) | failed |",
-        "|---|---|---|---|---|---|",
+        "| N | node | serial s | Dask s | serial / Dask | HTTP requests (serial, Dask) | failed |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for size, results in rows:
+    for size, label, results in rows:
         (s_time, s_req, s_fail), (d_time, d_req, d_fail) = results["serial"], results["dask"]
-        lines.append(f"| {size} | {s_time:.1f} | {d_time:.1f} | **{s_time / d_time:.2f}x** | {s_req:,}, {d_req:,} "
-                     f"| {s_fail + d_fail} |")
+        lines.append(f"| {size} | {label} | {s_time:.1f} | {d_time:.1f} | **{s_time / d_time:.2f}x** "
+                     f"| {s_req:,}, {d_req:,} | {s_fail + d_fail} |")
     lines.append("")
 
 
@@ -160,13 +174,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10,40,160")
     parser.add_argument("--logs", type=int, default=1_000_000)
+    parser.add_argument("--latency-ms", type=int, default=50, help="added to every request in the second series")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("AUDITOR_CACHE_DIR", tempfile.mkdtemp(prefix="scale-bench-cache-"))
     lines = ["# Scale: serial against Dask", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python -m benchmarks.scale_bench` "
              f"on {machine()}.", ""]
-    bench_issuers([int(n) for n in args.sizes.split(",")], lines)
+    bench_issuers([int(n) for n in args.sizes.split(",")], lines, args.latency_ms)
     bench_sharded_trace(args.logs, lines)
     text = "\n".join(lines)
     print(text)
