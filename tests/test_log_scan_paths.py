@@ -5,6 +5,7 @@ and every layer that can hand a scan an answer (transport, cache, evidence) refu
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import string
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from auditor.chain.rpc import (
     _decode_logs_reply,
     _malformed_logs,
     _well_formed_wire_logs,
+    gc_paused,
     malformed,
 )
 from auditor.lab.compile import compile_lab_contracts
@@ -345,6 +347,26 @@ def test_every_check_of_the_fast_decoding_refuses_what_it_is_for(field: str, val
         fast = _decode_logs_reply(WINDOW, body)
         assert fast == _decode_json(body)
         assert malformed(WINDOW, fast["result"]) == _malformed_logs(WINDOW, items) is not None
+
+
+def test_the_collector_is_paused_only_while_a_window_is_decoded_or_built() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # off already: left off
+    finally:
+        gc.enable()
+    assert "result" in _decode_logs_reply(WINDOW, b'{"id":0,"result":[1]}')  # does not fit: decoded plainly
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        _decode_logs_reply(WINDOW, b'{"id":0,"result":[')
+    assert gc.isenabled()
+    assert reader._logs([]) == [] and gc.isenabled()
 
 
 def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> None:

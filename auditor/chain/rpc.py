@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import gc
 import hashlib
 import itertools
 import json
@@ -14,7 +16,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -242,12 +244,27 @@ def _decode_logs_reply(call: Call, content: bytes) -> Any:
     """A log window's reply decoded into WireLogs and checked, or, when it is no well-formed answer, decoded the
     plain way (into dicts) for the usual checks to judge and name what is wrong, exactly as for any reply."""
     try:
-        reply = _decode_logs(content)
+        with gc_paused():  # 10,000 topic tuples, no cycles: no collection walking everything alive for them
+            reply = _decode_logs(content)
     except msgspec.ValidationError:  # not the shape of a log window's answer (invalid JSON raises DecodeError)
         return _decode_json(content)
     if reply.error is not msgspec.UNSET or not _well_formed_wire_logs(call, reply.result):
         return _decode_json(content)
     return {"id": reply.id, "result": CheckedLogs(call, reply.result)}
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a block that makes many objects without cycles (a log window's), back
+    on after it unless it was off already: each collection those objects would set off walks every object alive.
+    Process-wide: what another thread allocates meanwhile is collected once it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def plain_answer(answer: Response) -> Response:
