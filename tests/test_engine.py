@@ -201,3 +201,25 @@ def test_a_dask_run_divides_the_rate_among_its_workers(monkeypatch: pytest.Monke
     monkeypatch.setenv("AUDITOR_RPC_RATE", "10")
     tasks = [engine.Task(f"rate-{n}", _worker_rate, ()) for n in range(4)]
     assert {o.value for o in engine.run(tasks, "dask", workers=2)} == {"5.0"}
+
+
+def test_every_http_request_of_an_audit_takes_a_token(chain: Lab, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With AUDITOR_RPC_RATE set, each request to the URL passes its bucket: the proxy counts as many as the bucket."""
+    from auditor.chain import ratelimit
+    from tests.faultproxy import FaultProxy
+    from tests.support import audit_alpha, write_alpha
+
+    token = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], "Alpha USD", "aUSD", 6)
+    token.transact("mint", chain.accounts[5], 100 * USDC)
+    write_alpha(tmp_path, chain, token, chain.accounts[3])
+    monkeypatch.setenv("AUDITOR_RPC_RATE", "1000")
+    ratelimit.reset()
+    try:
+        with FaultProxy(chain.url) as proxy:
+            audit_alpha(tmp_path, proxy.url, int(rpc(chain.url, "eth_blockNumber"), 16))
+            limit = ratelimit.bucket("ethereum", proxy.url)
+            assert limit is not None and limit.rate == 1000
+            assert limit.taken == proxy.state.http_requests > 0
+    finally:
+        ratelimit.reset()

@@ -11,6 +11,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import requests
 
 RATE_ENV = "AUDITOR_RPC_RATE"
 
@@ -28,6 +31,7 @@ class TokenBucket:
         self.clock, self.sleep = clock, sleep
         self.last = clock()
         self.lock = threading.Lock()
+        self.taken = 0  # tokens handed out: requests let through
 
     def acquire(self) -> float:
         """Take one token, waiting as long as needed; returns the seconds waited."""
@@ -36,6 +40,7 @@ class TokenBucket:
             self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
             self.last = now
             self.tokens -= 1
+            self.taken += 1
             wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         if wait > 0:
             self.sleep(wait)
@@ -76,3 +81,21 @@ def reset() -> None:
     """Forget every bucket: the next request reads the rates again (a Dask worker given its share)."""
     with _LOCK:
         _BUCKETS.clear()
+
+
+class LimitedSession(requests.Session):
+    """An HTTP session that takes a token from its URL's bucket before every request it sends."""
+
+    def __init__(self, limit: TokenBucket) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        self.limit.acquire()
+        return super().request(*args, **kwargs)
+
+
+def session_for(chain: str, url: str) -> requests.Session | None:
+    """A rate-limited session for `url` when a rate is configured for `chain`, else None (the transport's own)."""
+    limit = bucket(chain, url)
+    return LimitedSession(limit) if limit is not None else None

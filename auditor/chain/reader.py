@@ -18,6 +18,7 @@ from auditor.chain.abi import decode_values, encode_call
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, RecordingLayer, ReplayLayer
 from auditor.chain.multicall import AGGREGATE3_SELECTOR, MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
+from auditor.chain.ratelimit import session_for
 from auditor.chain.rpc import (
     APART_AT_ONCE,
     CachingLayer,
@@ -895,7 +896,8 @@ def connect(
             if block is None and options.at is None and recorded is not None:
                 block = int(recorded["number"])  # replay the recorded audit's pin: no --block needed
         else:
-            wire = HttpTransport(name, rpc_url(name, options.rpc), stats, options.retry or RetryPolicy.from_env())
+            url = rpc_url(name, options.rpc)
+            wire = HttpTransport(name, url, stats, options.retry or RetryPolicy.from_env(), session_for(name, url))
         client = ChainClient(
             name,
             chain.chain_id,
