@@ -187,3 +187,23 @@ def test_own_tokens_posted_to_an_unlisted_lender_explain_none_of_its_cash(chain:
     assert (peer["hard_in_usd"], peer["hard_out_usd"], peer["in_usd"], peer["out_usd"]) == (
         Decimal(300), Decimal(0), Decimal(300), Decimal(500))
     assert result.bound("alpha") == "at most"
+
+
+def test_a_token_whose_code_burns_all_gas_is_noted_and_never_crashes_the_round(chain: Lab, tmp_path: Path) -> None:
+    """A token the treasury received whose code is 0xfe (INVALID: every call burns all its gas) read in the same
+    round as the counterparties' code lookups: every lookup still gets its answer, the token is noted."""
+    treasury, outsider = chain.accounts[3], chain.accounts[5]
+    token = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], "Alpha USD", "aUSD", 6)
+    token.transact("mint", outsider, 1_000 * USDC)
+    chain.usdc.transact("mint", treasury, 1_000 * USDC)
+    trap = Contract.deploy(chain.url, chain.lab_contracts["LabToken"], "Gas Trap", "TRAP", 6)
+    trap.transact("mint", outsider, 10 * USDC)
+    trap.transact("transfer", treasury, 10 * USDC, sender=outsider)
+    rpc(chain.url, "anvil_setCode", [trap.address, "0xfe"])
+    rpc(chain.url, "evm_mine", [])
+    write_alpha(tmp_path, chain, token, treasury)
+    result = audit_alpha(tmp_path, chain.url, int(rpc(chain.url, "eth_blockNumber"), 16))
+    figures = result.backing.issuers["alpha"]
+    assert figures.verifiable_backing_usd == Decimal(1000)  # the USDC; the trap token counts nowhere
+    assert result.reads_complete
+    assert any(trap.address.lower() in note.lower() for note in result.document["notes"])

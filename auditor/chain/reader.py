@@ -511,7 +511,8 @@ class ChainClient:
             riders, self._riders = self._riders, []
             try:
                 answers = self.layer.send(calls + riders)
-                answers, self._rider_answers = answers[: len(calls)], answers[len(calls):]
+                if riders:  # only the send that carried them: a later one (a bisected chunk) must not erase them
+                    answers, self._rider_answers = answers[: len(calls)], answers[len(calls):]
             except PayloadTooLarge:
                 # Shrink the body budget for the rest of the audit; a single chunk is bisected below.
                 self._riders = riders
