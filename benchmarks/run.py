@@ -101,17 +101,25 @@ def main() -> None:
         node.stop()
     lines += ["## Not measured", "", *(notes or ["- nothing: every contender ran."]), ""]
     # `make soak`: the tracer and the audit against generated truth
-    for name in ("scenarios.md", "scenarios-topologies.md", "completeness.md"):
-        soak = RESULTS.with_name(name)
-        if soak.exists():
-            lines += [f"## Generated scenarios (the last `make soak`, from benchmarks/{name})", "",
-                      *soak.read_text().splitlines()[1:], ""]
+    for name, title in (("scenarios.md", "Generated scenarios (the last `make soak`"),
+                        ("scenarios-topologies.md", "Generated scenarios (the last `make soak`"),
+                        ("completeness.md", "Generated scenarios (the last `make soak`"),
+                        ("scale.md", "Serial against Dask (the last `make bench-scale`")):
+        lines += embedded(name, title)
     text = "\n".join(lines)
     if args.write:
         RESULTS.write_text(text)
         progress(f"written {RESULTS}")
     else:
         print(text)
+
+
+def embedded(name: str, title: str) -> list[str]:
+    """Another target's results file (without its own title) under a heading that says where it comes from."""
+    other = RESULTS.with_name(name)
+    if not other.exists():
+        return []
+    return [f"## {title}, from benchmarks/{name})", "", *other.read_text().splitlines()[1:], ""]
 
 
 if __name__ == "__main__":
