@@ -230,7 +230,7 @@ class Service:
             raise ServiceError(503, "cannot-audit", f"{exc}; no figures are given") from None
         except SpecError as exc:
             raise ServiceError(422, "bad-spec", str(exc)) from None
-        if not result.reads_complete:
+        if not result.complete:
             raise ServiceError(503, "incomplete", f"the audit is incomplete: {result.why_incomplete()}; no figures "
                                                   "are given; retry when the node answers", retry_after=30)
         return result

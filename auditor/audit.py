@@ -392,6 +392,24 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
+def require_nodes(specs: Iterable[Spec], registry: Registry, rpc: Mapping[str, str],
+                  blocks: Mapping[str, object] = {}) -> None:
+    """Bad input before any work: --rpc or --block naming a chain the registry lacks, or a chain an audit needs
+    without a usable RPC URL (ConfigError, exit 2), rather than every audit failing one by one."""
+    from auditor.chain.reader import rpc_url
+    from auditor.ledger import chains_needed, issuers_in_audit
+
+    for option, names in (("--rpc", rpc), ("--block", blocks)):
+        unknown = sorted(set(names) - set(registry.chains))
+        if unknown:
+            raise ConfigError(f"{option} names chains the registry {registry.path} lacks: {', '.join(unknown)} "
+                              f"(it has {', '.join(sorted(registry.chains))})")
+    for spec in specs:
+        known = known_specs(spec, registry)
+        for chain in chains_needed(known, issuers_in_audit(spec.id, known)):
+            rpc_url(chain, rpc)
+
+
 def parse_blocks(values: tuple[str, ...]) -> dict[str, str | int]:
     out: dict[str, str | int] = {}
     for name, text in parse_pairs(values, "--block").items():

@@ -45,4 +45,4 @@ def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks
     options = ConnectOptions(rpc=rpc, blocks=blocks, use_cache=use_cache)
     result = audit_with_inputs(spec, registry, options, spec_path, registry_path)
     return {"spec": spec.id, "findings": result.document, "requests": result.requests,
-            "incomplete": None if result.reads_complete else f"the audit is incomplete ({result.gaps[0].line()})"}
+            "incomplete": None if result.complete else f"the audit is incomplete ({result.why_incomplete()})"}

@@ -237,11 +237,11 @@ def _audit(
     if json_out:
         write_json(Path(json_out), audit_json(result))
         click.echo(f"findings written to {json_out}" + ("" if result.complete else " (marked incomplete)"))
-    if not result.reads_complete:
+    if not result.complete:
         if html_out:
             click.echo(f"no report written to {html_out}: an incomplete audit is not signed", err=True)
-        _fail(f"the audit is incomplete: {len(result.gaps)} read(s) failed (listed above); re-run when the node "
-              "answers", EXIT_CHECK_FAILED)
+        _fail(f"the audit is incomplete: {result.why_incomplete()}; its figures are bounds, not a result",
+              EXIT_CHECK_FAILED)
     if html_out and signing is not None:
         from auditor.report.publish import write_report
 
@@ -390,7 +390,7 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
     def action() -> None:
         import datetime as dt
 
-        from auditor.audit import parse_pairs, parse_time
+        from auditor.audit import parse_pairs, parse_time, require_nodes
         from auditor.chain.reader import ConnectOptions
         from auditor.chain.rpc import ConfigError
         from auditor.gate import load_policy
@@ -411,6 +411,7 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
             first = parse_time(start, "--from")
             last = parse_time(end, "--to") if end else dt.datetime.now(dt.UTC)
             points, source = time_points(first, last, parse_every(every)), f"from {start} every {every}"
+        require_nodes([loaded], registry, parse_pairs(rpc, "--rpc"))
         signing = _signing_key(key) if html_out else None
         options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), use_cache=not no_cache)
         with click.progressbar(length=len(points), label=f"auditing {len(points)} point(s) ({engine})",
@@ -435,15 +436,16 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
 
 
 def history_lines(data: dict[str, Any]) -> list[str]:
-    """The terminal's view of a history: one line per point, then the crossings."""
+    """The terminal's view of a history: one line per point, then the crossings (node text made inert)."""
     from auditor.numbers import multiple, percent, usd
+    from auditor.text import inert
 
     lines = []
     for row in data["series"]:
         if not row["complete"] and row.get("supply_usd") is None:
-            lines.append(f"{row['point']}: not audited: {row['why_incomplete']}")
+            lines.append(f"{row['point']}: not audited: {inert(row['why_incomplete'])}")
             continue
-        mark = "" if row["complete"] else f" (INCOMPLETE: {row['why_incomplete']})"
+        mark = "" if row["complete"] else f" (INCOMPLETE: {inert(row['why_incomplete'])})"
         lines.append(f"{row['point']}: supply {usd(row['supply_usd'])}, verifiable backing "
                      f"{usd(row['verifiable_backing_usd'])}, expansion {multiple(row['expansion_ratio'])}, "
                      f"coverage {percent(row['coverage'])}{mark}")
@@ -520,7 +522,7 @@ def watch(spec: str, policy_path: str | None, every_blocks: int, interval: str |
     def action() -> None:
         import os
 
-        from auditor.audit import parse_pairs
+        from auditor.audit import parse_pairs, require_nodes
         from auditor.chain.cache import cache_dir
         from auditor.chain.reader import ConnectOptions
         from auditor.chain.rpc import ConfigError
@@ -533,6 +535,9 @@ def watch(spec: str, policy_path: str | None, every_blocks: int, interval: str |
         policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
         registry = load_registry(registry_path)
         loaded = load_spec(spec, registry)
+        require_nodes([loaded], registry, parse_pairs(rpc, "--rpc"))
+        if interval and every_blocks != 1:
+            raise ConfigError("--every N (blocks) and --interval STEP (time) cannot be used together")
         secret = os.environ.get(webhook_secret_env, "").encode()
         if webhook is not None and not secret:
             raise ConfigError(f"--webhook needs a secret in ${webhook_secret_env}: receivers must be able to check "
@@ -547,15 +552,19 @@ def watch(spec: str, policy_path: str | None, every_blocks: int, interval: str |
                             secret=secret, every_blocks=every_blocks, interval_s=interval_s, poll_s=poll,
                             backoff_s=backoff)
             if once:
-                watcher.deliver()
-                watcher.audit_once()
-                code = 1 if exit_on_breach and watcher.breached else 0
+                watcher.audit_once()  # delivers what earlier runs left too
+                if exit_on_breach and watcher.breached:
+                    code = 1
+                elif not watcher.deliver():
+                    _fail("alerts are waiting for the webhook (kept, retried on the next run)", EXIT_CHECK_FAILED)
+                else:
+                    code = 0
             else:
                 code = watcher.run(max_audits, exit_on_breach)
         finally:
             store.close()
         if code:
-            _fail("the policy is breached (--exit-on-breach)", EXIT_CHECK_FAILED)
+            _fail("the policy is breached or the audit could not decide it (--exit-on-breach)", EXIT_CHECK_FAILED)
 
     _run_guarded(action)
 
@@ -829,10 +838,11 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], block: tuple
 
     def action() -> None:
         from auditor import engine as engines
-        from auditor.audit import parse_blocks, parse_pairs
+        from auditor.audit import parse_blocks, parse_pairs, require_nodes
         from auditor.audit_output import publish_task
         from auditor.report.publish import write_index, write_report
         from auditor.spec import load_registry, load_spec, spec_paths
+        from auditor.text import inert
 
         folder = Path(out)
         signing_key, source = _signing_key(key)
@@ -841,8 +851,10 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], block: tuple
             click.echo(f"signing with {source}")
             registry = load_registry(registry_path)
             paths = spec_paths(specs)
-            ids = [load_spec(path, registry).id for path in paths]  # bad input fails here, before any task
+            loaded = [load_spec(path, registry) for path in paths]  # bad input fails here, before any task
+            ids = [spec.id for spec in loaded]
             nodes, pins = parse_pairs(rpc, "--rpc"), parse_blocks(block)
+            require_nodes(loaded, registry, nodes, pins)
             pinned = ",".join(f"{chain}={number}" for chain, number in sorted(pins.items())) or "latest"
             tasks = [engines.Task(f"publish/{spec_id}/{engines.digest(registry_path)}/{pinned}", publish_task,
                                   (str(path), str(registry_path), dict(nodes), dict(pins)))
@@ -855,7 +867,7 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], block: tuple
             for spec_id, outcome in zip(ids, engines.run(tasks, engine, scheduler, workers, progress), strict=True):
                 reason = outcome.error or (outcome.value["incomplete"] if outcome.ok else None)
                 if reason is not None:
-                    click.echo(f"{spec_id}: not published: {reason}", err=True)
+                    click.echo(f"{spec_id}: not published: {inert(reason)}", err=True)
                     failures[spec_id] = reason
                     continue
                 for chain, stats in outcome.value["requests"].items():

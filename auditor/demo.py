@@ -61,8 +61,8 @@ def run_demo(out_dir: Path, say: Say, params_path: Path = reconstruction.PARAMS_
             say(f"auditing at the {stage} pin")
             options = ConnectOptions(rpc=rpc, blocks=world.pins[stage], use_cache=False)
             result = run_audit(AuditRequest(spec, registry, options))
-            if not result.reads_complete:
-                raise reconstruction.DemoError(f"the {stage} audit is incomplete: {result.gaps[0].line()}")
+            if not result.complete:
+                raise reconstruction.DemoError(f"the {stage} audit is incomplete: {result.why_incomplete()}")
             findings = result.document
             for line in summary_lines(result):
                 say("  " + line)

@@ -28,6 +28,7 @@ from auditor.findings import AuditResult
 from auditor.numbers import exact
 from auditor.policy import Policy
 from auditor.spec import Registry, Spec
+from auditor.text import inert
 
 MAX_POINTS = 5000  # a typo in --every must not start a million audits
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -258,8 +259,9 @@ def to_csv(history: Mapping[str, Any]) -> str:
 
 
 def _csv_cell(value: Any) -> str:
-    """A cell that a spreadsheet will not run: text from a chain (error messages) never starts a formula."""
-    text = "" if value is None else str(value)
+    """A cell that a spreadsheet will not run: text from a chain (error messages) never starts a formula, and its
+    control characters are spelled out (a CSV printed to a terminal)."""
+    text = "" if value is None else inert(str(value))
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
 
 

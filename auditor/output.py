@@ -11,6 +11,10 @@ from typing import Any
 
 from auditor.chain.rpc import ConfigError
 
+# The process's umask, read once (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def write_text(path: Path, text: str) -> None:
     """Write atomically: a reader never sees half a file, and a failed write leaves the old one in place."""
@@ -21,6 +25,7 @@ def write_text(path: Path, text: str) -> None:
         try:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
                 stream.write(text)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # what open() would have given: a published site is readable
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -64,8 +64,6 @@ def conditions_of(result: AuditResult, policy: Policy | None) -> dict[str, Condi
     for check in evaluate(result, policy) if policy is not None else []:
         if check.decided and not check.passed:
             found[f"check:{check.id}"] = Condition(f"check:{check.id}", {"message": check.message})
-    if not result.complete:
-        found[INCOMPLETE] = Condition(INCOMPLETE, {"message": result.why_incomplete()})
     return found
 
 
@@ -80,9 +78,14 @@ class Store:
     """The watch's memory: the conditions of the last decided audit, the last block audited, the outbox."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.executescript(SCHEMA)
+        from auditor.chain.rpc import ConfigError
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), isolation_level=None)
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"--state {path}: cannot use it as the watch's SQLite state ({exc})") from None
 
     def close(self) -> None:
         self.db.close()
@@ -162,9 +165,10 @@ class Watch:
         options = replace(self.options, blocks={self.home: block} if block is not None else {})
         result = run_audit(AuditRequest(self.spec, self.registry, options))
         before = self.store.conditions()
-        if result.reads_complete:
+        if result.complete:
             now = conditions_of(result, self.policy)
-        else:  # figures the chain did not give decide nothing: every other condition stays as it was
+        else:  # failed reads or unexplained inflows: figures that are bounds decide nothing, every other condition
+            # stays as it was (no limit is "cleared" because the gate could not decide it)
             now = {name: Condition(name, detail) for name, detail in before.items() if name != INCOMPLETE}
             now[INCOMPLETE] = Condition(INCOMPLETE, {"message": result.why_incomplete()})
         pins = {chain: {"number": pin.get("number"), "time": pin.get("time")}
@@ -172,25 +176,27 @@ class Watch:
         context = {"spec": self.spec.id, "token": self.spec.token.symbol, "pins": pins}
         alerts = [{**alert, **context} for alert in transitions(before, now)]
         self.store.commit(now, alerts, {"last_block": str(pins.get(self.home, {}).get("number") or block or 0)})
-        self.breached = any(name.startswith("check:") for name in now)
+        # A gate that cannot decide fails: an incomplete audit counts as a breach for --exit-on-breach.
+        self.breached = any(name.startswith("check:") or name == INCOMPLETE for name in now)
         self.deliver()
         return alerts
 
-    def deliver(self) -> None:
+    def deliver(self) -> bool:
         """Print, then post, every alert not yet printed or posted (in order). A webhook that fails keeps its
-        alerts for the next round; the lines on stdout are never printed twice."""
+        alerts for the next round; the lines on stdout are never printed twice. True when nothing is left."""
         for seq, alert in self.store.pending("printed"):
             self.emit(json.dumps({"seq": seq, **alert}, sort_keys=True))
             self.store.mark("printed", seq)
         if self.webhook is None:
-            return
+            return True
         for seq, alert in self.store.pending("posted"):
             try:
                 post(self.webhook, self.secret, seq, alert)
             except (OSError, ValueError) as exc:
                 self.say(f"webhook: alert {seq} not delivered ({inert(str(exc))}); will retry")
-                return
+                return False
             self.store.mark("posted", seq)
+        return True
 
     def run(self, max_audits: int | None = None, exit_on_breach: bool = False) -> int:
         """Audit whenever due, until `max_audits` audits (None: forever). Returns 1 on a breach with

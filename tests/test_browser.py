@@ -133,7 +133,7 @@ def test_demo_report_reads_in_order_within_budgets(demo_site: Path, browser: Any
         assert after <= before + 1, f"heading level jumps to h{after} at {text!r}"
     text = page.inner_text("main")
     assert "xUSD is not backed: $0 of verifiable backing for $19.1M of supply" in text
-    assert "at every pin audited, since 28 Oct 2025" in text
+    assert "at every pin audited (28 Oct 2025 to 5 Nov 2025)" in text
     assert "deUSD is not backed" in text and "since 3 Nov 2025 (backed on 28 Oct 2025)" in text
     # Raw chain values only inside evidence, which is collapsed.
     visible = page.evaluate("() => document.body.innerText")

@@ -223,3 +223,31 @@ def test_every_http_request_of_an_audit_takes_a_token(chain: Lab, tmp_path: Path
             assert limit.taken == proxy.state.http_requests > 0
     finally:
         ratelimit.reset()
+
+
+def test_publish_refuses_unknown_chains_and_missing_nodes_before_any_audit(site: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    specs = site["specs"]
+    base = ["publish", str(specs / "alpha.yaml"), "--registry", str(specs / "registry.yaml"), "--out",
+            str(tmp_path / "out")]
+    for extra, words in ((["--rpc", f"ethereum={site['url']}", "--block", "mars=1"], "mars"),
+                         (["--rpc", f"ethereum={site['url']}", "--rpc", "mars=http://x/"], "mars"),
+                         ([], "no RPC URL for chain 'ethereum'")):
+        result = CliRunner(env={"AUDITOR_PRIVATE_KEY": KEY, "ETH_RPC_URL": "", "AUDITOR_RPC_ETHEREUM": ""}).invoke(
+            main, [*base, *extra])
+        assert result.exit_code == 2 and words in result.output, result.output
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_published_pages_are_readable_by_a_web_server(site: dict[str, Any], tmp_path: Path) -> None:
+    import os
+    import stat
+
+    publish(site, tmp_path / "site")
+    old = os.umask(0o022)
+    os.umask(old)
+    for page in (tmp_path / "site").glob("*.html"):
+        assert stat.S_IMODE(page.stat().st_mode) == 0o666 & ~old, page
+    index = (tmp_path / "site" / "index.html").read_text()
+    failed = index[index.index("not audited"):]
+    assert failed.split("</tr>")[0].count("unbounded") == 0  # a spec never audited has no expansion

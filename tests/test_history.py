@@ -206,3 +206,18 @@ def test_the_default_policy_is_the_example_policy() -> None:
 
     example = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
     assert load_policy(example) == DEFAULT_POLICY
+
+
+def test_node_text_in_a_failed_point_reaches_the_terminal_and_csv_inert(anvil_node: Anvil, tmp_path: Path) -> None:
+    from tests.faultproxy import ItemFault
+
+    world = build(anvil_node, tmp_path / "world", 5, 2)
+    hostile = {"code": -32000, "message": "EVIL\x1b]8;;http://x/\x07link\x1b[31m\r\nFAKE: all good\u202e"}
+    fault = ItemFault("error", method="eth_call", count=None, error=hostile)
+    with FaultProxy(world.url, item_faults=[fault]) as proxy:
+        code, output = run(world, proxy.url, 2, "--csv", str(tmp_path / "h.csv"))
+    assert code == 1
+    assert "\x1b" not in output and "\u202e" not in output and "\r" not in output
+    assert "EVIL\\x1b" in output
+    csv_text = (tmp_path / "h.csv").read_text()
+    assert "\x1b" not in csv_text and "\u202e" not in csv_text

@@ -146,7 +146,7 @@ def test_a_failed_webhook_is_retried_on_the_next_run_without_printing_twice(chai
     chain.usdc.transact("transfer", alpha["outsider"], 600 * USDC, sender=alpha["treasury"])
     _Receiver.fail_next = 100
     code, first, output = watch(alpha, chain.url, receiver, "--once")
-    assert code == 0 and first and "will retry" in output
+    assert code == 1 and first and "will retry" in output and "waiting for the webhook" in output
     assert _Receiver.received == []
     _Receiver.fail_next = 0
     code, second, output = watch(alpha, chain.url, receiver, "--once")
@@ -179,3 +179,30 @@ def test_bad_watch_input_exits_2(alpha: dict[str, Any], chain: Lab) -> None:
     bad_interval = CliRunner().invoke(main, [*base, "--interval", "soon"])
     assert bad_interval.exit_code == 2 and "--interval 'soon'" in bad_interval.output
     assert "Traceback" not in no_secret.output + bad_url.output + bad_interval.output
+
+
+def test_an_audit_with_unexplained_money_clears_nothing_and_fails_the_gate(chain: Lab, alpha: dict[str, Any],
+                                                                         receiver: str) -> None:
+    """Reads all answered, but an unlisted contract paid the treasury (a material unexplained inflow): the figures
+    are a bound, so the breach stays raised (no false "cleared"), only audit:incomplete is new, and the gate fails."""
+    chain.usdc.transact("transfer", alpha["outsider"], 600 * USDC, sender=alpha["treasury"])  # 40% backed
+    code, breach, output = watch(alpha, chain.url, receiver, "--once")
+    assert ("raised", "check:min-backing-ratio") in changes(breach), output
+    lender = Contract.deploy(chain.url, chain.lab_contracts["PrivateLender"], chain.usdc.address)
+    chain.usdc.transact("mint", lender.address, 1_000 * USDC)
+    lender.transact("borrow", 50 * USDC, sender=alpha["treasury"])  # cash from a lender no registry lists
+    code, bounded, output = watch(alpha, chain.url, receiver, "--once", "--exit-on-breach")
+    assert changes(bounded) == [("raised", "audit:incomplete")], output
+    assert code == 1 and "could not decide" in output
+
+
+def test_bad_state_files_and_chain_names_exit_2(chain: Lab, alpha: dict[str, Any], tmp_path: Path) -> None:
+    folder = alpha["folder"]
+    (tmp_path / "notadb.sqlite").write_text("this is not a database")
+    base = ["watch", str(folder / "alpha.yaml"), "--registry", str(folder / "registry.yaml"), "--once"]
+    for extra, words in ((["--rpc", f"ethereum={chain.url}", "--state", str(tmp_path / "notadb.sqlite")], "--state"),
+                         (["--rpc", f"ethereum={chain.url}", "--rpc", "nowhere=http://x/"], "nowhere"),
+                         (["--rpc", "ethereum=127.0.0.1:8545"], "http"),
+                         (["--rpc", f"ethereum={chain.url}", "--interval", "1m", "--every", "5"], "together")):
+        result = CliRunner().invoke(main, [*base, *extra])
+        assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output

@@ -868,15 +868,15 @@ class ConnectOptions:
 
 def rpc_url(chain: str, given: Mapping[str, str]) -> str:
     """--rpc CHAIN=URL, else AUDITOR_RPC_<CHAIN>, else ETH_RPC_URL for ethereum (as foundry does)."""
-    if chain in given:
-        return given[chain]
-    url = os.environ.get(f"AUDITOR_RPC_{chain.upper().replace('-', '_')}")
+    url = given.get(chain) or os.environ.get(f"AUDITOR_RPC_{chain.upper().replace('-', '_')}")
     if not url and chain == "ethereum":
         url = os.environ.get("ETH_RPC_URL")
     if not url:
         raise ConfigError(
             f"no RPC URL for chain {chain!r}: pass --rpc {chain}=URL or set AUDITOR_RPC_{chain.upper()}"
         )
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"the RPC URL for chain {chain!r} ({url!r}) is not an http:// or https:// URL")
     return url
 
 

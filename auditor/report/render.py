@@ -971,7 +971,7 @@ def _index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "severity": severity if severity in (*SEVERITIES, FAILED) else ("info" if severity else NO_FLAGS),
         "severity_text": severity or "none",
         "severity_rank": rank,
-        "expansion": "unbounded" if expansion_ratio is None else ratio(expansion_ratio),
+        "expansion": "—" if severity == FAILED else "unbounded" if expansion_ratio is None else ratio(expansion_ratio),
         "expansion_key": expansion_key,
         "generated": text(entry.get("generated")),
         "generated_text": moment(text(entry.get("generated"))),
@@ -1409,7 +1409,7 @@ def _since(states: Sequence[str], whens: Sequence[str]) -> str:
     if len(states) == 1:
         return f"at {whens[0]}"
     if start == 0:
-        return f"at every pin audited, since {whens[0]}"
+        return f"at every pin audited ({whens[0]} to {whens[-1]})"
     return f"since {whens[start]} ({states[start - 1]} on {whens[start - 1]})"
 
 

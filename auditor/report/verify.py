@@ -105,7 +105,10 @@ def verify_report(
     verdict = Verdict()
     block = extract(text, "findings")
     if block is None:
-        raise ConfigError(f"{path}: no embedded findings: not a report of this tool")
+        legacy = '<script type="application/json" id="findings">' in text
+        raise ConfigError(f"{path}: no embedded findings this version reads: " + (
+            "a report of an older version (findings as plain JSON); verify it with that version or re-render it"
+            if legacy else "not a report of this tool"))
     try:
         embedded = decode_findings_block(block)
         document = json.loads(embedded)
