@@ -454,7 +454,7 @@ def summary_lines(result: AuditResult) -> list[str]:
     for name, pin in document["pins"].items():
         stats = result.requests.get(name, {})
         lines.append(f"  {name}: block {pin['number']} ({pin['time']}), {stats.get('reads', 0)} reads in "
-                     f"{stats.get('http_requests', 0)} HTTP requests ({stats.get('rounds', 0)} rounds, "
+                     f"{stats.get('http_requests', 0)} HTTP requests ({_count(stats.get('rounds', 0), 'round')}, "
                      f"{stats.get('retries', 0)} retries), {stats.get('cache_hits', 0)} answers from cache")
     for issuer, figures in sorted(result.backing.issuers.items()):
         bound = "" if result.complete else "[incomplete] "
@@ -477,3 +477,8 @@ def summary_lines(result: AuditResult) -> list[str]:
     for skip in result.skipped:
         lines.append(f"  not evaluated: {skip.check}: {inert(skip.reason)}")
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 round', '2 rounds'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -391,7 +391,7 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
         import datetime as dt
 
         from auditor.audit import parse_pairs, parse_time, require_nodes
-        from auditor.chain.reader import ConnectOptions
+        from auditor.chain.reader import ConnectOptions, connect
         from auditor.chain.rpc import ConfigError
         from auditor.gate import load_policy
         from auditor.history import block_points, document, parse_every, run_history, time_points, to_csv
@@ -404,14 +404,20 @@ def history(spec: str, start: str | None, end: str | None, every: str, blocks: s
         policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
         registry = load_registry(registry_path)
         loaded = load_spec(spec, registry)
+        require_nodes([loaded], registry, parse_pairs(rpc, "--rpc"))
         if blocks is not None:
-            points, source = block_points(blocks), f"blocks {blocks} on {loaded.token.deployments[0].chain}"
+            home = loaded.token.deployments[0].chain
+            points, source = block_points(blocks), f"blocks {blocks} on {home}"
+            head = connect({home: registry.chains[home]}, ConnectOptions(rpc=parse_pairs(rpc, "--rpc"),
+                                                                        use_cache=False))[home].pinned.number
+            if points[-1].block is not None and points[-1].block > head:
+                raise ConfigError(f"--blocks {blocks}: {home}'s head is block {head}; the last point must not be "
+                                  "beyond it")
         else:
             assert start is not None
             first = parse_time(start, "--from")
             last = parse_time(end, "--to") if end else dt.datetime.now(dt.UTC)
             points, source = time_points(first, last, parse_every(every)), f"from {start} every {every}"
-        require_nodes([loaded], registry, parse_pairs(rpc, "--rpc"))
         signing = _signing_key(key) if html_out else None
         options = ConnectOptions(rpc=parse_pairs(rpc, "--rpc"), use_cache=not no_cache)
         with click.progressbar(length=len(points), label=f"auditing {len(points)} point(s) ({engine})",

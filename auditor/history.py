@@ -126,8 +126,8 @@ def sample_of(point: Point, result: AuditResult, policy: Policy | None) -> Sampl
                  "backing_ratio": figures.backing_ratio, "expansion_ratio": figures.expansion_ratio,
                  "coverage": result.coverage.get(issuer)},
         flags=sorted({f.id if f.issuer in (None, issuer) else f"{f.id}:{f.issuer}" for f in result.flags}),
-        failed_checks=sorted(c.id for c in checks if c.decided and not c.passed),
-        undecided_checks=sorted(c.id for c in checks if not c.decided),
+        failed_checks=sorted({c.id for c in checks if c.decided and not c.passed}),  # one per check, not per market
+        undecided_checks=sorted({c.id for c in checks if not c.decided}),
         complete=result.complete,
         why_incomplete="" if result.complete else result.why_incomplete(),
     )

@@ -221,3 +221,11 @@ def test_node_text_in_a_failed_point_reaches_the_terminal_and_csv_inert(anvil_no
     assert "EVIL\\x1b" in output
     csv_text = (tmp_path / "h.csv").read_text()
     assert "\x1b" not in csv_text and "\u202e" not in csv_text
+
+
+def test_block_points_beyond_the_head_are_refused_before_any_audit(anvil_node: Anvil, tmp_path: Path) -> None:
+    world = build(anvil_node, tmp_path / "world", 5, 1)
+    result = CliRunner().invoke(main, [
+        "history", str(world.folder / "alpha.yaml"), "--registry", str(world.folder / "registry.yaml"),
+        "--rpc", f"ethereum={world.url}", "--blocks", "1:4999:1"])
+    assert result.exit_code == 2 and "head is block" in result.output, result.output
