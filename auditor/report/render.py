@@ -680,7 +680,9 @@ def _position_view(issuer_anchor: str, index: int, position: Any) -> dict[str, A
 _CLAIM_ROWS: tuple[tuple[str, str, str], ...] = (
     ("Supply", "supply_usd", "usd"),
     ("Claimed assets (the issuer's statement)", "claimed_assets_usd", "usd"),
-    ("Backing as claimed (every cycle taken at its word)", "claimed_backing_usd", "usd"),
+    ("Backing as claimed (every cycle taken at its word: the fixed point from par)", "claimed_backing_usd", "usd"),
+    ("Backing with other issuers' tokens at par (one valuation; the flags' 'if worth par')", "backing_at_par_usd",
+     "usd"),
     ("Verifiable backing", "verifiable_backing_usd", "usd"),
     ("Attested off-chain (proof-of-reserve feeds, not verifiable)", "attested_usd", "usd"),
     ("Circular backing", "circular_backing_usd", "usd"),
