@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,9 @@ def audit_json(result: AuditResult) -> dict[str, Any]:
 
 def audit_text(result: AuditResult) -> str:
     """The bytes of that file (auditor.output.write_json's spelling)."""
-    return json.dumps(audit_json(result), indent=2, sort_keys=True) + "\n"
+    from auditor.output import json_text
+
+    return json_text(audit_json(result))
 
 
 def publish_task(spec_path: str, registry_path: str, rpc: dict[str, str], blocks: dict[str, str | int],

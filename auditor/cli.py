@@ -305,7 +305,6 @@ def trace(
         from auditor.chain.reader import ConnectOptions, connect
         from auditor.chain.rpc import ConfigError
         from auditor.ledger import chains_needed, issuers_in_audit
-        from auditor.output import write_json
         from auditor.spec import load_registry, load_spec
         from auditor.trace import run_trace, summary_lines
 
@@ -342,11 +341,7 @@ def trace(
             findings = run_sharded(spec, registry_path, parse_pairs(rpc, "--rpc"),
                                    {name: clients[name].pinned.as_dict() for name in resolved}, resolved, shards,
                                    engine, scheduler, workers, not no_cache, shard_progress)
-        for line in summary_lines(findings):
-            click.echo(line)
-        if json_out:
-            write_json(Path(json_out), findings)
-            click.echo(f"trace written to {json_out}")
+        _show(summary_lines(findings), findings, json_out, "trace")
 
     _run_guarded(action)
 
@@ -862,7 +857,8 @@ def publish(specs: tuple[str, ...], out: str, rpc: tuple[str, ...], block: tuple
             nodes, pins = parse_pairs(rpc, "--rpc"), parse_blocks(block)
             require_nodes(loaded, registry, nodes, pins)
             pinned = ",".join(f"{chain}={number}" for chain, number in sorted(pins.items())) or "latest"
-            tasks = [engines.Task(f"publish/{spec_id}/{engines.digest(registry_path)}/{pinned}", publish_task,
+            source = engines.digest(registry_path)
+            tasks = [engines.Task(f"publish/{spec_id}/{source}/{pinned}", publish_task,
                                   (str(path), str(registry_path), dict(nodes), dict(pins)))
                      for spec_id, path in zip(ids, paths, strict=True)]
             requests: dict[str, int] = {}

@@ -200,22 +200,14 @@ def crossings(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
     """For each policy check and flag: the first complete point where it failed or was raised, and the last one
     before it where it held (the crossing lies between the two)."""
     out: dict[str, dict[str, Any]] = {}
-    held: dict[str, str] = {}
+    previous: str | None = None  # the last complete point: every condition not yet crossed held there
     for sample in samples:
         if not sample.complete:
             continue
-        events = [f"check:{c}" for c in sample.failed_checks] + [f"flag:{f}" for f in sample.flags]
-        for name in events:
-            if name not in out:
-                out[name] = {"first": sample.point.label, "last_clear": held.get(name)}
-        for name in _all_names(samples):
-            if name not in events and name not in out:
-                held[name] = sample.point.label
+        for name in [f"check:{c}" for c in sample.failed_checks] + [f"flag:{f}" for f in sample.flags]:
+            out.setdefault(name, {"first": sample.point.label, "last_clear": previous})
+        previous = sample.point.label
     return dict(sorted(out.items()))
-
-
-def _all_names(samples: Sequence[Sample]) -> set[str]:
-    return {f"check:{c}" for s in samples for c in s.failed_checks} | {f"flag:{f}" for s in samples for f in s.flags}
 
 
 def document(spec: Spec, samples: Sequence[Sample], policy: Policy | None, source: str) -> dict[str, Any]:

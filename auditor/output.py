@@ -34,5 +34,10 @@ def write_text(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def json_text(document: Mapping[str, Any]) -> str:
+    """The one spelling of every JSON file and answer the tool writes: sorted keys, indented, a final newline."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_text(path, json_text(document))

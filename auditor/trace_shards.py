@@ -72,9 +72,10 @@ def run_sharded(spec_path: str, registry_path: str, rpc: Mapping[str, str], pins
     count = max(len(r) for r in ranges.values())
     numbers = {chain: int(pin["number"]) for chain, pin in pins.items()}
     tasks = []
+    source = engines.digest(registry_path)
     for index in range(count):
         part = {chain: r[index] for chain, r in ranges.items() if index < len(r)}
-        key = f"trace/{root.id}/{engines.digest(registry_path)}/shard-{index}-of-{count}/" + ",".join(
+        key = f"trace/{root.id}/{source}/shard-{index}-of-{count}/" + ",".join(
             f"{c}={a}:{b}" for c, (a, b) in sorted(part.items()))
         tasks.append(engines.Task(key, shard_task, (spec_path, registry_path, dict(rpc), numbers, part, use_cache)))
     outcomes = engines.run(tasks, engine, scheduler, workers, progress)

@@ -204,12 +204,12 @@ class Watch:
         audits, wait = 0, self.backoff_s
         while max_audits is None or audits < max_audits:
             try:
-                self.deliver()  # what a previous run committed but could not deliver
                 block = self.due() if self.interval_s is None else None
                 if self.interval_s is None and block is None:
+                    self.deliver()  # between audits: what an earlier round could not deliver
                     self.sleep(self.poll_s)
                     continue
-                self.audit_once(block)
+                self.audit_once(block)  # delivers its alerts and any left from before
                 audits += 1
                 wait = self.backoff_s
             except ChainError as exc:
