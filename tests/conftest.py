@@ -11,7 +11,8 @@ import pytest
 from auditor.lab.compile import Compiled, compile_lab_contracts
 from auditor.lab.deploy import Contract, accounts, deploy_lab_token, install_multicall3
 from auditor.lab.morpho import MorphoLab, deploy_morpho
-from auditor.lab.node import Anvil, rpc, start_anvil
+from auditor.lab.node import Anvil, start_anvil
+from tests.support import rolled_back
 
 LAB_CHAIN_ID = 1
 LAB_LLTV = 860_000_000_000_000_000  # 0.86e18, one of the LLTVs Morpho governance enabled on mainnet
@@ -82,10 +83,5 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def chain(lab: Lab) -> Iterator[Lab]:
     """The session lab, rolled back to its pre-test state (evm_snapshot / evm_revert) after the test."""
-    snapshot = rpc(lab.url, "evm_snapshot")
-    try:
+    with rolled_back(lab.url):
         yield lab
-    finally:
-        # anvil drops a snapshot once reverted to, so every test takes a fresh one.
-        if not rpc(lab.url, "evm_revert", [snapshot]):
-            pytest.fail(f"evm_revert({snapshot}) returned false: later tests would see this test's state")

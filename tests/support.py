@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+import pytest
 
 from auditor.lab.deploy import Contract
 from auditor.lab.node import rpc
+
+
+@contextmanager
+def rolled_back(url: str) -> Iterator[None]:
+    """Whatever the block changes on the node is undone after it (evm_snapshot / evm_revert)."""
+    snapshot = rpc(url, "evm_snapshot")
+    try:
+        yield
+    finally:
+        # anvil drops a snapshot once reverted to, so every use takes a fresh one.
+        if not rpc(url, "evm_revert", [snapshot]):
+            pytest.fail(f"evm_revert({snapshot}) on {url} returned false: later tests would see this test's state")
 
 
 def same_block(url: str, calls: Sequence[tuple[Contract, str, tuple[Any, ...], str]]) -> int:

@@ -29,7 +29,7 @@ from auditor.lab.uniswap import block_timestamp
 from auditor.model import token_key
 from auditor.numbers import context
 from auditor.spec import load_registry, load_spec
-from tests.support import same_block
+from tests.support import rolled_back, same_block
 from tests.test_exposure import pinned_client
 
 UNIT = 10**6  # xUSD and USDC have 6 decimals; so do the vault, the SY, the PT and the YT over them
@@ -95,11 +95,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def lab(world: World) -> Iterator[World]:
-    snapshot = rpc(world.url, "evm_snapshot")
-    try:
+    with rolled_back(world.url):
         yield world
-    finally:
-        assert rpc(world.url, "evm_revert", [snapshot])
 
 
 def _market(world: World, days: int) -> PendleMarket:

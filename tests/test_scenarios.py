@@ -28,6 +28,7 @@ from auditor.lab.scenarios import (
     trace,
 )
 from tests.conftest import Lab
+from tests.support import rolled_back
 
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 ZERO_TOPIC = "0x" + "0" * 64
@@ -85,12 +86,8 @@ def plume_node(lab: Lab) -> Iterator[LendingChain]:
 @pytest.fixture
 def plume(plume_node: LendingChain) -> Iterator[LendingChain]:
     """The second chain, rolled back after the test like `chain`."""
-    snapshot = rpc(plume_node.url, "evm_snapshot")
-    try:
+    with rolled_back(plume_node.url):
         yield plume_node
-    finally:
-        if not rpc(plume_node.url, "evm_revert", [snapshot]):
-            pytest.fail(f"evm_revert({snapshot}) on plume returned false")
 
 
 # ------------------------------------------------------------------ the generator, without a chain
