@@ -22,7 +22,11 @@ def test_a_market_whose_oracle_answers_zero_with_debt_outstanding_is_flagged(cha
     token.transact("mint", treasury, 400 * USDC)
     lab.usdc.transact("mint", treasury, 350 * USDC)
     lab.usdc.transact("mint", lab.lender, 1_000 * USDC)
-    _market, oracle, _block = morpho_loan(lab, token, 1, treasury, posted=400, borrowed=200, supplied=1_000)
+    _market, oracle, block = morpho_loan(lab, token, 1, treasury, posted=400, borrowed=200, supplied=1_000)
+    # The oracle gives up in a block with the loan's timestamp: no interest accrues between them, however long the
+    # machine takes between the two transactions (the figures below are exact).
+    loan_time = rpc(lab.url, "eth_getBlockByNumber", [hex(block), False])["timestamp"]
+    rpc(lab.url, "evm_setNextBlockTimestamp", [int(loan_time, 16)])
     morpho.set_price(0, oracle.address)  # the oracle gives up: every loan looks fine to a dashboard
     write_alpha(tmp_path, lab, token, treasury)
     result = audit_alpha(tmp_path, lab.url, int(rpc(lab.url, "eth_blockNumber"), 16))
