@@ -22,8 +22,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Not part of a build: environments, caches, outputs, and the JavaScript toolchain.
-SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", "reports", "test-artifacts", "__pycache__",
-             ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", ".cache"}
+SKIP_DIRS = {".git", ".venv", ".venv-bench", "node_modules", "build", "dist", "reports", "test-artifacts",
+             "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", ".cache"}
 TEST_KEY = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")  # a fixed test key
 BUDGET_SECONDS = 60
 
