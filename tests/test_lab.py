@@ -72,6 +72,28 @@ def test_anvil_context_manager_and_two_nodes_get_distinct_ports() -> None:
     assert not second.running()
 
 
+def test_spilled_states_stay_in_the_nodes_own_directory_and_go_with_it() -> None:
+    """anvil writes states older than its in-memory window to disk and never deletes them (78 GB in a
+    day of test runs under ~/.foundry); each node's go to its own directory, removed at stop, and a
+    directory left by a dead owner is swept at the next start."""
+    from auditor.lab.node import _states_root
+
+    orphan = _states_root() / "999999999-orphan"  # no process has this pid (above Linux's pid_max)
+    orphan.mkdir(parents=True, exist_ok=True)
+    node = start_anvil(1)
+    assert not orphan.exists()
+    state_dir = node.state_dir
+    assert state_dir is not None
+    try:
+        rpc(node.url, "anvil_mine", [hex(1_000)])  # past anvil's in-memory window, so states spill
+        assert any(state_dir.rglob("*")), "expected anvil to spill old states into the node's directory"
+        # an old block's state is still served from the spilled copy
+        assert int(rpc(node.url, "eth_getBalance", [rpc(node.url, "eth_accounts")[0], "0x5"]), 16) > 0
+    finally:
+        node.stop()
+    assert not state_dir.exists()
+
+
 def test_fixed_block_interval_makes_block_times_and_hashes_repeatable() -> None:
     genesis = 1_761_523_200  # 2025-10-27T00:00:00Z
 

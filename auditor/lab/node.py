@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,20 +99,64 @@ def _die_with_parent() -> None:
         pass
 
 
+def _states_root() -> Path:
+    return Path(tempfile.gettempdir()) / "auditor-anvil-states"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state_dir() -> Path:
+    """A fresh directory for one node's spilled states, after sweeping those whose owner process is gone.
+
+    anvil keeps recent states in memory and writes older ones to `--cache-path` (default
+    ~/.foundry/anvil/tmp), and never deletes them, not even on a clean exit: measured 78 MB per 1,000
+    empty blocks, 78 GB after a day of test runs. Each node gets its own directory, named after the
+    Python process that owns it (the node dies with that process), and stop() removes it.
+    """
+    root = _states_root()
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("*-*"):
+        owner = old.name.split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _end(process: subprocess.Popen[bytes], timeout: float, state_dir: Path | None) -> None:
+    _terminate(process, timeout)
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 class Anvil:
     """A running anvil process on 127.0.0.1; use as a context manager or call stop()."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], host: str, port: int, chain_id: int, log_path: Path
+        self,
+        process: subprocess.Popen[bytes],
+        host: str,
+        port: int,
+        chain_id: int,
+        log_path: Path,
+        state_dir: Path | None = None,
     ) -> None:
         self._process = process
+        self.state_dir = state_dir
         self.host = host
         self.port = port
         self.chain_id = chain_id
         self.log_path = log_path
         self.url = f"http://{host}:{port}"
         # Covers callers that forget stop(): the node is still ended at garbage collection or exit.
-        self._finalizer = weakref.finalize(self, _terminate, process, 5.0)
+        self._finalizer = weakref.finalize(self, _end, process, 5.0, state_dir)
 
     @property
     def pid(self) -> int:
@@ -123,7 +168,7 @@ class Anvil:
     def stop(self, timeout: float = 5.0, *, keep_log: bool = False) -> None:
         """Terminate anvil by PID, wait for it, kill it if it lingers; safe to call twice."""
         self._finalizer.detach()
-        _terminate(self._process, timeout)
+        _end(self._process, timeout, self.state_dir)
         if not keep_log:
             self.log_path.unlink(missing_ok=True)
 
@@ -202,6 +247,10 @@ def start_anvil(
         args += ["--code-size-limit", str(code_size_limit)]
     if timestamp is not None:
         args += ["--timestamp", str(timestamp)]
+    state_dir = None
+    if not any(arg in ("--cache-path", "--prune-history") for arg in extra_args):
+        state_dir = _state_dir()
+        args += ["--cache-path", str(state_dir)]
     args += list(extra_args)
 
     # The death signal fires when the forking *thread* ends, so only tie anvil to the main thread.
@@ -220,6 +269,8 @@ def start_anvil(
             )
     except OSError as exc:
         log_path.unlink(missing_ok=True)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
         raise LabError(f"starting anvil: could not execute {exe}: {exc}; {_NPM_FIX}") from exc
 
     deadline = time.monotonic() + timeout
@@ -230,13 +281,14 @@ def start_anvil(
             host, port = match.group(1), int(match.group(2))
             break
         if process.poll() is not None:
+            _end(process, 5.0, state_dir)
             raise LabError(
                 f"starting anvil: {exe} exited with code {process.returncode} before listening.\n"
                 f"Log {log_path} ends with:\n{_tail(log_path)}\n"
                 f"Fix: check the flags {args[1:]}; if the binary is broken, {_NPM_FIX}"
             )
         if time.monotonic() > deadline:
-            _terminate(process, 5.0)
+            _end(process, 5.0, state_dir)
             raise LabError(
                 f"starting anvil: no 'Listening on' line within {timeout:.0f} s.\n"
                 f"Log {log_path} ends with:\n{_tail(log_path)}\n"
@@ -244,7 +296,7 @@ def start_anvil(
             )
         time.sleep(0.01)
 
-    node = Anvil(process, host, port, chain_id, log_path)
+    node = Anvil(process, host, port, chain_id, log_path, state_dir)
     try:
         reported = int(rpc(node.url, "eth_chainId", timeout=10.0), 16)
     except LabError as exc:
