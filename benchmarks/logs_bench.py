@@ -2,8 +2,8 @@
 and against cryo.
 
 Contenders, interleaved round-robin in each repetition:
-- client: `ChainClient.scan_logs` -> `EventDecoder.decode` -> consume (value summed, recipient touched), a fresh
-  client per run (connected and pinned outside the timed part);
+- client: `ChainClient.scan_log_columns` -> `EventDecoder.decode_columns` -> consume (value summed, recipient
+  touched), a fresh client per run (connected and pinned outside the timed part);
 - json.loads: stdlib `json.loads` of the very response bodies the client received (recorded in an untimed pass,
   held in memory as bytes); timed: the parses only;
 - orjson.loads: the same bodies parsed by orjson, in the bench-only venv (peers/orjson_logs.py);
@@ -90,14 +90,15 @@ class LogWorld:
         return client, stats
 
     def scan(self, client: ChainClient, first: int | None = None) -> tuple[int, int]:
+        """Every Transfer decoded and consumed (values summed, recipients touched), a window's columns at a time, as
+        the flow trace reads them."""
         count = total = width = 0
-        decode = TRANSFER.decode
-        for log in client.scan_logs([self.spammer], [TRANSFER.topic], self.first if first is None else first,
-                                    self.last):
-            event = decode(log.topics, log.data)
-            total += event["value"]
-            width += len(event["to"])
-            count += 1
+        for window in client.scan_log_columns([self.spammer], [TRANSFER.topic],
+                                              self.first if first is None else first, self.last):
+            fields, kept = TRANSFER.decode_columns(window.topics, window.data)
+            total += sum(fields["value"])
+            width += sum(map(len, fields["to"]))
+            count += len(kept)
         return count, total
 
 

@@ -194,7 +194,7 @@ def test_a_window_decoded_into_wire_logs_is_judged_as_the_plain_decoding(
     assert fast.get("id") == plain.get("id")
     assert malformed(WINDOW, fast["result"]) is None
     assert _well_formed_wire_logs(WINDOW, list(fast["result"]))
-    assert reader._logs(fast["result"]) == reader._logs(plain["result"])
+    assert reader.LogColumns(fast["result"]).rows() == reader.LogColumns(plain["result"]).rows()
 
 
 def test_the_bulk_check_names_what_is_wrong() -> None:
@@ -247,7 +247,7 @@ def test_a_dense_scan_side_by_side_and_ahead_gets_every_log_in_order(
     plain = _one_window_each_block(url, spammer, first, last)
     assert len(plain) == PER_BLOCK * BLOCKS
     assert [TRANSFER.decode(log.topics, log.data)["value"] for log in plain] == list(range(PER_BLOCK * BLOCKS))
-    monkeypatch.setattr(reader, "TARGET_LOGS_PER_WINDOW", 3 * PER_BLOCK)  # 3-block windows: a dense range
+    monkeypatch.setattr(reader, "TARGET_LOGS_PER_WINDOW", 6 * PER_BLOCK)  # 6-block windows: a dense range
     monkeypatch.setattr(reader, "FIRST_LOG_SPAN_ALONE", 1)
     side_by_side: list[int] = []
     send = HttpTransport._send_side_by_side
@@ -259,9 +259,10 @@ def test_a_dense_scan_side_by_side_and_ahead_gets_every_log_in_order(
     monkeypatch.setattr(HttpTransport, "_send_side_by_side", spy)
     client = _client(url)
     assert list(client.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
-    # a 1-block first window, one of 3 blocks (at most 16x wider), then 3-block windows four at a time, each its own
-    # request (the pin took one more)
-    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 2 + -(-(BLOCKS - 4) // 3)
+    # a 1-block first window, one of 6 blocks (the target; at most 16x wider), then, the range found dense, windows
+    # of half the target (DENSE_SPLIT), 3 blocks, four at a time, each its own request (the pin took one more)
+    assert reader.DENSE_SPLIT == 2
+    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 2 + -(-(BLOCKS - 7) // 3)
     assert side_by_side and max(side_by_side) == APART_AT_ONCE
     # a provider that refuses windows over 2 blocks: narrowed, asked again, nothing lost or repeated
     with FaultProxy(url, max_log_span=2) as proxy:
@@ -366,7 +367,7 @@ def test_the_collector_is_paused_only_while_a_window_is_decoded_or_built() -> No
     with pytest.raises(ValueError):
         _decode_logs_reply(WINDOW, b'{"id":0,"result":[')
     assert gc.isenabled()
-    assert reader._logs([]) == [] and gc.isenabled()
+    assert reader.LogColumns([]).rows() == [] and gc.isenabled()
 
 
 def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> None:
@@ -382,3 +383,69 @@ def test_the_decoder_without_checksums_gives_the_same_fields_in_lower_case() -> 
         with pytest.raises(ValueError, match="malformed Transfer log"):
             decoder.decode(topics, data[:31])
     assert set(string.hexdigits) >= set(lower.decode(topics, data)["to"][2:])
+
+
+# ---------------------------------------------------------------- whole columns against a log at a time
+
+_EVENTS = [
+    EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)"),
+    EventDecoder("Transfer(address indexed from,address indexed to,uint256 value)", checksum=False),
+    EventDecoder("Borrow(bytes32 indexed id,address caller,address indexed onBehalf,uint256 assets,int256 d)"),
+    EventDecoder("Flag(uint64 indexed n,bool on,bytes4 tag,address who)", checksum=False),
+    EventDecoder("Note(bytes32 indexed id,address caller,string memo)"),  # not static: decoded a log at a time
+]
+
+
+@st.composite
+def _window(draw: st.DrawFn) -> tuple[EventDecoder, list[tuple[str, ...]], list[str]]:
+    """A window of logs of one event, some of them another event's, short of data or with a topic too many."""
+    decoder = draw(st.sampled_from(_EVENTS))
+    topics: list[tuple[str, ...]] = []
+    data: list[str] = []
+    for _ in range(draw(st.integers(0, 6))):
+        indexed = sum(1 for _n, _k, is_indexed in decoder.fields if is_indexed)
+        words = [draw(_hex_text(64)) for _ in range(indexed)]
+        first = decoder.topic if draw(st.integers(0, 5)) else draw(_hex_text(64))
+        extra = [draw(_hex_text(64))] if not draw(st.integers(0, 5)) else []
+        topics.append((first, *words, *extra))
+        size = 32 * (len(decoder.fields) - indexed) + (64 if decoder.name == "Note" else 0)
+        cut = draw(st.integers(0, 3)) if not draw(st.integers(0, 5)) else 0
+        data.append("0x" + draw(st.binary(min_size=size, max_size=size)).hex()[: 2 * size - 2 * cut])
+    return decoder, topics, data
+
+
+@settings(max_examples=300, deadline=None)
+@given(_window())
+def test_a_window_decoded_by_columns_is_its_logs_decoded_one_at_a_time(
+    window: tuple[EventDecoder, list[tuple[str, ...]], list[str]],
+) -> None:
+    decoder, topics, data = window
+    rows: list[dict[str, Any]] = []
+    expected: list[int] = []
+    for position, (log_topics, log_data) in enumerate(zip(topics, data, strict=True)):
+        try:
+            rows.append(decoder.decode(log_topics, bytes.fromhex(log_data[2:])))
+        except ValueError:
+            continue
+        expected.append(position)
+    columns, kept = decoder.decode_columns(topics, data)
+    assert kept == expected
+    assert columns == {name: [row[name] for row in rows] for name, _kind, _indexed in decoder.fields}
+
+
+def test_columns_of_a_window_are_its_logs_field_by_field(spammed: tuple[str, str, int, int]) -> None:
+    url, spammer, first, last = spammed
+    client = _client(url)
+    windows = list(client.scan_log_columns([spammer], [TRANSFER.topic], first, last))
+    logs = list(client.scan_logs([spammer], [TRANSFER.topic], first, last))
+    assert len(windows) > 1 and sum(map(len, windows)) == len(logs) == PER_BLOCK * BLOCKS
+    rows = [log for window in windows for log in window.rows()]
+    assert rows == logs
+    by_column = [Log(*fields) for window in windows for fields in zip(
+        window.address, window.topics, [bytes.fromhex(d[2:]) for d in window.data], window.block_number,
+        window.log_index, window.tx_hash, window.block_hash, strict=True)]
+    assert by_column == logs
+    decoded = [TRANSFER.decode_columns(window.topics, window.data) for window in windows]
+    assert [i for columns, kept in decoded for i in kept] == [i for w in windows for i in range(len(w))]
+    assert [v for columns, _kept in decoded for v in columns["value"]] == [
+        TRANSFER.decode(log.topics, log.data)["value"] for log in logs]

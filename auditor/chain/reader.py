@@ -49,6 +49,10 @@ FIRST_LOG_SPAN = 128  # a first window riding with a round's reads: small, but w
 FIRST_LOG_SPAN_ALONE = 16
 TARGET_LOGS_PER_WINDOW = 10_000  # keeps each answer (and so peak memory) bounded, as providers do
 LOG_SPAN_GROWTH = 16  # how much wider than the last window the next may be
+# Windows that go out side by side in a dense range are each this fraction of the target: more of them in flight
+# keeps a node's threads busy to the end (100,000 logs on anvil, 4 in flight: 0.43 s fetched in 10,000-log windows,
+# 0.29 s in 2,500-log ones; end to end with decoding, the client's scan 1.27 s at 10,000 and 0.96 s at 5,000).
+DENSE_SPLIT = 2
 RUNTIME_HEX = Path(__file__).with_name("multicall3_runtime.hex")  # our Multicall3 (auditor/lab/contracts)
 BLOCK_NUMBER_CALL = encode_call("getBlockNumber()")
 # Chains where the EVM's block.number and blockhash are the parent chain's (Arbitrum and its Orbit chains,
@@ -570,6 +574,19 @@ class ChainClient:
         progress: ProgressFn | None = None,
     ) -> Iterator[Log]:
         """Stream matching logs in (block, index) order, splitting the range whenever the node refuses it."""
+        for window in self.scan_log_columns(addresses, topics, from_block, to_block, progress):
+            yield from window.rows()
+
+    def scan_log_columns(
+        self,
+        addresses: Sequence[str] | None,
+        topics: Sequence[str | Sequence[str] | None],
+        from_block: int,
+        to_block: int,
+        progress: ProgressFn | None = None,
+    ) -> Iterator[LogColumns]:
+        """What `scan_logs` streams, a window at a time, column by column: a consumer that decodes whole columns
+        (`EventDecoder.decode_columns`) makes no Python object per log but the values it keeps."""
         scan = _Scan(self, addresses, topics, from_block, to_block, first_span=FIRST_LOG_SPAN_ALONE)
         ahead: Future[list[Response]] | None = None
         while ahead is not None or not scan.done:
@@ -579,7 +596,7 @@ class ChainClient:
             # Where the range is dense, the next windows are fetched while these are consumed.
             ahead = self._prefetch().submit(self.layer.send, scan.calls()) if scan.dense and not scan.done else None
             while windows:
-                yield from _logs(windows.pop(0))  # a window's items let go once its Logs are out
+                yield LogColumns(windows.pop(0))  # a window's items let go once the consumer is done with them
             del windows  # only these windows' answers (and those in flight) are ever held
             if progress is not None:
                 progress(scan.start - from_block, to_block - from_block + 1)
@@ -638,7 +655,7 @@ class ChainClient:
                 assert isinstance(logs, list)
                 try:
                     for window in scans[index].take(answer):
-                        logs += _logs(window)
+                        logs += LogColumns(window).rows()
                 except ChainError as exc:
                     found[index] = exc
             active = [index for index, scan in enumerate(scans)
@@ -679,8 +696,9 @@ class _Scan:
     def calls(self) -> list[Call]:
         """The next windows' requests: several side by side in a dense range, else one."""
         self.windows, start = [], self.start
+        span = max(1, self.span // DENSE_SPLIT) if self.dense else self.span
         while len(self.windows) < (APART_AT_ONCE if self.dense else 1) and start <= self.to_block:
-            end = min(self.to_block, start + self.span - 1)
+            end = min(self.to_block, start + span - 1)
             self.windows.append((start, end))
             start = end + 1
         return [self._call(start, end, apart=len(self.windows) > 1) for start, end in self.windows]
@@ -717,7 +735,8 @@ class _Scan:
             # At most LOG_SPAN_GROWTH times wider per step (an empty window says little about the blocks after it).
             predicted = window_blocks * TARGET_LOGS_PER_WINDOW // max(1, len(found))
             self.span = max(1, min(self.client.log_span, predicted, window_blocks * LOG_SPAN_GROWTH))
-            self.dense = predicted <= window_blocks * 2
+            # Dense: the window was steered down to the target (side by side ones, to their fraction of it).
+            self.dense = predicted <= window_blocks * 2 * (DENSE_SPLIT if len(self.windows) > 1 else 1)
         return items
 
 
@@ -828,28 +847,60 @@ _WIRE_NAMES = {"blockNumber": "block_number", "logIndex": "log_index", "transact
                "blockHash": "block_hash"}
 
 
-def _logs(items: Sequence[Any]) -> list[Log]:
-    """One window's log items (already checked well-formed: dicts, or WireLogs the transport decoded) as Logs, a
-    field at a time in C: one Python call per log, Log's. The garbage collector is paused meanwhile: the 10,000
-    Logs of a window hold no cycles, and each collection they would set off walks every object still alive."""
-    with gc_paused():
-        return _build_logs(items)
+class LogColumns:
+    """One window's logs (already checked well-formed: dicts, or WireLogs the transport decoded), in (block, index)
+    order, column by column: each column is built when first asked for, a field at a time in C (no Python call per
+    log), so a consumer pays only for the fields it reads. `rows()` gives them as Logs."""
 
+    def __init__(self, items: Sequence[Any]) -> None:
+        self._items = items
+        self._typed = type(items) is CheckedLogs
 
-def _build_logs(items: Sequence[Any]) -> list[Log]:
-    if type(items) is CheckedLogs:
-        def column(name: str) -> Iterator[Any]:
-            return map(operator.attrgetter(_WIRE_NAMES.get(name, name)), items)
-        topics: Iterator[tuple[str, ...]] = column("topics")  # tuples already
-    else:
-        def column(name: str) -> Iterator[Any]:
-            return map(operator.itemgetter(name), items)
-        topics = map(tuple, column("topics"))
-    sixteen = itertools.repeat(16)
-    rows = zip(column("address"), topics, map(bytes.fromhex, map(_AFTER_0X, column("data"))),
-               map(int, column("blockNumber"), sixteen), map(int, column("logIndex"), sixteen),
-               column("transactionHash"), column("blockHash"), strict=True)
-    return list(map(tuple.__new__, itertools.repeat(Log), rows))  # Log's fields, in order
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _column(self, name: str) -> Iterator[Any]:
+        if self._typed:
+            return map(operator.attrgetter(_WIRE_NAMES.get(name, name)), self._items)
+        return map(operator.itemgetter(name), self._items)
+
+    @functools.cached_property
+    def address(self) -> list[str]:
+        """The emitting contracts, as the node spelled them."""
+        return list(self._column("address"))
+
+    @functools.cached_property
+    def topics(self) -> list[tuple[str, ...]]:
+        return list(self._column("topics")) if self._typed else list(map(tuple, self._column("topics")))
+
+    @functools.cached_property
+    def data(self) -> list[str]:
+        """Each log's data as the node sent it: "0x" and hex digits."""
+        return list(self._column("data"))
+
+    @functools.cached_property
+    def block_number(self) -> list[int]:
+        return list(map(int, self._column("blockNumber"), itertools.repeat(16)))
+
+    @functools.cached_property
+    def log_index(self) -> list[int]:
+        return list(map(int, self._column("logIndex"), itertools.repeat(16)))
+
+    @functools.cached_property
+    def tx_hash(self) -> list[str]:
+        return list(self._column("transactionHash"))
+
+    @functools.cached_property
+    def block_hash(self) -> list[str]:
+        return list(self._column("blockHash"))
+
+    def rows(self) -> list[Log]:
+        """The window as Logs. The garbage collector is paused meanwhile: the 10,000 Logs of a window hold no
+        cycles, and each collection they would set off walks every object still alive."""
+        with gc_paused():
+            columns = (self._column("address"), self.topics, map(bytes.fromhex, map(_AFTER_0X, self._column("data"))),
+                       self.block_number, self.log_index, self._column("transactionHash"), self._column("blockHash"))
+            return list(map(tuple.__new__, itertools.repeat(Log), zip(*columns, strict=True)))  # Log's fields
 
 
 # ------------------------------------------------------------------ connecting an audit's chains
