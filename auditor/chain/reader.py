@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -41,7 +43,10 @@ from auditor.chain.rpc import (
 )
 
 DEFAULT_CHUNK = 1000  # reads per aggregate3 call: ~2000 works on anvil, 5000 does not (EVM-LAB.md)
-DEFAULT_BATCH_CHARS = 1_000_000  # request body budget; anvil refuses bodies over 2 MB
+# Request body budget, in characters of calldata hex (`_chars`). anvil refuses bodies over 2 MiB (2,097,152 bytes),
+# geth's default limit is 5 MB; a provider that refuses less (HTTP 413 or "too large") halves it for the rest of the
+# audit. 10,000 balanceOf reads fit in 3 bodies of 4 chunks (as the benchmark's floor sends them), not 4 of 3.
+DEFAULT_BATCH_CHARS = 1_900_000
 DEFAULT_LOG_SPAN = 100_000  # widest eth_getLogs window; sparse ranges grow to it
 FIRST_LOG_SPAN = 128  # a first window riding with a round's reads: small, but wide enough for most short ranges
 # A scan on its own starts smaller: its first window is the only one nothing else overlaps, and the density it shows
@@ -115,10 +120,13 @@ class Read:
     args: tuple[Any, ...] = ()
     returns: tuple[str, ...] = ("uint256",)
     data: bytes = field(default=b"", compare=False, repr=False)
+    # What identifies its answer at a block (target in lower case, calldata, return types), made once per Read.
+    answer: tuple[str, bytes, tuple[str, ...]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.data:
             object.__setattr__(self, "data", encode_call(self.signature, *self.args))
+        object.__setattr__(self, "answer", (self.target.lower(), self.data, self.returns))
 
     def describe(self) -> str:
         args = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in self.args)
@@ -448,6 +456,11 @@ class ChainClient:
         A read at an earlier block that the node cannot answer (pruned state) is only marked unavailable in its
         result: it is the optional check that asked for it that is then not evaluated, never the audit's figures.
         """
+        with gc_paused():  # thousands of results and their keys, no cycles: no collection walks everything alive
+            return self._read_at(groups, progress)
+
+    def _read_at(self, groups: Mapping[int | None, Sequence[Read]], progress: ProgressFn | None
+                 ) -> dict[int | None, list[ReadResult]]:
         if self.mode is None:
             self.mode = self._detect_mode()
         pin = self.pinned.number
@@ -457,12 +470,12 @@ class ChainClient:
             raise ConfigError(f"{self.chain}: reads asked at a block after the pin {pin}")
         # Answers at a block never change, so a read several stages ask for (decimals, symbol, a market's
         # state) goes to the node once per audit.
-        keys = [_answer_key(r, b) for b, r in items]
+        keys = [(b, r.answer) for b, r in items]
         known = self._answers
-        missing_by_key: dict[tuple[Any, ...], tuple[int | None, Read]] = {}
-        for key, item in zip(keys, items, strict=True):
-            if key not in known and key not in missing_by_key:
-                missing_by_key[key] = item
+        # Each distinct read once (a repeated key is the same read at the same block), those not answered already.
+        missing_by_key: dict[tuple[Any, ...], tuple[int | None, Read]] = dict(zip(keys, items, strict=True))
+        if known:
+            missing_by_key = {key: item for key, item in missing_by_key.items() if key not in known}
         fresh: dict[tuple[Any, ...], ReadResult] = {}
         if missing_by_key:
             missing = list(missing_by_key.values())
@@ -496,7 +509,7 @@ class ChainClient:
         self, items: Sequence[tuple[int | None, Read]], results: list[ReadResult | None], progress: ProgressFn | None
     ) -> None:
         # Chunks never mix blocks: one aggregate3 runs at one block.
-        pending: list[tuple[int, int | None, Sequence[Read]]] = []
+        pending: list[_Chunk] = []
         start = 0
         for block, group in itertools.groupby(items, key=lambda item: item[0]):
             reads = [read for _block, read in group]
@@ -504,24 +517,31 @@ class ChainClient:
                         for at in range(0, len(reads), self.chunk_size)]
             start += len(reads)
         done = 0
-        while pending:
-            batch: list[tuple[int, int | None, Sequence[Read]]] = []
-            size = 0
-            while pending and (not batch or size + _chars(pending[0][2]) <= self.batch_chars):
-                item = pending.pop(0)
-                batch.append(item)
-                size += _chars(item[2])
-            calls = [self._aggregate_call(chunk, block=block) for _, block, chunk in batch]
-            riders, self._riders = self._riders, []
+        riders, self._riders = self._riders, []
+        # Batches go to the node one at a time on the prefetch thread, the next queued behind the one in flight:
+        # the node runs one while the last is unpacked here.
+        queue: collections.deque[tuple[list[_Chunk], list[Call], list[Call], Future[list[Response]]]] = (
+            collections.deque())
+        while pending or queue:
+            while pending and len(queue) < 2:
+                batch, calls = self._next_batch(pending)
+                queue.append((batch, calls, riders, self._prefetch().submit(self._send_reads, calls, riders)))
+                riders = []
+            batch, calls, sent_riders, future = queue.popleft()
             try:
-                answers = self.layer.send(calls + riders)
-                if riders:  # only the send that carried them: a later one (a bisected chunk) must not erase them
-                    answers, self._rider_answers = answers[: len(calls)], answers[len(calls):]
+                answers = future.result()
             except PayloadTooLarge:
-                # Shrink the body budget for the rest of the audit; a single chunk is bisected below.
-                self._riders = riders
+                # Shrink the body budget for the rest of the audit; a single chunk is bisected below. What was
+                # queued behind went with the old budget: it is asked again (riders with it) under the new one.
+                for queued, _calls, queued_riders, later in queue:
+                    with contextlib.suppress(Exception):
+                        later.result()
+                    pending[:0] = queued
+                    riders = queued_riders or riders
+                queue.clear()
+                riders = sent_riders or riders
                 pending[:0] = batch
-                self.batch_chars = max(1, size // 2)
+                self.batch_chars = max(1, sum(_chars(chunk) for _start, _block, chunk in batch) // 2)
                 if len(batch) > 1:
                     continue
                 pending.pop(0)
@@ -537,7 +557,26 @@ class ChainClient:
                 done += len(chunk)
             if progress is not None:
                 progress(done, len(items))
+        self._riders = riders  # not sent (their batch was refused and nothing came after): the round sends them
         self._checked.clear()  # answers another layer copied were decoded again: nothing of them is kept
+
+    def _next_batch(self, pending: list[_Chunk]) -> tuple[list[_Chunk], list[Call]]:
+        """As many chunks from the front of `pending` as the body budget takes (at least one), and their calls."""
+        batch: list[_Chunk] = []
+        size = 0
+        while pending and (not batch or size + _chars(pending[0][2]) <= self.batch_chars):
+            item = pending.pop(0)
+            batch.append(item)
+            size += _chars(item[2])
+        return batch, [self._aggregate_call(chunk, block=block) for _, block, chunk in batch]
+
+    def _send_reads(self, calls: list[Call], riders: list[Call]) -> list[Response]:
+        """The answers to a batch of aggregate3 calls; calls riding along (a round's first log windows) go in the
+        same request and their answers are kept for the round."""
+        answers = self.layer.send(calls + riders)
+        if riders:
+            answers, self._rider_answers = answers[: len(calls)], answers[len(calls):]
+        return answers
 
     def _chunk_results(self, chunk: Sequence[Read], call: Call, answer: Response) -> list[ReadResult]:
         checked = self._checked.pop(id(answer), None)
@@ -755,12 +794,11 @@ def _multicall_runtime() -> str:
     return RUNTIME_HEX.read_text().strip()
 
 
-def _answer_key(read: Read, block: int | None = None) -> tuple[Any, ...]:
-    return (block, read.target.lower(), read.data, read.returns)
-
-
 def _chars(reads: Sequence[Read]) -> int:
-    return sum(2 * len(r.data) + 200 for r in reads)
+    """The hex characters an aggregate3 of `reads` puts in a request body: per call a head word and a tuple of four
+    words (target, allowFailure, offset, length) and its calldata padded to whole words; then the block proof's
+    two calls and the JSON around them."""
+    return sum(2 * (160 + len(r.data) + -len(r.data) % 32) for r in reads) + 1_200
 
 
 def _is_aggregate(call: Call, multicall: str) -> bool:
@@ -782,7 +820,12 @@ def _pin_record(pin: Pin) -> dict[str, Any]:
             "timestamp": pin.timestamp, "chain_id": pin.chain_id}
 
 
+_UINT256 = ("uint256",)
+
+
 def _decoded(read: Read, success: bool, raw: bytes) -> ReadResult:
+    if success and read.returns == _UINT256 and len(raw) >= 32:  # most reads: what decode_values does, inline
+        return ReadResult(read, True, (int.from_bytes(raw[:32], "big"),))
     if not success:
         return ReadResult(read, False, error="reverted" + (f" (0x{raw[:68].hex()})" if raw else ""))
     if not raw and read.returns:
@@ -845,6 +888,9 @@ def _matches(topics: Sequence[Any], log: Log) -> bool:
 _AFTER_0X = operator.itemgetter(slice(2, None))
 _WIRE_NAMES = {"blockNumber": "block_number", "logIndex": "log_index", "transactionHash": "transaction_hash",
                "blockHash": "block_hash"}
+
+
+_Chunk = tuple[int, int | None, Sequence[Read]]  # where a chunk's results go, the block it is read at, its reads
 
 
 class LogColumns:
