@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 
 from auditor.chain.abi import address_word
@@ -33,26 +34,29 @@ def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
 
     The ABI encoding of one `(address,bool,bytes)[]` argument, byte for byte what eth-abi writes (~15x faster):
     the offset of the array (0x20), its length, one head per call holding the offset of its tuple from the
-    first head, then each tuple: target word, allowFailure word, offset of its bytes within the tuple (0x60),
-    their length, the bytes right-padded with zeros to a whole word. A target eth-abi would refuse raises its
-    EncodingTypeError.
+    first head, then each tuple (`aggregate3_tuple`). A target eth-abi would refuse raises its EncodingTypeError.
     """
-    if not isinstance(calls, list | tuple):
-        calls = list(calls)
-    heads: list[bytes] = []
-    tails: list[bytes] = []
-    head, tail = heads.append, tails.extend
-    offset = 32 * len(calls)
-    for target, allow_failure, data in calls:
-        payload = bytes(data)
-        size = len(payload)
-        padded = size + (-size % 32)
-        head(offset.to_bytes(32, "big"))
-        # target, allowFailure, the bytes' offset in the tuple (0x60), their length, the bytes padded to a word
-        tail((address_word(target), _TRUE if allow_failure else _FALSE, _WORD_96, size.to_bytes(32, "big"),
-              payload.ljust(padded, b"\0")))
-        offset += 128 + padded
-    return b"".join([AGGREGATE3_SELECTOR, _WORD_32, len(calls).to_bytes(32, "big"), *heads, *tails])
+    return encode_aggregate3_tuples([aggregate3_tuple(*call) for call in calls])
+
+
+def aggregate3_tuple(target: str, allow_failure: bool, data: bytes) -> bytes:
+    """One call's tuple in aggregate3's calldata: target word, allowFailure word, offset of its bytes within the
+    tuple (0x60), their length, the bytes right-padded with zeros to a whole word. The same for a call wherever it
+    goes, so a read made many times keeps it (`Read.multicall_tuple`)."""
+    payload = bytes(data)
+    size = len(payload)
+    return b"".join((address_word(target), _TRUE if allow_failure else _FALSE, _WORD_96, size.to_bytes(32, "big"),
+                     payload.ljust(size + (-size % 32), b"\0")))
+
+
+def encode_aggregate3_tuples(tuples: Sequence[bytes]) -> bytes:
+    """Calldata for aggregate3 of calls already encoded as tuples (`aggregate3_tuple`): selector, array offset,
+    length, a head per call (its tuple's offset from the first head), the tuples."""
+    count = len(tuples)
+    # tuple i starts after the heads and the tuples before it (no heads, no offsets for no calls)
+    offsets = itertools.accumulate(map(len, tuples[:-1]), initial=32 * count) if tuples else ()
+    heads = b"".join([offset.to_bytes(32, "big") for offset in offsets])
+    return b"".join([AGGREGATE3_SELECTOR, _WORD_32, count.to_bytes(32, "big"), heads, *tuples])
 
 
 def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:

@@ -19,7 +19,13 @@ from typing import Any, NamedTuple
 from auditor.chain.abi import decode_values, encode_call
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, RecordingLayer, ReplayLayer
-from auditor.chain.multicall import AGGREGATE3_SELECTOR, MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
+from auditor.chain.multicall import (
+    AGGREGATE3_SELECTOR,
+    MULTICALL3_ADDRESS,
+    aggregate3_tuple,
+    decode_aggregate3,
+    encode_aggregate3_tuples,
+)
 from auditor.chain.ratelimit import session_for
 from auditor.chain.rpc import (
     APART_AT_ONCE,
@@ -127,6 +133,11 @@ class Read:
         if not self.data:
             object.__setattr__(self, "data", encode_call(self.signature, *self.args))
         object.__setattr__(self, "answer", (self.target.lower(), self.data, self.returns))
+
+    @functools.cached_property
+    def multicall_tuple(self) -> bytes:
+        """Its call as a tuple of aggregate3's calldata (allowed to fail), encoded once however often it is read."""
+        return aggregate3_tuple(self.target, True, self.data)
 
     def describe(self) -> str:
         args = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in self.args)
@@ -436,7 +447,8 @@ class ChainClient:
     def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None, block: int | None = None) -> Call:
         """aggregate3 of `reads` at the pin, or at `block` before it (an optional check's sample)."""
         past = block is not None and block != self.pinned.number
-        data = encode_aggregate3([*self._proof(block), *((r.target, True, r.data) for r in reads)])
+        data = encode_aggregate3_tuples([*(aggregate3_tuple(*call) for call in self._proof(block)),
+                                         *(r.multicall_tuple for r in reads)])
         params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()},
                                    _hex(block) if past and block is not None else self.pinned.tag)
         # Multicall3 may not exist yet at a past block: it is lent there by state override (the same stateless
