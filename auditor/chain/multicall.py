@@ -115,17 +115,19 @@ def _regular_heads(count: int) -> bytes:
 
 def _regular_words(data: bytes, count: int) -> list[tuple[bool, bytes]] | None:
     """The common layout, decoded in bulk: every result one 32-byte word (balances, prices, totals), tuples packed in
-    order. Its heads are one fixed byte string; each tuple is [success][0x40][32][word]. Anything else (a revert's
-    longer data, an empty return, a gap) returns None and the general walk decides, so this never accepts what the
-    walk would refuse."""
+    order. Its heads are one fixed byte string; each 128-byte tuple is [success][0x40][32][word]. The fixed bytes are
+    checked a byte position at a time across all tuples (a strided slice each, in C): success words zero but for a
+    last byte of 0 or 1, then 0x40 and 32. Anything else (a revert's longer data, an empty return, a gap) returns
+    None and the general walk decides, so this never accepts what the walk would refuse."""
     end = 64 + 32 * count + 128 * count
     if len(data) != end or data[64 : 64 + 32 * count] != _regular_heads(count):
         return None
-    base = 64 + 32 * count
-    out: list[tuple[bool, bytes]] = []
-    for start in range(base, end, 128):
-        flag, middle = data[start : start + 32], data[start + 32 : start + 96]
-        if middle != _WORD_64_32 or flag not in (_TRUE, _FALSE):
-            return None
-        out.append((flag == _TRUE, data[start + 96 : start + 128]))
-    return out
+    tuples = data[64 + 32 * count :]
+    zeros = bytes(count)
+    if any(tuples[at::128] != zeros for at in range(31)):
+        return None
+    flags = tuples[31::128]
+    if flags.translate(None, b"\0\1") or any(
+            tuples[32 + at :: 128] != bytes((byte,)) * count for at, byte in enumerate(_WORD_64_32)):
+        return None
+    return list(zip(map(bool, flags), [tuples[at : at + 32] for at in range(96, 128 * count, 128)], strict=True))
