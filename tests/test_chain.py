@@ -131,6 +131,23 @@ def test_too_large_bodies_are_split(holders: Lab) -> None:
         assert client.stats.calls["eth_call"] > 3  # chunks were bisected to fit
 
 
+def test_reads_at_past_blocks_count_multicalls_lent_code_in_the_body_budget(holders: Lab) -> None:
+    """A read at a past block lends Multicall3's code by state override (~7 KB a call): batches of many such small
+    chunks must still fit the body budget, not be refused and halved (the estimate once counted calldata only)."""
+    pin = client_for(holders.url).pinned.number
+    groups = {block: balance_reads(holders, 2) for block in range(pin - 30, pin)}
+    clean = client_for(holders.url).read_at(groups)
+    budget = 60_000
+    with FaultProxy(holders.url, max_body=budget + 2_000) as proxy:  # the JSON envelope's few hundred bytes
+        client = client_for(proxy.url, batch_chars=budget)
+        before = client.stats.http_requests
+        got = client.read_at(groups)
+        assert client.batch_chars == budget  # never refused, so never halved
+    assert {b: values(r) for b, r in got.items()} == {b: values(r) for b, r in clean.items()}
+    # 30 chunks (one per block) of ~11k characters each, Multicall3's code in hex most of it: several a body
+    assert 2 <= client.stats.http_requests - before <= 10
+
+
 def test_rerun_with_cache_sends_no_eth_call_or_get_logs(holders: Lab, tmp_path: Path) -> None:
     reads = balance_reads(holders, 1200)
     cache = SqliteCache(tmp_path / "c.sqlite3")

@@ -72,26 +72,43 @@ def test_anvil_context_manager_and_two_nodes_get_distinct_ports() -> None:
     assert not second.running()
 
 
-def test_spilled_states_stay_in_the_nodes_own_directory_and_go_with_it() -> None:
-    """anvil writes states older than its in-memory window to disk and never deletes them (78 GB in a
-    day of test runs under ~/.foundry); each node's go to its own directory, removed at stop, and a
-    directory left by a dead owner is swept at the next start."""
+def test_spilled_states_stay_in_the_nodes_own_directory_and_go_with_it(tmp_path: Path) -> None:
+    """anvil writes states older than its in-memory window to disk and never deletes them (78 GB in a day of test
+    runs under ~/.foundry); each node's go to its own directory, removed at stop. At the next start a directory
+    whose lock nobody holds is swept, one whose lock is held (a live node, whatever its pid namespace) is kept, and
+    one still being made (no lock file yet, recent) is left alone."""
+    import fcntl
+
     from auditor.lab.node import _states_root
 
-    orphan = _states_root() / "999999999-orphan"  # no process has this pid (above Linux's pid_max)
-    orphan.mkdir(parents=True, exist_ok=True)
-    node = start_anvil(1)
-    assert not orphan.exists()
+    root = _states_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    orphan, held, young = (root / name for name in ("test-orphan", "test-held", "test-young"))
+    for folder in (orphan, held, young):
+        folder.mkdir(exist_ok=True)
+    (orphan / ".lock").touch()
+    (held / ".lock").touch()
+    with open(held / ".lock", "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        node = start_anvil(1)
+        assert not orphan.exists() and held.exists() and young.exists()
     state_dir = node.state_dir
-    assert state_dir is not None
+    assert state_dir is not None and state_dir.parent == root
     try:
         rpc(node.url, "anvil_mine", [hex(1_000)])  # past anvil's in-memory window, so states spill
-        assert any(state_dir.rglob("*")), "expected anvil to spill old states into the node's directory"
+        assert len(list(state_dir.rglob("*"))) > 1, "expected anvil to spill old states into the node's directory"
         # an old block's state is still served from the spilled copy
         assert int(rpc(node.url, "eth_getBalance", [rpc(node.url, "eth_accounts")[0], "0x5"]), 16) > 0
+        # the node's directory is locked for as long as the node lives
+        with open(state_dir / ".lock", "rb") as probe, pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         node.stop()
     assert not state_dir.exists()
+    for folder in (held, young):
+        for item in folder.iterdir():
+            item.unlink()
+        folder.rmdir()
 
 
 def test_fixed_block_interval_makes_block_times_and_hashes_repeatable() -> None:

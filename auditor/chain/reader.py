@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from auditor.chain.abi import decode_values, encode_call
 from auditor.chain.cache import SqliteCache
@@ -49,9 +49,10 @@ from auditor.chain.rpc import (
 )
 
 DEFAULT_CHUNK = 1000  # reads per aggregate3 call: ~2000 works on anvil, 5000 does not (EVM-LAB.md)
-# Request body budget, in characters of calldata hex (`_chars`). anvil refuses bodies over 2 MiB (2,097,152 bytes),
-# geth's default limit is 5 MB; a provider that refuses less (HTTP 413 or "too large") halves it for the rest of the
-# audit. 10,000 balanceOf reads fit in 3 bodies of 4 chunks (as the benchmark's floor sends them), not 4 of 3.
+# Request body budget, in characters of calldata hex (`_chars`, and Multicall3's code where it is lent). anvil
+# refuses bodies over 2 MiB (2,097,152 bytes), geth's default limit is 5 MB; a provider that refuses less (HTTP 413
+# or "too large") halves it for the rest of the audit. 10,000 balanceOf reads fit in 3 bodies of 4 chunks (as
+# the benchmark's floor sends them), not 4 of 3.
 DEFAULT_BATCH_CHARS = 1_900_000
 DEFAULT_LOG_SPAN = 100_000  # widest eth_getLogs window; sparse ranges grow to it
 FIRST_LOG_SPAN = 128  # a first window riding with a round's reads: small, but wide enough for most short ranges
@@ -444,6 +445,15 @@ class ChainClient:
                 raise WrongBlockError(self.chain, pin.number, f"{pin.number} of another chain (parent hash differs)")
         return results[len(proof) :]
 
+    def _overridden(self, block: int | None) -> bool:
+        """Whether an aggregate3 at `block` (None: the pin) lends Multicall3's code by state override."""
+        return self.mode == "override" or (block is not None and block != self.pinned.number)
+
+    def _chunk_chars(self, chunk: _Chunk) -> int:
+        """What a chunk's aggregate3 puts in a request body (`_chars`), Multicall3's code too when it is lent."""
+        _start, block, reads = chunk
+        return _chars(reads) + (len(_multicall_runtime()) + 200 if self._overridden(block) else 0)
+
     def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None, block: int | None = None) -> Call:
         """aggregate3 of `reads` at the pin, or at `block` before it (an optional check's sample)."""
         past = block is not None and block != self.pinned.number
@@ -468,11 +478,6 @@ class ChainClient:
         A read at an earlier block that the node cannot answer (pruned state) is only marked unavailable in its
         result: it is the optional check that asked for it that is then not evaluated, never the audit's figures.
         """
-        with gc_paused():  # thousands of results and their keys, no cycles: no collection walks everything alive
-            return self._read_at(groups, progress)
-
-    def _read_at(self, groups: Mapping[int | None, Sequence[Read]], progress: ProgressFn | None
-                 ) -> dict[int | None, list[ReadResult]]:
         if self.mode is None:
             self.mode = self._detect_mode()
         pin = self.pinned.number
@@ -489,6 +494,7 @@ class ChainClient:
         if known:
             missing_by_key = {key: item for key, item in missing_by_key.items() if key not in known}
         fresh: dict[tuple[Any, ...], ReadResult] = {}
+        unavailable = False
         if missing_by_key:
             missing = list(missing_by_key.values())
             results: list[ReadResult | None] = [None] * len(missing)
@@ -496,17 +502,21 @@ class ChainClient:
                 self._read_direct(missing, results)
             else:
                 self._read_multicall(missing, results, progress)
-            for key, (block, _read), result in zip(missing_by_key, missing, results, strict=True):
-                assert result is not None
-                fresh[key] = result
-                if not result.unavailable:
-                    known[key] = result  # a later read of an unavailable one asks again
-                elif block is None:
-                    self._note_unread(result)
+            assert None not in results  # every read answered, failed or not
+            fresh = dict(zip(missing_by_key, cast("list[ReadResult]", results), strict=True))
+            known.update(fresh)
+            for (key, result), (block, _read) in zip(fresh.items(), missing, strict=True):
+                if result.unavailable:
+                    del known[key]  # a later read of an unavailable one asks again
+                    unavailable = True
+                    if block is None:
+                        self._note_unread(result)
+        # Every key is answered: known holds them all unless an answer was unavailable (kept in fresh alone).
+        answer = (lambda key: fresh.get(key) or known[key]) if unavailable else known.__getitem__
         out: dict[int | None, list[ReadResult]] = {}
         at = 0
         for block, reads in groups.items():
-            answers = [fresh.get(key) or known[key] for key in keys[at : at + len(reads)]]
+            answers = list(map(answer, keys[at : at + len(reads)]))
             at += len(reads)
             out[block] = [a if a.read is r else replace(a, read=r) for a, r in zip(answers, reads, strict=True)]
         return out
@@ -534,52 +544,57 @@ class ChainClient:
         # the node runs one while the last is unpacked here.
         queue: collections.deque[tuple[list[_Chunk], list[Call], list[Call], Future[list[Response]]]] = (
             collections.deque())
-        while pending or queue:
-            while pending and len(queue) < 2:
-                batch, calls = self._next_batch(pending)
-                queue.append((batch, calls, riders, self._prefetch().submit(self._send_reads, calls, riders)))
-                riders = []
-            batch, calls, sent_riders, future = queue.popleft()
-            try:
-                answers = future.result()
-            except PayloadTooLarge:
-                # Shrink the body budget for the rest of the audit; a single chunk is bisected below. What was
-                # queued behind went with the old budget: it is asked again (riders with it) under the new one.
-                for queued, _calls, queued_riders, later in queue:
-                    with contextlib.suppress(Exception):
-                        later.result()
-                    pending[:0] = queued
+        try:
+            while pending or queue:
+                while pending and len(queue) < 2:
+                    batch, calls = self._next_batch(pending)
+                    queue.append((batch, calls, riders, self._prefetch().submit(self._send_reads, calls, riders)))
+                    riders = []
+                batch, calls, sent_riders, future = queue.popleft()
+                try:
+                    answers = future.result()
+                except PayloadTooLarge:
+                    # Shrink the body budget for the rest of the audit; a single chunk is bisected below. What was
+                    # queued behind went with the old budget: it is asked again (riders with it) under the new one.
+                    for queued, _calls, queued_riders, later in queue:
+                        with contextlib.suppress(Exception):
+                            later.result()
+                        pending[:0] = queued
+                        riders = queued_riders or riders
+                    queue.clear()
+                    riders = sent_riders or riders
+                    pending[:0] = batch
+                    self.batch_chars = max(1, sum(map(self._chunk_chars, batch)) // 2)
+                    if len(batch) > 1:
+                        continue
+                    pending.pop(0)
+                    answers = [{"error": {"message": "request body too large"}}]
+                for (start, block, chunk), answer, call in zip(batch, answers, calls, strict=True):
+                    if is_error(answer) and len(chunk) > 1 and not is_transient(answer):
+                        # too big, out of gas, or one read that breaks the whole call: bisect. Not for
+                        # provider failures, which the transport already retried: halves would fail alike.
+                        half = len(chunk) // 2
+                        pending[:0] = [(start, block, chunk[:half]), (start + half, block, chunk[half:])]
+                        continue
+                    results[start : start + len(chunk)] = self._chunk_results(chunk, call, answer)
+                    done += len(chunk)
+                if progress is not None:
+                    progress(done, len(items))
+        finally:
+            for _batch, _calls, queued_riders, later in queue:  # after a failure: what was queued is not asked
+                if later.cancel():
                     riders = queued_riders or riders
-                queue.clear()
-                riders = sent_riders or riders
-                pending[:0] = batch
-                self.batch_chars = max(1, sum(_chars(chunk) for _start, _block, chunk in batch) // 2)
-                if len(batch) > 1:
-                    continue
-                pending.pop(0)
-                answers = [{"error": {"message": "request body too large"}}]
-            for (start, block, chunk), answer, call in zip(batch, answers, calls, strict=True):
-                if is_error(answer) and len(chunk) > 1 and not is_transient(answer):
-                    # too big, out of gas, or one read that breaks the whole call: bisect. Not for
-                    # provider failures, which the transport already retried: halves would fail alike.
-                    half = len(chunk) // 2
-                    pending[:0] = [(start, block, chunk[:half]), (start + half, block, chunk[half:])]
-                    continue
-                results[start : start + len(chunk)] = self._chunk_results(chunk, call, answer)
-                done += len(chunk)
-            if progress is not None:
-                progress(done, len(items))
-        self._riders = riders  # not sent (their batch was refused and nothing came after): the round sends them
-        self._checked.clear()  # answers another layer copied were decoded again: nothing of them is kept
+            self._riders = riders  # not sent (their batch was refused, or nothing was asked): the round sends them
+            self._checked.clear()  # answers another layer copied were decoded again: nothing of them is kept
 
     def _next_batch(self, pending: list[_Chunk]) -> tuple[list[_Chunk], list[Call]]:
         """As many chunks from the front of `pending` as the body budget takes (at least one), and their calls."""
         batch: list[_Chunk] = []
         size = 0
-        while pending and (not batch or size + _chars(pending[0][2]) <= self.batch_chars):
+        while pending and (not batch or size + self._chunk_chars(pending[0]) <= self.batch_chars):
             item = pending.pop(0)
             batch.append(item)
-            size += _chars(item[2])
+            size += self._chunk_chars(item)
         return batch, [self._aggregate_call(chunk, block=block) for _, block, chunk in batch]
 
     def _send_reads(self, calls: list[Call], riders: list[Call]) -> list[Response]:
@@ -595,7 +610,8 @@ class ChainClient:
         if not is_error(answer):
             try:
                 unpacked = checked[1] if checked is not None and checked[0] is answer else self._unpack(call, answer)
-                return [_decoded(r, ok, raw) for r, (ok, raw) in zip(chunk, unpacked, strict=True)]
+                with gc_paused():  # a thousand results, no cycles: no collection walks everything alive meanwhile
+                    return [_decoded(r, ok, raw) for r, (ok, raw) in zip(chunk, unpacked, strict=True)]
             except _Unusable as exc:  # only from a replayed answer: live ones were checked by the transport
                 answer = {"error": {"message": str(exc)}}
         return [_failed(read, answer) for read in chunk]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import itertools
 import json
 import os
@@ -100,40 +101,58 @@ def _die_with_parent() -> None:
 
 
 def _states_root() -> Path:
-    return Path(tempfile.gettempdir()) / "auditor-anvil-states"
+    return Path(tempfile.gettempdir()) / f"auditor-anvil-states-{os.getuid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Spill:
+    """One node's directory for the states anvil spills to disk, locked (flock) while the node or its owner lives.
 
-
-def _state_dir() -> Path:
-    """A fresh directory for one node's spilled states, after sweeping those whose owner process is gone.
-
-    anvil keeps recent states in memory and writes older ones to `--cache-path` (default
-    ~/.foundry/anvil/tmp), and never deletes them, not even on a clean exit: measured 78 MB per 1,000
-    empty blocks, 78 GB after a day of test runs. Each node gets its own directory, named after the
-    Python process that owns it (the node dies with that process), and stop() removes it.
+    anvil keeps recent states in memory and writes older ones to `--cache-path` (default ~/.foundry/anvil/tmp), and
+    never deletes them, not even on a clean exit: measured 78 MB per 1,000 empty blocks, 78 GB after a day of test
+    runs. Each node gets its own directory, removed by stop(). Its lock file's descriptor is handed to anvil too, so
+    the lock holds exactly while either process does; a directory whose lock nobody holds is swept by the next start,
+    whatever pid namespace made it (a killed run's nodes die with it).
     """
-    root = _states_root()
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("*-*"):
-        owner = old.name.split("-", 1)[0]
-        if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+
+    GRACE_S = 60.0  # a directory without its lock file yet is being made: only an older one is swept
+
+    def __init__(self) -> None:
+        root = _states_root()
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if root.stat().st_uid != os.getuid():
+            raise LabError(f"starting anvil: {root} belongs to another user; remove it or set TMPDIR")
+        self._sweep(root)
+        self.path = Path(tempfile.mkdtemp(dir=root))
+        self.lock = open(self.path / ".lock", "wb")  # noqa: SIM115 - held for the node's life, closed by close()
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+
+    @classmethod
+    def _sweep(cls, root: Path) -> None:
+        for old in root.iterdir():
+            try:
+                with open(old / ".lock", "rb") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a node or its owner holds it
+            except FileNotFoundError:
+                try:
+                    if time.time() - old.stat().st_mtime < cls.GRACE_S:
+                        continue
+                except OSError:
+                    continue
+            except OSError:  # held, or not ours to read
+                continue
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.close()
 
 
-def _end(process: subprocess.Popen[bytes], timeout: float, state_dir: Path | None) -> None:
-    _terminate(process, timeout)
-    if state_dir is not None:
-        shutil.rmtree(state_dir, ignore_errors=True)
+def _end(process: subprocess.Popen[bytes], timeout: float, spill: _Spill | None) -> None:
+    try:
+        _terminate(process, timeout)
+    finally:
+        if spill is not None:
+            spill.close()
 
 
 class Anvil:
@@ -146,17 +165,18 @@ class Anvil:
         port: int,
         chain_id: int,
         log_path: Path,
-        state_dir: Path | None = None,
+        spill: _Spill | None = None,
     ) -> None:
         self._process = process
-        self.state_dir = state_dir
+        self.state_dir = spill.path if spill is not None else None
         self.host = host
         self.port = port
         self.chain_id = chain_id
         self.log_path = log_path
         self.url = f"http://{host}:{port}"
         # Covers callers that forget stop(): the node is still ended at garbage collection or exit.
-        self._finalizer = weakref.finalize(self, _end, process, 5.0, state_dir)
+        self._finalizer = weakref.finalize(self, _end, process, 5.0, spill)
+        self._spill = spill
 
     @property
     def pid(self) -> int:
@@ -168,7 +188,7 @@ class Anvil:
     def stop(self, timeout: float = 5.0, *, keep_log: bool = False) -> None:
         """Terminate anvil by PID, wait for it, kill it if it lingers; safe to call twice."""
         self._finalizer.detach()
-        _end(self._process, timeout, self.state_dir)
+        _end(self._process, timeout, self._spill)
         if not keep_log:
             self.log_path.unlink(missing_ok=True)
 
@@ -247,10 +267,6 @@ def start_anvil(
         args += ["--code-size-limit", str(code_size_limit)]
     if timestamp is not None:
         args += ["--timestamp", str(timestamp)]
-    state_dir = None
-    if not any(arg in ("--cache-path", "--prune-history") for arg in extra_args):
-        state_dir = _state_dir()
-        args += ["--cache-path", str(state_dir)]
     args += list(extra_args)
 
     # The death signal fires when the forking *thread* ends, so only tie anvil to the main thread.
@@ -258,19 +274,26 @@ def start_anvil(
     # anvil logs every request: a pipe nobody reads would fill and stall it, so it writes to a file.
     fd, log_name = tempfile.mkstemp(prefix=f"anvil-{chain_id}-", suffix=".log", dir=log_dir)
     log_path = Path(log_name)
+    spill = None
     try:
         with os.fdopen(fd, "wb") as log:
+            if not any(arg.split("=", 1)[0] in ("--cache-path", "--prune-history") for arg in extra_args):
+                spill = _Spill()
+                args[1:1] = ["--cache-path", str(spill.path)]
             process = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+                pass_fds=(spill.lock.fileno(),) if spill is not None else (),
             )
-    except OSError as exc:
+    except (OSError, LabError) as exc:
         log_path.unlink(missing_ok=True)
-        if state_dir is not None:
-            shutil.rmtree(state_dir, ignore_errors=True)
+        if spill is not None:
+            spill.close()
+        if isinstance(exc, LabError):
+            raise
         raise LabError(f"starting anvil: could not execute {exe}: {exc}; {_NPM_FIX}") from exc
 
     deadline = time.monotonic() + timeout
@@ -281,14 +304,14 @@ def start_anvil(
             host, port = match.group(1), int(match.group(2))
             break
         if process.poll() is not None:
-            _end(process, 5.0, state_dir)
+            _end(process, 5.0, spill)
             raise LabError(
                 f"starting anvil: {exe} exited with code {process.returncode} before listening.\n"
                 f"Log {log_path} ends with:\n{_tail(log_path)}\n"
                 f"Fix: check the flags {args[1:]}; if the binary is broken, {_NPM_FIX}"
             )
         if time.monotonic() > deadline:
-            _end(process, 5.0, state_dir)
+            _end(process, 5.0, spill)
             raise LabError(
                 f"starting anvil: no 'Listening on' line within {timeout:.0f} s.\n"
                 f"Log {log_path} ends with:\n{_tail(log_path)}\n"
@@ -296,7 +319,7 @@ def start_anvil(
             )
         time.sleep(0.01)
 
-    node = Anvil(process, host, port, chain_id, log_path, state_dir)
+    node = Anvil(process, host, port, chain_id, log_path, spill)
     try:
         reported = int(rpc(node.url, "eth_chainId", timeout=10.0), 16)
     except LabError as exc:
