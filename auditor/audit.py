@@ -16,7 +16,7 @@ from auditor.chain.reader import ConnectOptions, connect
 from auditor.chain.rpc import ConfigError
 from auditor.findings import AuditResult, Skipped, plain
 from auditor.model import BalanceSheet, Gap, Market, Position, token_key
-from auditor.spec import Registry, Spec, load_spec, spec_ids_near
+from auditor.spec import Registry, Spec, load_spec, spec_ids_near, specs_in
 
 Say = Callable[[str], None]
 
@@ -38,7 +38,7 @@ _BESIDE_MAX = 32
 def known_specs(spec: Spec, registry: Registry) -> dict[str, Spec]:
     """The audited spec plus every spec beside it: tokens with a spec are recognised wherever they turn up."""
     folder = Path(spec.path).parent
-    paths = sorted(p for p in folder.glob("*.yaml") if p.name != "registry.yaml")
+    paths = specs_in(folder)
     stamp = tuple((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths)  # content, not mtime
     key = (str(folder.resolve()), hashlib.sha256(repr(registry).encode()).hexdigest(), stamp)
     beside = _BESIDE.get(key)

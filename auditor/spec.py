@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import math
 import os
 import re
@@ -955,11 +956,40 @@ def load_registry(path: str | Path) -> Registry:
     return Registry(path=str(path), chains=values["chains"], **{k: values[k] for k in ("assets", "venues", "pools")})
 
 
+def specs_in(folder: Path) -> list[Path]:
+    """The spec files of a folder, in name order: its YAML files but the registry and those that are plainly
+    something else (a policy, another registry: a YAML document that is no mapping with a spec's `id` or `token`
+    at its top). One that has either, or that cannot be read as YAML (empty, broken, not a file), is taken for a
+    spec, and loading it says what is wrong with it."""
+    return sorted(p for p in folder.glob("*.yaml") if p.name != REGISTRY_FILE and _spec_like(p))
+
+
+def _spec_like(path: Path) -> bool:
+    try:
+        seen = path.stat()
+    except OSError:
+        return True
+    return _spec_like_version(str(path), seen.st_ino, seen.st_size, seen.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec_like_version(path: str, _inode: int, _size: int, _mtime_ns: int) -> bool:
+    """`_spec_like` of one version of a file (every audit of a folder asks for each file beside it)."""
+    try:
+        _ctx, node = _compose(Path(path))  # bounded, and never blocks or expands aliases
+    except SpecError:
+        return True  # not readable as YAML: loading it as a spec names the file, line and problem
+    if not isinstance(node, yaml.MappingNode):
+        return False
+    keys = {key.value for key, _value in node.value if isinstance(key, yaml.ScalarNode)}
+    return "id" in keys or "token" in keys
+
+
 def spec_ids_near(paths: Iterable[Path]) -> frozenset[str]:
     """Ids of every spec beside the given ones (their folders), for checking depends_on."""
     ids: set[str] = set()
     for folder in {p.parent for p in paths}:
-        ids.update(p.stem for p in folder.glob("*.yaml") if p.name != REGISTRY_FILE)
+        ids.update(p.stem for p in specs_in(folder))
     ids.update(p.stem for p in paths)
     return frozenset(ids)
 
@@ -983,7 +1013,7 @@ def spec_paths(paths: Sequence[str | Path], default_dir: str | Path = "protocols
     out: list[Path] = []
     for target in targets:
         if target.is_dir():
-            out.extend(sorted(p for p in target.glob("*.yaml") if p.name != REGISTRY_FILE))
+            out.extend(specs_in(target))
         else:
             out.append(target)
     return out

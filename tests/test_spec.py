@@ -476,3 +476,24 @@ def test_bad_policy_is_a_located_spec_error(
         load_policy(write(tmp_path, "policy.yaml", text), flag_ids)
     assert (info.value.line, info.value.field_path) == (line, field_path), str(info.value)
     assert words in info.value.message
+
+
+def test_a_policy_or_another_registry_beside_the_specs_is_not_taken_for_a_spec(tmp_path: Path,
+                                                                                 registry: Registry) -> None:
+    """Specs are recognised wherever their tokens turn up, so every spec beside the audited one is loaded: a
+    policy or a second registry there is skipped, while a broken spec (it has an id or a token) still fails with
+    its file and line."""
+    from auditor.audit import known_specs
+    from auditor.spec import spec_paths
+
+    good = write(tmp_path, "good.yaml", GOOD_SPEC)
+    with_other(tmp_path)
+    write(tmp_path, "policy.yaml", (Path(__file__).parent.parent / "examples" / "policy.yaml").read_text())
+    write(tmp_path, "mainnet-registry.yaml", REGISTRY.read_text())
+    spec = load_spec(good, registry)
+    assert sorted(known_specs(spec, registry)) == ["good", "other"]
+    assert [p.name for p in spec_paths([tmp_path])] == ["good.yaml", "other.yaml"]
+    assert CliRunner().invoke(main, ["validate", str(tmp_path), "--registry", str(REGISTRY)]).exit_code == 0
+    write(tmp_path, "broken.yaml", "id: broken\nname: Broken\n")
+    with pytest.raises(SpecError, match=r"broken\.yaml"):
+        known_specs(load_spec(good, registry), registry)
