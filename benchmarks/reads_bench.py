@@ -2,7 +2,9 @@
 
 Contenders, interleaved round-robin in each repetition (see common.interleave):
 - client: `ChainClient.read` of pre-built `Read`s, a fresh client per run (pinned and connected outside the timed
-  part, no disk cache, so no answer of an earlier run helps it);
+  part, no disk cache, so no answer of an earlier run helps it). A `Read` encodes its aggregate3 tuple on first use
+  and keeps it, as an audit's plan keeps its Reads across pins and rounds: after the first run the client's
+  encoding is joining those tuples (the floors' calldata is encoded before their clock starts);
 - raw floor: aggregate3 calldata pre-encoded outside the timed part, 1,000 reads per call, the JSON-RPC batch
   bodies pre-serialised; timed: POST through one requests.Session + receive + json.loads. No ABI decoding;
 - decoded floor: the same plus `decode_aggregate3` and `int.from_bytes` of every uint256: the least work that
@@ -252,7 +254,8 @@ def _table(lines: list[str], notes: list[str], rows: list[tuple[int, dict[str, l
         "## Bulk reads: N ERC-20 balanceOf at a pinned block (holders with distinct balances)",
         "",
         "Medians of interleaved runs (min-max in brackets); HTTP requests per run. The client reads pre-built "
-        "`Read`s with a fresh client per run (connected and pinned outside the timed part, no cache). The floors "
+        "`Read`s with a fresh client per run (connected and pinned outside the timed part, no cache; a `Read` keeps "
+        "its encoded aggregate3 tuple from its first use, so later runs only join them). The floors "
         "send aggregate3 calls pre-encoded, 1,000 reads each, in JSON-RPC batch bodies serialised beforehand, "
         "as few bodies as the node takes (anvil refuses bodies over 2 MiB: at most 4 such calls a body, so "
         "10,000 reads cannot go in one batch on anvil); "
