@@ -146,7 +146,6 @@ class EventDecoder:
             raise ValueError(f"malformed {self.name} log: {type(exc).__name__}") from None
         return out
 
-
     def decode_columns(
         self, topics: Sequence[Sequence[str]], data: Sequence[str]
     ) -> tuple[dict[str, list[Any]], list[int]]:

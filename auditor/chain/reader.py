@@ -456,14 +456,13 @@ class ChainClient:
 
     def _aggregate_call(self, reads: Sequence[Read], override: bool | None = None, block: int | None = None) -> Call:
         """aggregate3 of `reads` at the pin, or at `block` before it (an optional check's sample)."""
-        past = block is not None and block != self.pinned.number
         data = encode_aggregate3_tuples([*(aggregate3_tuple(*call) for call in self._proof(block)),
                                          *(r.multicall_tuple for r in reads)])
         params: tuple[Any, ...] = ({"to": self.multicall, "data": "0x" + data.hex()},
-                                   _hex(block) if past and block is not None else self.pinned.tag)
+                                   self.pinned.tag if block is None or block == self.pinned.number else _hex(block))
         # Multicall3 may not exist yet at a past block: it is lent there by state override (the same stateless
         # code), as at a pin without it.
-        if override if override is not None else (self.mode == "override" or past):
+        if override if override is not None else self._overridden(block):
             params = (*params, {self.multicall: {"code": _multicall_runtime()}})
         return Call("eth_call", params)
 
@@ -591,10 +590,12 @@ class ChainClient:
         """As many chunks from the front of `pending` as the body budget takes (at least one), and their calls."""
         batch: list[_Chunk] = []
         size = 0
-        while pending and (not batch or size + self._chunk_chars(pending[0]) <= self.batch_chars):
-            item = pending.pop(0)
-            batch.append(item)
-            size += self._chunk_chars(item)
+        while pending:
+            chars = self._chunk_chars(pending[0])
+            if batch and size + chars > self.batch_chars:
+                break
+            batch.append(pending.pop(0))
+            size += chars
         return batch, [self._aggregate_call(chunk, block=block) for _, block, chunk in batch]
 
     def _send_reads(self, calls: list[Call], riders: list[Call]) -> list[Response]:

@@ -168,7 +168,6 @@ class Anvil:
         spill: _Spill | None = None,
     ) -> None:
         self._process = process
-        self.state_dir = spill.path if spill is not None else None
         self.host = host
         self.port = port
         self.chain_id = chain_id
@@ -177,6 +176,11 @@ class Anvil:
         # Covers callers that forget stop(): the node is still ended at garbage collection or exit.
         self._finalizer = weakref.finalize(self, _end, process, 5.0, spill)
         self._spill = spill
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where this node spills old states (None when the caller chose with --cache-path/--prune-history)."""
+        return self._spill.path if self._spill is not None else None
 
     @property
     def pid(self) -> int:
@@ -288,13 +292,13 @@ def start_anvil(
                 preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
                 pass_fds=(spill.lock.fileno(),) if spill is not None else (),
             )
-    except (OSError, LabError) as exc:
+    except BaseException as exc:
         log_path.unlink(missing_ok=True)
         if spill is not None:
             spill.close()
-        if isinstance(exc, LabError):
-            raise
-        raise LabError(f"starting anvil: could not execute {exe}: {exc}; {_NPM_FIX}") from exc
+        if isinstance(exc, OSError):
+            raise LabError(f"starting anvil: could not execute {exe}: {exc}; {_NPM_FIX}") from exc
+        raise
 
     deadline = time.monotonic() + timeout
     host, port = "", 0
