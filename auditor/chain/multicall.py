@@ -12,6 +12,7 @@ __all__ = [
     "AGGREGATE3_SELECTOR",
     "MULTICALL3_ADDRESS",
     "decode_aggregate3",
+    "decode_aggregate3_columns",
     "encode_aggregate3",
 ]
 
@@ -27,6 +28,7 @@ _WORD_96 = (96).to_bytes(32, "big")
 _TRUE = (1).to_bytes(32, "big")
 _FALSE = bytes(32)
 _WORD_64_32 = _WORD_64 + _WORD_32  # a tuple's bytes offset (0x40) and a one-word length (0x20)
+_HEAD_HEX = (AGGREGATE3_SELECTOR + _WORD_32).hex()  # selector, then the array's offset
 
 
 def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
@@ -42,7 +44,7 @@ def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
 def aggregate3_tuple(target: str, allow_failure: bool, data: bytes) -> bytes:
     """One call's tuple in aggregate3's calldata: target word, allowFailure word, offset of its bytes within the
     tuple (0x60), their length, the bytes right-padded with zeros to a whole word. The same for a call wherever it
-    goes, so a read made many times keeps it (`Read.multicall_tuple`)."""
+    goes, so a read made many times keeps it (as hex: `Read.multicall_hex`)."""
     payload = bytes(data)
     size = len(payload)
     return b"".join((address_word(target), _TRUE if allow_failure else _FALSE, _WORD_96, size.to_bytes(32, "big"),
@@ -50,13 +52,21 @@ def aggregate3_tuple(target: str, allow_failure: bool, data: bytes) -> bytes:
 
 
 def encode_aggregate3_tuples(tuples: Sequence[bytes]) -> bytes:
-    """Calldata for aggregate3 of calls already encoded as tuples (`aggregate3_tuple`): selector, array offset,
-    length, a head per call (its tuple's offset from the first head), the tuples."""
+    """Calldata for aggregate3 of calls already encoded as tuples (`aggregate3_tuple`)."""
+    return bytes.fromhex(aggregate3_calldata_hex([item.hex() for item in tuples]))
+
+
+def aggregate3_calldata_hex(tuples: Sequence[str]) -> str:
+    """Calldata for aggregate3 of calls whose tuples (`aggregate3_tuple`) are given as hex digits, as hex digits (no
+    "0x"): selector, array offset, length, a head per call (its tuple's offset from the first head), the tuples. A
+    request carries calldata as hex: a read that keeps its tuple's hex (`Read.multicall_hex`) is joined, never
+    converted again."""
     count = len(tuples)
-    # tuple i starts after the heads and the tuples before it (no heads, no offsets for no calls)
-    offsets = itertools.accumulate(map(len, tuples[:-1]), initial=32 * count) if tuples else ()
-    heads = b"".join([offset.to_bytes(32, "big") for offset in offsets])
-    return b"".join([AGGREGATE3_SELECTOR, _WORD_32, count.to_bytes(32, "big"), heads, *tuples])
+    # tuple i starts after the heads and the tuples before it (no heads, no offsets for no calls); in hex digits,
+    # halved to bytes
+    offsets = itertools.accumulate(map(len, tuples[:-1]), initial=64 * count) if tuples else ()
+    heads = b"".join(map(int.to_bytes, map((2).__rfloordiv__, offsets), itertools.repeat(32)))  # words, in C
+    return "".join([_HEAD_HEX, count.to_bytes(32, "big").hex(), heads.hex(), *tuples])
 
 
 def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
@@ -65,6 +75,13 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
     Walks the ABI layout by hand: eth-abi takes ~35 ms for 1000 results, more than the node needs to
     answer them. Anything out of bounds or not a bool raises ValueError (tests compare with eth-abi).
     """
+    flags, returns = decode_aggregate3_columns(data)
+    return list(zip(map(bool, flags), returns, strict=True))
+
+
+def decode_aggregate3_columns(data: bytes) -> tuple[bytes, list[bytes]]:
+    """What `decode_aggregate3` decodes, as two columns: the success flags (a byte each, 0 or 1) and the return
+    data. A thousand one-word results make no pair each (`_regular_words`)."""
     data = bytes(data)
     length = len(data)
 
@@ -85,7 +102,8 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
     regular = _regular_words(data, count)
     if regular is not None:
         return regular
-    out: list[tuple[bool, bytes]] = []
+    flags = bytearray()
+    returns: list[bytes] = []
     for index in range(count):
         head = heads + 32 * index  # inside the data: checked against count above
         offset = int.from_bytes(data[head : head + 32], "big")
@@ -103,8 +121,9 @@ def decode_aggregate3(data: bytes) -> list[tuple[bool, bytes]]:
         padded = end + (-size) % 32
         if padded > length or (padded > end and data[end:padded] != _FALSE[: padded - end]):
             raise ValueError(f"aggregate3 result {index}: {size} bytes run past the end or are badly padded")
-        out.append((success == 1, data[body:end]))
-    return out
+        flags.append(success)
+        returns.append(data[body:end])
+    return bytes(flags), returns
 
 
 @functools.lru_cache(maxsize=64)
@@ -113,7 +132,7 @@ def _regular_heads(count: int) -> bytes:
     return b"".join((32 * count + 128 * index).to_bytes(32, "big") for index in range(count))
 
 
-def _regular_words(data: bytes, count: int) -> list[tuple[bool, bytes]] | None:
+def _regular_words(data: bytes, count: int) -> tuple[bytes, list[bytes]] | None:
     """The common layout, decoded in bulk: every result one 32-byte word (balances, prices, totals), tuples packed in
     order. Its heads are one fixed byte string; each 128-byte tuple is [success][0x40][32][word]. The fixed bytes are
     checked a byte position at a time across all tuples (a strided slice each, in C): success words zero but for a
@@ -130,4 +149,4 @@ def _regular_words(data: bytes, count: int) -> list[tuple[bool, bytes]] | None:
     if flags.translate(None, b"\0\1") or any(
             tuples[32 + at :: 128] != bytes((byte,)) * count for at, byte in enumerate(_WORD_64_32)):
         return None
-    return list(zip(map(bool, flags), [tuples[at : at + 32] for at in range(96, 128 * count, 128)], strict=True))
+    return flags, [tuples[at : at + 32] for at in range(96, 128 * count, 128)]

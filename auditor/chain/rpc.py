@@ -149,17 +149,18 @@ def is_transient(response: Response) -> bool:
     return code in (-32603, UNUSABLE_CODE) or bool(_TRANSIENT.search(error_text(response)))
 
 
-# Deleting every hex digit leaves nothing of a hex string: str.translate does it in C, ~3x faster than a regex,
-# which matters when every field of 100,000 logs is checked before anything is cached.
-_NOT_HEX = str.maketrans("", "", "0123456789abcdefABCDEF")
-
-
 def _is_quantity(value: Any) -> bool:
-    return type(value) is str and len(value) > 2 and value[:2] == "0x" and not value[2:].translate(_NOT_HEX)
+    return type(value) is str and len(value) > 2 and _is_0x_hex(value)
 
 
 def _is_data(value: Any) -> bool:
-    return type(value) is str and value[:2] == "0x" and not len(value) % 2 and not value[2:].translate(_NOT_HEX)
+    return type(value) is str and not len(value) % 2 and _is_0x_hex(value)
+
+
+def _is_0x_hex(value: str) -> bool:
+    """"0x" and hex digits only. As bytes, whole (no slice copied), cleaned of hex digits, only the "x" is left: a
+    bytes translate runs ~4x faster than a str one over an aggregate3 answer of half a megabyte."""
+    return value[:2] == "0x" and value.isascii() and value.encode("ascii").translate(None, _HEX_DIGITS) == b"x"
 
 
 _HEADER_FIELDS = ("number", "hash", "parentHash", "timestamp")
