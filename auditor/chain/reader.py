@@ -493,10 +493,11 @@ class ChainClient:
         pin = self.pinned.number
         if any(block is not None and not 0 <= block <= pin for block, reads in groups.items() if reads):
             raise ConfigError(f"{self.chain}: reads asked at a block after the pin {pin}")
-        # Built a group at a time in C (zip, map): 10,000 reads make no Python call each here.
+        # Built a group at a time in C (chain, repeat, map): 10,000 reads make no Python call or object each here.
         at_block = [(None if block == pin else block, reads) for block, reads in groups.items()]
-        items = list(itertools.chain.from_iterable(zip(itertools.repeat(b), reads) for b, reads in at_block))
-        self.stats.reads += len(items)
+        every_read = list(itertools.chain.from_iterable(reads for _b, reads in at_block))
+        every_block = list(itertools.chain.from_iterable(itertools.repeat(b, len(reads)) for b, reads in at_block))
+        self.stats.reads += len(every_read)
         # Answers at a block never change, so a read several stages ask for (decimals, symbol, a market's
         # state) goes to the node once per audit. Keyed by the Read's answer string at the pin, with the block
         # before it.
@@ -504,23 +505,25 @@ class ChainClient:
             map(_ANSWER, reads) if b is None else zip(itertools.repeat(b), map(_ANSWER, reads))
             for b, reads in at_block))
         known = self._answers
-        # Each distinct read once (a repeated key is the same read at the same block), those not answered already.
-        missing_by_key: dict[Any, tuple[int | None, Read]] = dict(zip(keys, items, strict=True))
+        # Each distinct read once, by its position (a repeated key is the same read at the same block), those not
+        # answered already.
+        missing_at: dict[Any, int] = dict(zip(keys, itertools.count()))
         if known:
-            missing_by_key = {key: item for key, item in missing_by_key.items() if key not in known}
+            missing_at = {key: at for key, at in missing_at.items() if key not in known}
         fresh: dict[Any, ReadResult] = {}
         unavailable = False
-        if missing_by_key:
-            missing = list(missing_by_key.values())
+        if missing_at:
+            blocks = list(map(every_block.__getitem__, missing_at.values()))
+            missing = list(map(every_read.__getitem__, missing_at.values()))
             results: list[ReadResult | None] = [None] * len(missing)
             if self.mode == "direct":
-                self._read_direct(missing, results)
+                self._read_direct(blocks, missing, results)
             else:
-                self._read_multicall(missing, results, progress)
+                self._read_multicall(blocks, missing, results, progress)
             assert not any(map(operator.is_, results, itertools.repeat(None)))  # every read answered, failed or not
-            fresh = dict(zip(missing_by_key, cast("list[ReadResult]", results), strict=True))
+            fresh = dict(zip(missing_at, cast("list[ReadResult]", results), strict=True))
             known.update(fresh)
-            for (key, result), (block, _read) in zip(fresh.items(), missing, strict=True) if any(
+            for (key, result), block in zip(fresh.items(), blocks, strict=True) if any(
                     map(_UNAVAILABLE, cast("list[ReadResult]", results))) else ():
                 if result.unavailable:
                     del known[key]  # a later read of an unavailable one asks again
@@ -545,17 +548,17 @@ class ChainClient:
             self._unread_seen.add((unread.block, unread.call))
             self.unread.append(unread)
 
-    def _read_multicall(
-        self, items: Sequence[tuple[int | None, Read]], results: list[ReadResult | None], progress: ProgressFn | None
-    ) -> None:
+    def _read_multicall(self, blocks: Sequence[int | None], reads: Sequence[Read], results: list[ReadResult | None],
+                        progress: ProgressFn | None) -> None:
+        """Each read (at its block: None is the pin) answered into `results`, by aggregate3 calls."""
         # Chunks never mix blocks: one aggregate3 runs at one block.
         pending: list[_Chunk] = []
         start = 0
-        for block, group in itertools.groupby(items, key=_BLOCK):
-            reads = list(map(_READ, group))
-            pending += [(start + at, block, reads[at : at + self.chunk_size])
-                        for at in range(0, len(reads), self.chunk_size)]
-            start += len(reads)
+        for block, run in itertools.groupby(blocks):
+            end = start + len(list(run))
+            pending += [(at, block, reads[at : min(at + self.chunk_size, end)])
+                        for at in range(start, end, self.chunk_size)]
+            start = end
         done = 0
         riders, self._riders = self._riders, []
         # Batches go to the node READS_IN_FLIGHT at a time, on the client's sender threads: the node runs them
@@ -597,7 +600,7 @@ class ChainClient:
                     results[start : start + len(chunk)] = self._chunk_results(chunk, call, answer)
                     done += len(chunk)
                 if progress is not None:
-                    progress(done, len(items))
+                    progress(done, len(reads))
         finally:
             for _batch, _calls, queued_riders, later in queue:  # after a failure: what was queued is not asked
                 if later.cancel():
@@ -638,10 +641,11 @@ class ChainClient:
                 answer = {"error": {"message": str(exc)}}
         return [_failed(read, answer) for read in chunk]
 
-    def _read_direct(self, items: Sequence[tuple[int | None, Read]], results: list[ReadResult | None]) -> None:
+    def _read_direct(self, blocks: Sequence[int | None], reads: Sequence[Read],
+                     results: list[ReadResult | None]) -> None:
         step = 200
-        for start in range(0, len(items), step):
-            chunk = items[start : start + step]
+        for start in range(0, len(reads), step):
+            chunk = list(zip(blocks[start : start + step], reads[start : start + step], strict=True))
             calls = [Call("eth_call", ({"to": r.target, "data": "0x" + r.data.hex()},
                                        self.pinned.tag if block is None else _hex(block))) for block, r in chunk]
             for offset, ((_block, read), call, answer) in enumerate(
@@ -877,7 +881,6 @@ def _pin_record(pin: Pin) -> dict[str, Any]:
 
 _UINT256 = ("uint256",)
 _ANSWER = operator.attrgetter("answer")
-_BLOCK, _READ = operator.itemgetter(0), operator.itemgetter(1)  # of a (block, Read) item
 _RETURNS = operator.attrgetter("returns")
 _MULTICALL_HEX = operator.attrgetter("multicall_hex")
 _RESULT_READ = operator.itemgetter(0)  # ReadResult.read
