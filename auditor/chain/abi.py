@@ -188,14 +188,17 @@ def _column_readers(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> 
 
 def _column_reader(kind: str, source: Callable[[Sequence[str]], str] | None, word: slice,
                    checksum: bool) -> _ColumnReader:
-    def words(topics: Sequence[Sequence[str]], data: Sequence[str]) -> Any:
-        return map(operator.itemgetter(word), data if source is None else map(source, topics))
+    def words(topics: Sequence[Sequence[str]], data: Sequence[str], part: slice = word) -> Any:
+        return map(operator.itemgetter(part), data if source is None else map(source, topics))
 
     if kind == "address":
-        tail = operator.itemgetter(slice(24, None))
+        tail = slice(word.start + 24, word.stop)  # the word's last 20 bytes, cut in one slice
         if checksum:
-            return lambda topics, data: list(map(checksum_address, map(bytes.fromhex, map(tail, words(topics, data)))))
-        return lambda topics, data: list(map("0x".__add__, map(str.lower, map(tail, words(topics, data)))))
+            return lambda topics, data: list(map(checksum_address, map(bytes.fromhex, words(topics, data, tail))))
+        return lambda topics, data: list(map("0x".__add__, map(str.lower, words(topics, data, tail))))
+    if kind.startswith("uint") and source is not None:
+        # A topic is "0x" and 64 hex digits (the transport checked it), which int() reads in base 16 as it is.
+        return lambda topics, data: list(map(int, map(source, topics), itertools.repeat(16)))
     if kind.startswith("uint"):
         return lambda topics, data: list(map(int, words(topics, data), itertools.repeat(16)))
     read = _word_decoder(kind, checksum)
