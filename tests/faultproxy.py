@@ -75,6 +75,8 @@ class ProxyState:
     methods: Counter[str] = field(default_factory=Counter)
     http_requests: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0  # requests being answered now
+    most_in_flight: int = 0  # the most ever answered at once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -119,6 +121,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
+        with state.lock:
+            state.in_flight += 1
+            state.most_in_flight = max(state.most_in_flight, state.in_flight)
+        try:
+            self._answer(state)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, state: ProxyState) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         payload = json.loads(body)
         requests = payload if isinstance(payload, list) else [payload]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from auditor.chain.abi import address_topic, event_topic
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, EvidenceMissing, ReplayLayer
-from auditor.chain.reader import NO_CONTRACT, ChainClient, Read, ReorgError, _next_span
+from auditor.chain.reader import NO_CONTRACT, READS_IN_FLIGHT, ChainClient, Read, ReorgError, _next_span
 from auditor.chain.rpc import ChainError, ConfigError, HttpTransport, RetryPolicy, Stats
 from auditor.cli import main
 from auditor.lab.deploy import Contract
@@ -129,6 +129,24 @@ def test_too_large_bodies_are_split(holders: Lab) -> None:
         client = client_for(proxy.url)
         assert values(client.read(reads)) == clean
         assert client.stats.calls["eth_call"] > 3  # chunks were bisected to fit
+
+
+def test_bodies_of_reads_go_out_several_at_once_and_a_failure_among_them_changes_no_value(holders: Lab) -> None:
+    """A big read goes out READS_IN_FLIGHT bodies at a time: while one is held up (a slow answer, then an HTTP 500
+    retried) the others are answered; every value lands in its place, and what was refused is asked again."""
+    reads = balance_reads(holders, 1200)
+    clean = values(client_for(holders.url).read(reads))
+    with FaultProxy(holders.url, delay_s=1.0) as proxy:
+        client = client_for(proxy.url, chunk_size=100, batch_chars=1)  # a body per chunk of 100
+        client.read(reads[:1])  # the node's Multicall3 looked up before the faults are armed; 1,199 reads left:
+        # 12 chunks, so 12 bodies
+        proxy.state.faults = ["delay", "500", "500"]
+        proxy.state.most_in_flight = 0
+        before = client.stats.http_requests
+        assert values(client.read(reads)) == clean
+        assert proxy.state.faults_injected == {"delay": 1, "500": 2}
+        assert proxy.state.most_in_flight == READS_IN_FLIGHT > 1  # no more, and not one at a time
+        assert client.stats.http_requests - before == 12 + 2  # every chunk's body once, the refused two again
 
 
 def test_reads_at_past_blocks_count_multicalls_lent_code_in_the_body_budget(holders: Lab) -> None:
