@@ -132,8 +132,9 @@ class Read:
     returns: tuple[str, ...] = ("uint256",)
     data: bytes = field(default=b"", compare=False, repr=False)
     # What identifies its answer at a block: target in lower case, calldata, return types, made once per Read into
-    # one string (none of the three holds a ":"), whose hash Python keeps: the client's answer keys cost no
-    # hashing per read however often they are looked up.
+    # one string whose hash Python keeps (the client's answer keys cost no hashing per read however often they are
+    # looked up). Neither the calldata's hex nor a type string holds a ":": read from the right it splits back into
+    # the three, whatever the target holds, so two different reads never share it.
     answer: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
