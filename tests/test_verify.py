@@ -205,6 +205,10 @@ def test_verify_bad_input(tmp_path: Path) -> None:
     (tmp_path / "plain.html").write_text("<html><body>hello</body></html>")
     code, output = verify(str(tmp_path / "plain.html"))
     assert code == 2 and "no embedded findings" in output
+    (tmp_path / "plain.json").write_text('{"findings": []}')  # a report's JSON beside its page
+    code, output = verify(str(tmp_path / "plain.json"))
+    assert code == 2 and "a JSON document, not a signed report page" in output and "plain.html" in output
+    assert "Traceback" not in output
 
 
 def test_keystore_signing_and_wrong_password(signed_report: tuple[Path, str, list[str]], tmp_path: Path,

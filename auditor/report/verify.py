@@ -104,6 +104,11 @@ def verify_report(
         raise ConfigError(f"{path}: cannot read the report ({exc.__class__.__name__})") from None
     verdict = Verdict()
     block = extract(text, "findings")
+    if block is None and text.lstrip().startswith(("{", "[")):
+        # The report's JSON beside the page (`audit --out`, the demo) carries no signature: the page does.
+        page = path.with_suffix(".html")
+        raise ConfigError(f"{path}: a JSON document, not a signed report page: verify checks the HTML report that "
+                          "embeds the findings and their signature" + (f" ({page})" if page.is_file() else ""))
     if block is None:
         legacy = '<script type="application/json" id="findings">' in text
         raise ConfigError(f"{path}: no embedded findings this version reads: " + (
