@@ -38,7 +38,7 @@ def encode_aggregate3(calls: Sequence[tuple[str, bool, bytes]]) -> bytes:
     the offset of the array (0x20), its length, one head per call holding the offset of its tuple from the
     first head, then each tuple (`aggregate3_tuple`). A target eth-abi would refuse raises its EncodingTypeError.
     """
-    return encode_aggregate3_tuples([aggregate3_tuple(*call) for call in calls])
+    return bytes.fromhex(aggregate3_calldata_hex([aggregate3_tuple(*call).hex() for call in calls]))
 
 
 def aggregate3_tuple(target: str, allow_failure: bool, data: bytes) -> bytes:
@@ -49,11 +49,6 @@ def aggregate3_tuple(target: str, allow_failure: bool, data: bytes) -> bytes:
     size = len(payload)
     return b"".join((address_word(target), _TRUE if allow_failure else _FALSE, _WORD_96, size.to_bytes(32, "big"),
                      payload.ljust(size + (-size % 32), b"\0")))
-
-
-def encode_aggregate3_tuples(tuples: Sequence[bytes]) -> bytes:
-    """Calldata for aggregate3 of calls already encoded as tuples (`aggregate3_tuple`)."""
-    return bytes.fromhex(aggregate3_calldata_hex([item.hex() for item in tuples]))
 
 
 def aggregate3_calldata_hex(tuples: Sequence[str]) -> str:

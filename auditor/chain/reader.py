@@ -235,8 +235,9 @@ class ChainClient:
         self.layer: Layer = RecordingLayer(_Forward(self), record, chain) if record is not None else _Forward(self)
         self.multicall = multicall
         self.log_span = log_span
-        self._prefetcher: ThreadPoolExecutor | None = None  # a dense log scan's next windows, fetched ahead
-        self._sender_pool: ThreadPoolExecutor | None = None  # bodies of reads in flight
+        # Threads made on first use: "reads" sends bodies of reads (READS_IN_FLIGHT), "scan" fetches a dense log
+        # scan's next windows ahead (one).
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self.chunk_size = chunk_size
         self.batch_chars = batch_chars
         self.mode: str | None = None
@@ -570,7 +571,8 @@ class ChainClient:
             while pending or queue:
                 while pending and len(queue) < READS_IN_FLIGHT:
                     batch, calls = self._next_batch(pending)
-                    queue.append((batch, calls, riders, self._senders().submit(self._send_reads, calls, riders)))
+                    sent = self._pool("reads", READS_IN_FLIGHT).submit(self._send_reads, calls, riders)
+                    queue.append((batch, calls, riders, sent))
                     riders = []
                 batch, calls, sent_riders, future = queue.popleft()
                 try:
@@ -688,22 +690,18 @@ class ChainClient:
             windows = scan.take(answers)
             del answers
             # Where the range is dense, the next windows are fetched while these are consumed.
-            ahead = self._prefetch().submit(self.layer.send, scan.calls()) if scan.dense and not scan.done else None
+            ahead = (self._pool("scan", 1).submit(self.layer.send, scan.calls())
+                     if scan.dense and not scan.done else None)
             while windows:
                 yield LogColumns(windows.pop(0))  # a window's items let go once the consumer is done with them
             del windows  # only these windows' answers (and those in flight) are ever held
             if progress is not None:
                 progress(scan.start - from_block, to_block - from_block + 1)
 
-    def _senders(self) -> ThreadPoolExecutor:
-        if self._sender_pool is None:
-            self._sender_pool = ThreadPoolExecutor(READS_IN_FLIGHT, thread_name_prefix=f"reads-{self.chain}")
-        return self._sender_pool
-
-    def _prefetch(self) -> ThreadPoolExecutor:
-        if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix=f"scan-{self.chain}")
-        return self._prefetcher
+    def _pool(self, name: str, workers: int) -> ThreadPoolExecutor:
+        if name not in self._pools:
+            self._pools[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"{name}-{self.chain}")
+        return self._pools[name]
 
     def round(
         self, reads: Mapping[int | None, Sequence[Read]],
