@@ -17,7 +17,7 @@ browser:
 			|| echo "warning: could not install chromium; browser tests will be skipped"; \
 		else echo "warning: chromium missing (apt-get install chromium); browser tests will be skipped"; fi; }
 
-$(PY_STAMP): pyproject.toml constraints.txt
+$(PY_STAMP): pyproject.toml constraints.txt setup.py auditor/chain/_logwire.c
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'

@@ -4,6 +4,7 @@ and every layer that can hand a scan an answer (transport, cache, evidence) refu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import json
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from auditor.addresses import to_checksum
 from auditor.chain import reader
+from auditor.chain import rpc as rpc_module
 from auditor.chain.abi import EventDecoder
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, ReplayLayer
@@ -28,6 +30,7 @@ from auditor.chain.rpc import (
     CachingLayer,
     Call,
     ChainError,
+    CheckedColumns,
     CheckedLogs,
     HttpTransport,
     RetryPolicy,
@@ -39,6 +42,7 @@ from auditor.chain.rpc import (
     _well_formed_wire_logs,
     gc_paused,
     malformed,
+    plain_answer,
 )
 from auditor.lab.compile import compile_lab_contracts
 from auditor.lab.deploy import Contract
@@ -132,6 +136,22 @@ def _mutated(items: list[dict[str, Any]], data: st.DataObject, bad_values: Any =
 
 
 WINDOW = Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},))
+# Each test of the transport's log decoding runs through both of its readers: the compiled one (where setup.py
+# built it) and the Python one (msgspec, then the bulk check), which is also what a machine without it runs.
+READERS = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+
+
+@contextlib.contextmanager
+def log_reader(compiled: bool) -> Iterator[type]:
+    """The transport set to read log replies the given way; yields the type of a checked window it then makes."""
+    if compiled and rpc_module._logwire is None:
+        pytest.skip("the compiled log reader is not built on this machine (no C compiler at install)")
+    before = rpc_module.LOGWIRE
+    rpc_module.LOGWIRE = rpc_module._logwire if compiled else None
+    try:
+        yield CheckedColumns if compiled else CheckedLogs
+    finally:
+        rpc_module.LOGWIRE = before
 
 
 @settings(max_examples=400, deadline=None)
@@ -164,13 +184,20 @@ def test_the_bulk_check_of_wire_logs_agrees_with_a_field_by_field_one(items: lis
     assert malformed(WINDOW, CheckedLogs(Call("eth_getLogs", ({"fromBlock": hex(10), "toBlock": hex(20)},)), wire))
 
 
+@READERS
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_log_items(), max_size=6), st.data(),
        st.sampled_from(["result", "error", "result and error", "no id", "null result", "truncated"]))
 def test_a_window_decoded_into_wire_logs_is_judged_as_the_plain_decoding(
-        items: list[dict[str, Any]], data: st.DataObject, shape: str) -> None:
+        compiled: bool, items: list[dict[str, Any]], data: st.DataObject, shape: str) -> None:
     """The transport's fast decoding of a log window's reply: used only for a well-formed answer (giving the same
     Logs), else the reply is decoded plainly, to be judged and named as before; invalid JSON fails alike."""
+    with log_reader(compiled) as checked:
+        _judged_as_the_plain_decoding(checked, items, data, shape)
+
+
+def _judged_as_the_plain_decoding(checked: type, items: list[dict[str, Any]], data: st.DataObject,
+                                  shape: str) -> None:
     broken = _mutated(items, data)
     reply: dict[str, Any] = {"jsonrpc": "2.0", "id": 0, "result": None if shape == "null result" else broken}
     if "error" in shape:
@@ -187,14 +214,19 @@ def test_a_window_decoded_into_wire_logs_is_judged_as_the_plain_decoding(
         return
     plain, fast = _decode_json(body), _decode_logs_reply(WINDOW, body)
     well_formed = shape in ("result", "no id") and reference_ok(broken, 10, 20)
-    assert (type(fast.get("result")) is CheckedLogs) == well_formed, broken
+    assert (type(fast.get("result")) is checked) == well_formed, broken
     if not well_formed:
         assert fast == plain
         return
     assert fast.get("id") == plain.get("id")
     assert malformed(WINDOW, fast["result"]) is None
-    assert _well_formed_wire_logs(WINDOW, list(fast["result"]))
+    if checked is CheckedLogs:
+        assert _well_formed_wire_logs(WINDOW, list(fast["result"]))
     assert reader.LogColumns(fast["result"]).rows() == reader.LogColumns(plain["result"]).rows()
+    kept = [{name: item[name] for name in ("address", "topics", "data", "blockNumber", "logIndex",
+                                            "transactionHash", "blockHash")} for item in plain["result"]]
+    # what the cache stores (as JSON): the kept fields as the node spelled them
+    assert json.loads(json.dumps(plain_answer(fast)["result"])) == kept
 
 
 def test_the_bulk_check_names_what_is_wrong() -> None:
@@ -299,8 +331,14 @@ def test_a_damaged_cache_entry_or_evidence_is_never_believed(spammed: tuple[str,
         scan.take([answer])
 
 
+@READERS
 def test_windows_decoded_into_wire_logs_give_the_plain_logs_and_evidence_keeps_whole_answers(
-        spammed: tuple[str, str, int, int], tmp_path: Path) -> None:
+        compiled: bool, spammed: tuple[str, str, int, int], tmp_path: Path) -> None:
+    with log_reader(compiled):
+        _decoded_windows_give_the_plain_logs(spammed, tmp_path)
+
+
+def _decoded_windows_give_the_plain_logs(spammed: tuple[str, str, int, int], tmp_path: Path) -> None:
     url, spammer, first, last = spammed
     plain = _one_window_each_block(url, spammer, first, last)
     fast = _client(url)
@@ -335,19 +373,21 @@ GOOD_LOG = {"address": "0x" + "ab" * 20, "topics": ["0x" + "00" * 32, "0x" + "0F
     ("topics", ["0x" + "00" * 32, "0x" + "00" * 33]), ("topics", "0x" + "00" * 32), ("topics", [1]),
     ("blockNumber", 15), ("data", None),
 ])
-def test_every_check_of_the_fast_decoding_refuses_what_it_is_for(field: str, value: Any) -> None:
-    """Each thing msgspec or the wire check must catch, in a window of good logs: the reply is decoded plainly and
-    refused with the plain check's message."""
+@READERS
+def test_every_check_of_the_fast_decoding_refuses_what_it_is_for(compiled: bool, field: str, value: Any) -> None:
+    """Each thing msgspec, the wire check or the compiled reader must catch, in a window of good logs: the reply is
+    decoded plainly and refused with the plain check's message."""
     good = [GOOD_LOG, {**GOOD_LOG, "logIndex": "0x1", "data": "0x"}]
-    assert type(_decode_logs_reply(WINDOW, json.dumps({"id": 0, "result": good}).encode())["result"]) is CheckedLogs
-    for wrong in ([0], [1], [0, 1]):  # in one log, or in all (the only distinct value of its column)
-        items = copy.deepcopy(good)
-        for at in wrong:
-            items[at][field] = value
-        body = json.dumps({"id": 0, "result": items}).encode()
-        fast = _decode_logs_reply(WINDOW, body)
-        assert fast == _decode_json(body)
-        assert malformed(WINDOW, fast["result"]) == _malformed_logs(WINDOW, items) is not None
+    with log_reader(compiled) as checked:
+        assert type(_decode_logs_reply(WINDOW, json.dumps({"id": 0, "result": good}).encode())["result"]) is checked
+        for wrong in ([0], [1], [0, 1]):  # in one log, or in all (the only distinct value of its column)
+            items = copy.deepcopy(good)
+            for at in wrong:
+                items[at][field] = value
+            body = json.dumps({"id": 0, "result": items}).encode()
+            fast = _decode_logs_reply(WINDOW, body)
+            assert fast == _decode_json(body)
+            assert malformed(WINDOW, fast["result"]) == _malformed_logs(WINDOW, items) is not None
 
 
 def test_the_collector_is_paused_only_while_a_window_is_decoded_or_built() -> None:

@@ -10,7 +10,7 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from auditor.chain.rpc import (
     CachingLayer,
     Call,
     ChainError,
+    CheckedColumns,
     CheckedLogs,
     ConfigError,
     HttpTransport,
@@ -972,14 +973,17 @@ class LogColumns:
     order, column by column: each column is built when first asked for, a field at a time in C (no Python call per
     log), so a consumer pays only for the fields it reads. `rows()` gives them as Logs."""
 
-    def __init__(self, items: Sequence[Any]) -> None:
+    def __init__(self, items: Sequence[Any] | CheckedColumns) -> None:
         self._items = items
         self._typed = type(items) is CheckedLogs
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def _column(self, name: str) -> Iterator[Any]:
+    def _column(self, name: str) -> Iterable[Any]:
+        if isinstance(self._items, CheckedColumns):  # read column by column already (the compiled reader)
+            column: list[Any] = getattr(self._items, _WIRE_NAMES.get(name, name))
+            return column
         if self._typed:
             return map(operator.attrgetter(_WIRE_NAMES.get(name, name)), self._items)
         return map(operator.itemgetter(name), self._items)
@@ -991,6 +995,8 @@ class LogColumns:
 
     @functools.cached_property
     def topics(self) -> list[tuple[str, ...]]:
+        if isinstance(self._items, CheckedColumns):
+            return self._items.topics  # tuples already, as for WireLogs
         return list(self._column("topics")) if self._typed else list(map(tuple, self._column("topics")))
 
     @functools.cached_property

@@ -25,6 +25,13 @@ import msgspec
 import requests
 import urllib3
 
+try:  # the compiled reader of log replies (setup.py builds it where a C compiler is found); else read in Python
+    from auditor.chain import _logwire
+except ImportError:  # pragma: no cover - depends on the machine that installed the package
+    _logwire = None  # type: ignore[assignment]
+# AUDITOR_PURE_PYTHON=1 reads every reply in Python even where the compiled reader is built (to compare the two).
+LOGWIRE = None if os.environ.get("AUDITOR_PURE_PYTHON") == "1" else _logwire
+
 APART_AT_ONCE = 4  # `apart` calls in flight at once, per chain
 # JSON-RPC error codes that providers use for "slow down" rather than "your request is wrong".
 RATE_LIMIT_CODES = {-32005, -32029, 429}
@@ -186,7 +193,7 @@ def malformed(call: Call, result: Any) -> str | None:
             return f"asked for block {int(str(asked), 16)}, the node answered with block {int(result['number'], 16)}"
         return None
     elif method == "eth_getLogs":
-        if type(result) is CheckedLogs and result.call is call:
+        if type(result) in _CHECKED and result.call is call:
             return None  # checked by the transport as it decoded it, against this very call
         return _malformed_logs(call, result)  # any other WireLogs fail it (not objects)
     else:
@@ -241,9 +248,49 @@ class CheckedLogs(list[WireLog]):
         self.call = call
 
 
+class CheckedColumns:
+    """A log window's fields as the compiled reader (`_logwire.parse_logs`) read them from the reply body, column by
+    column, every value checked as `_well_formed_wire_logs` checks a WireLog's, found inside `call`'s window."""
+
+    __slots__ = ("address", "block_hash", "block_number", "call", "data", "log_index", "topics", "transaction_hash")
+
+    def __init__(self, call: Call, columns: Sequence[list[Any]]) -> None:
+        self.call = call
+        (self.address, self.topics, self.data, self.block_number, self.log_index, self.transaction_hash,
+         self.block_hash) = columns
+
+    def __len__(self) -> int:
+        return len(self.address)
+
+    def items(self) -> list[dict[str, Any]]:
+        """The logs as JSON objects of the kept fields (what a WireLog's `to_builtins` gives)."""
+        return [{"address": a, "topics": list(t), "data": d, "blockNumber": n, "logIndex": i,
+                 "transactionHash": h, "blockHash": b}
+                for a, t, d, n, i, h, b in zip(self.address, self.topics, self.data, self.block_number,
+                                               self.log_index, self.transaction_hash, self.block_hash, strict=True)]
+
+
+_CHECKED = (CheckedLogs, CheckedColumns)
+
+
+def _window_bounds(call: Call) -> tuple[int | None, int | None]:
+    """The first and last block of the window `call` asks for (None: not bounded by a block number)."""
+    window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
+    low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
+    return low, high
+
+
 def _decode_logs_reply(call: Call, content: bytes) -> Any:
-    """A log window's reply decoded into WireLogs and checked, or, when it is no well-formed answer, decoded the
-    plain way (into dicts) for the usual checks to judge and name what is wrong, exactly as for any reply."""
+    """A log window's reply read into checked columns by the compiled reader, else decoded into WireLogs and
+    checked, or, when it is no well-formed answer, decoded the plain way (into dicts) for the usual checks to judge
+    and name what is wrong, exactly as for any reply. The compiled reader accepts only what the Python checks
+    accept (tests/test_logwire.py); whatever it does not read plainly it leaves to them."""
+    if LOGWIRE is not None:
+        low, high = _window_bounds(call)
+        with gc_paused():  # 10,000 topic tuples, no cycles
+            parsed = LOGWIRE.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
+        if parsed is not None:
+            return {"id": parsed[0], "result": CheckedColumns(call, parsed[1:])}
     try:
         with gc_paused():  # 10,000 topic tuples, no cycles: no collection walking everything alive for them
             reply = _decode_logs(content)
@@ -272,6 +319,8 @@ def plain_answer(answer: Response) -> Response:
     """An answer as JSON values, for what keeps answers (the cache): a decoded log window's items as objects."""
     if type(answer.get("result")) is CheckedLogs:
         return {"result": msgspec.to_builtins(answer["result"])}
+    if type(answer.get("result")) is CheckedColumns:
+        return {"result": answer["result"].items()}
     return answer
 
 
@@ -307,8 +356,7 @@ def _well_formed_wire_logs(call: Call, result: list[WireLog]) -> bool:
 
 def _outside_window(call: Call, numbers: set[str]) -> str | None:
     """Why logs of these blocks (well-formed quantities) are not all inside the window `call` asked for, or None."""
-    window = call.params[0] if call.params and isinstance(call.params[0], dict) else {}
-    low, high = (int(window[k], 16) if _is_quantity(window.get(k)) else None for k in ("fromBlock", "toBlock"))
+    low, high = _window_bounds(call)
     blocks = list(map(int, numbers, itertools.repeat(16)))
     lowest, highest = min(blocks), max(blocks)
     if (low is not None and lowest < low) or (high is not None and highest > high):

@@ -1,0 +1,473 @@
+/* The optional compiled reader of eth_getLogs replies (auditor.chain._logwire).
+ *
+ * `parse_logs(body, low, high)` reads a JSON-RPC reply whose result is a list of logs straight from the body bytes
+ * into columns, and checks every kept field as `auditor.chain.rpc` does in Python: address "0x" and 40 hex digits,
+ * topics and hashes "0x" and 64, data "0x" and whole bytes, block number and log index "0x" and at least one digit,
+ * every block inside [low, high] (-1: unbounded). It returns
+ *     (id, address, topics, data, block_number, log_index, transaction_hash, block_hash)
+ * (id None when the reply has none) with one list per field (topics: a tuple of strings per log; every value a str exactly as the node spelled it),
+ * or None for anything else: an error reply, a field missing, twice or malformed, a string with an escape or a
+ * byte outside ASCII, any JSON it does not read plainly. None means "not judged here": the caller then reads the
+ * body the Python way, which accepts or names what is wrong. This reader therefore never accepts what the Python
+ * path rejects (tests/test_logwire.py checks it against that path on generated and mutated replies).
+ *
+ * A value equal to the previous log's (one contract, a block's hash, a transaction's hash, an event's topic) is
+ * the same str object: no allocation for repeats. Nothing here talks to a node.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define MAX_TOPICS 16
+
+static unsigned char IS_HEX[256];
+static unsigned char IS_PLAIN[256]; /* printable ASCII but the backslash (the quote ends a string) */
+
+typedef struct {
+    const char *p;
+    const char *end;
+} Cursor;
+
+static inline void skip_space(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) {
+        c->p++;
+    }
+}
+
+static inline int take(Cursor *c, char ch) {
+    skip_space(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string's content, unchecked: its start and length (up to the next quote). The caller checks every byte. */
+static inline int raw_string(Cursor *c, const char **start, Py_ssize_t *length) {
+    skip_space(c);
+    if (c->p >= c->end || *c->p != '"') {
+        return 0;
+    }
+    const char *q = memchr(c->p + 1, '"', (size_t)(c->end - c->p - 1));
+    if (q == NULL) {
+        return 0;
+    }
+    *start = c->p + 1;
+    *length = q - *start;
+    c->p = q + 1;
+    return 1;
+}
+
+/* A string with no escape, no control character and no byte outside ASCII: its content's start and length. */
+static int plain_string(Cursor *c, const char **start, Py_ssize_t *length) {
+    if (!raw_string(c, start, length)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < *length; i++) {
+        if (!IS_PLAIN[(unsigned char)(*start)[i]]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int skip_value(Cursor *c, int depth);
+
+static int skip_number(Cursor *c) {
+    const char *p = c->p;
+    if (p < c->end && *p == '-') {
+        p++;
+    }
+    if (p >= c->end) {
+        return 0;
+    }
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < c->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    } else {
+        return 0;
+    }
+    if (p < c->end && *p == '.') {
+        p++;
+        if (p >= c->end || *p < '0' || *p > '9') {
+            return 0;
+        }
+        while (p < c->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    if (p < c->end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < c->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p >= c->end || *p < '0' || *p > '9') {
+            return 0;
+        }
+        while (p < c->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    c->p = p;
+    return 1;
+}
+
+static int skip_literal(Cursor *c, const char *word, Py_ssize_t length) {
+    if (c->end - c->p < length || memcmp(c->p, word, (size_t)length) != 0) {
+        return 0;
+    }
+    c->p += length;
+    return 1;
+}
+
+/* Any JSON value, checked and passed over (a field the audit does not keep). */
+static int skip_value(Cursor *c, int depth) {
+    const char *s;
+    Py_ssize_t n;
+    if (depth > MAX_DEPTH) {
+        return 0;
+    }
+    skip_space(c);
+    if (c->p >= c->end) {
+        return 0;
+    }
+    switch (*c->p) {
+    case '"':
+        return plain_string(c, &s, &n);
+    case '{':
+        c->p++;
+        if (take(c, '}')) {
+            return 1;
+        }
+        do {
+            if (!plain_string(c, &s, &n) || !take(c, ':') || !skip_value(c, depth + 1)) {
+                return 0;
+            }
+        } while (take(c, ','));
+        return take(c, '}');
+    case '[':
+        c->p++;
+        if (take(c, ']')) {
+            return 1;
+        }
+        do {
+            if (!skip_value(c, depth + 1)) {
+                return 0;
+            }
+        } while (take(c, ','));
+        return take(c, ']');
+    case 't':
+        return skip_literal(c, "true", 4);
+    case 'f':
+        return skip_literal(c, "false", 5);
+    case 'n':
+        return skip_literal(c, "null", 4);
+    default:
+        return skip_number(c);
+    }
+}
+
+/* "0x" and hex digits only (either case, as the Python check allows). */
+static inline int is_0x_hex(const char *s, Py_ssize_t n) {
+    if (n < 2 || s[0] != '0' || s[1] != 'x') {
+        return 0;
+    }
+    for (Py_ssize_t i = 2; i < n; i++) {
+        if (!IS_HEX[(unsigned char)s[i]]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The last value made for a column: a repeat of it is the same object. */
+typedef struct {
+    const char *start;
+    Py_ssize_t length;
+    PyObject *value; /* borrowed: the column list holds it */
+} Last;
+
+static PyObject *ascii_str(Last *last, const char *s, Py_ssize_t n) {
+    if (last->value != NULL && last->length == n && memcmp(last->start, s, (size_t)n) == 0) {
+        Py_INCREF(last->value);
+        return last->value;
+    }
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(out), s, (size_t)n);
+    last->start = s;
+    last->length = n;
+    last->value = out;
+    return out;
+}
+
+enum { ADDRESS, TOPICS, DATA, BLOCK_NUMBER, LOG_INDEX, TX_HASH, BLOCK_HASH, FIELDS };
+
+static const char *const FIELD_NAMES[FIELDS] = {"address", "topics", "data", "blockNumber", "logIndex",
+                                                "transactionHash", "blockHash"};
+
+static int field_of(const char *key, Py_ssize_t n) {
+    for (int i = 0; i < FIELDS; i++) {
+        if ((Py_ssize_t)strlen(FIELD_NAMES[i]) == n && memcmp(FIELD_NAMES[i], key, (size_t)n) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+typedef struct {
+    PyObject *columns[FIELDS];
+    Last last[FIELDS];
+    Last topic_last[MAX_TOPICS];
+    long long low, high;
+} Reader;
+
+/* Appends a new reference to a list, giving the reference up. */
+static int append_owned(PyObject *list, PyObject *item) {
+    if (item == NULL) {
+        return 0;
+    }
+    int failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed == 0;
+}
+
+/* A quantity's value (at most 15 hex digits: any block number or log index there is), or -1. */
+static long long quantity(const char *s, Py_ssize_t n) {
+    if (n < 3 || n > 17 || !is_0x_hex(s, n)) {
+        return -1;
+    }
+    long long value = 0;
+    for (Py_ssize_t i = 2; i < n; i++) {
+        unsigned char u = (unsigned char)s[i];
+        int digit = u <= '9' ? u - '0' : (u | 0x20) - 'a' + 10;
+        value = value * 16 + digit;
+    }
+    return value;
+}
+
+static int read_topics(Reader *r, Cursor *c) {
+    PyObject *items[MAX_TOPICS];
+    Py_ssize_t count = 0;
+    const char *s;
+    Py_ssize_t n;
+    if (!take(c, '[')) {
+        return 0;
+    }
+    if (!take(c, ']')) {
+        do {
+            if (count == MAX_TOPICS || !raw_string(c, &s, &n) || n != 66 || !is_0x_hex(s, n)) {
+                goto fail;
+            }
+            items[count] = ascii_str(&r->topic_last[count], s, n);
+            if (items[count] == NULL) {
+                goto fail;
+            }
+            count++;
+        } while (take(c, ','));
+        if (!take(c, ']')) {
+            goto fail;
+        }
+    }
+    PyObject *tuple = PyTuple_New(count);
+    if (tuple == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(tuple, i, items[i]);
+    }
+    return append_owned(r->columns[TOPICS], tuple);
+fail:
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_DECREF(items[i]);
+    }
+    return 0;
+}
+
+static int read_log(Reader *r, Cursor *c) {
+    int seen = 0;
+    const char *key, *s;
+    Py_ssize_t key_length, n;
+    if (!take(c, '{') || take(c, '}')) {
+        return 0;
+    }
+    do {
+        if (!plain_string(c, &key, &key_length) || !take(c, ':')) {
+            return 0;
+        }
+        int field = field_of(key, key_length);
+        if (field < 0) {
+            if (!skip_value(c, 2)) {
+                return 0;
+            }
+            continue;
+        }
+        if (seen & (1 << field)) {
+            return 0; /* twice in one log: the Python path decides which one counts */
+        }
+        seen |= 1 << field;
+        if (field == TOPICS) {
+            if (!read_topics(r, c)) {
+                return 0;
+            }
+            continue;
+        }
+        if (!raw_string(c, &s, &n) || !is_0x_hex(s, n)) { /* hex digits: no escape, nothing outside ASCII */
+            return 0;
+        }
+        switch (field) {
+        case ADDRESS:
+            if (n != 42) {
+                return 0;
+            }
+            break;
+        case TX_HASH:
+        case BLOCK_HASH:
+            if (n != 66) {
+                return 0;
+            }
+            break;
+        case DATA:
+            if (n % 2 != 0) {
+                return 0;
+            }
+            break;
+        case BLOCK_NUMBER: {
+            long long block = quantity(s, n);
+            if (block < 0 || (r->low >= 0 && block < r->low) || (r->high >= 0 && block > r->high)) {
+                return 0;
+            }
+            break;
+        }
+        case LOG_INDEX:
+            if (quantity(s, n) < 0) {
+                return 0;
+            }
+            break;
+        default:
+            break;
+        }
+        if (!append_owned(r->columns[field], ascii_str(&r->last[field], s, n))) {
+            return 0;
+        }
+    } while (take(c, ','));
+    return take(c, '}') && seen == (1 << FIELDS) - 1;
+}
+
+static int read_reply(Reader *r, Cursor *c, long long *id, int *have_id) {
+    int have_result = 0;
+    const char *key;
+    Py_ssize_t key_length;
+    if (!take(c, '{')) {
+        return 0;
+    }
+    do {
+        if (!plain_string(c, &key, &key_length) || !take(c, ':')) {
+            return 0;
+        }
+        if (key_length == 6 && memcmp(key, "result", 6) == 0) {
+            if (have_result++ || !take(c, '[')) {
+                return 0;
+            }
+            if (!take(c, ']')) {
+                do {
+                    if (!read_log(r, c)) {
+                        return 0;
+                    }
+                } while (take(c, ','));
+                if (!take(c, ']')) {
+                    return 0;
+                }
+            }
+        } else if (key_length == 2 && memcmp(key, "id", 2) == 0) {
+            skip_space(c);
+            const char *digits = c->p;
+            if ((*have_id)++ || !skip_number(c) || c->p - digits > 15) {
+                return 0;
+            }
+            *id = 0;
+            for (const char *p = digits; p < c->p; p++) {
+                if (*p < '0' || *p > '9') {
+                    return 0; /* a sign, a fraction or an exponent: not an id this reader hands back */
+                }
+                *id = *id * 10 + (*p - '0');
+            }
+        } else if (key_length == 5 && memcmp(key, "error", 5) == 0) {
+            return 0;
+        } else if (!skip_value(c, 1)) {
+            return 0;
+        }
+    } while (take(c, ','));
+    if (!take(c, '}') || !have_result) {
+        return 0;
+    }
+    skip_space(c);
+    return c->p == c->end;
+}
+
+static PyObject *parse_logs(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer body;
+    Reader r;
+    long long id = 0;
+    int have_id = 0;
+    memset(&r, 0, sizeof r);
+    if (!PyArg_ParseTuple(args, "y*LL", &body, &r.low, &r.high)) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    int made = 0;
+    for (; made < FIELDS; made++) {
+        if ((r.columns[made] = PyList_New(0)) == NULL) {
+            goto done;
+        }
+    }
+    Cursor c = {(const char *)body.buf, (const char *)body.buf + body.len};
+    int ok = read_reply(&r, &c, &id, &have_id);
+    if (PyErr_Occurred()) {
+        goto done; /* out of memory: raised, not "not judged" */
+    }
+    if (!ok) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *id_value = have_id ? PyLong_FromLongLong(id) : Py_NewRef(Py_None); /* no id: the caller says so */
+    if (id_value == NULL) {
+        goto done;
+    }
+    out = Py_BuildValue("(NOOOOOOO)", id_value, r.columns[ADDRESS], r.columns[TOPICS], r.columns[DATA],
+                        r.columns[BLOCK_NUMBER], r.columns[LOG_INDEX], r.columns[TX_HASH], r.columns[BLOCK_HASH]);
+done:
+    for (int i = 0; i < made; i++) {
+        Py_DECREF(r.columns[i]);
+    }
+    PyBuffer_Release(&body);
+    return out;
+}
+
+static PyMethodDef METHODS[] = {
+    {"parse_logs", parse_logs, METH_VARARGS,
+     "parse_logs(body, low, high): an eth_getLogs reply's columns, checked, or None (see the module's source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_logwire", "The compiled reader of eth_getLogs replies.",
+                                    -1, METHODS, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__logwire(void) {
+    const char *digits = "0123456789abcdefABCDEF";
+    for (int u = 0x20; u < 0x80; u++) {
+        IS_PLAIN[u] = u != '\\';
+    }
+    for (const char *d = digits; *d; d++) {
+        IS_HEX[(unsigned char)*d] = 1;
+    }
+    return PyModule_Create(&MODULE);
+}
