@@ -19,8 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.addresses import to_checksum
-from auditor.chain import reader
-from auditor.chain import rpc as rpc_module
+from auditor.chain import native, reader
 from auditor.chain.abi import EventDecoder
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, ReplayLayer
@@ -144,14 +143,14 @@ READERS = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "p
 @contextlib.contextmanager
 def log_reader(compiled: bool) -> Iterator[type]:
     """The transport set to read log replies the given way; yields the type of a checked window it then makes."""
-    if compiled and rpc_module._logwire is None:
+    if compiled and native.BUILT is None:
         pytest.skip("the compiled log reader is not built on this machine (no C compiler at install)")
-    before = rpc_module.LOGWIRE
-    rpc_module.LOGWIRE = rpc_module._logwire if compiled else None
+    before = native.LOGWIRE
+    native.LOGWIRE = native.BUILT if compiled else None
     try:
         yield CheckedColumns if compiled else CheckedLogs
     finally:
-        rpc_module.LOGWIRE = before
+        native.LOGWIRE = before
 
 
 @settings(max_examples=400, deadline=None)
@@ -291,10 +290,11 @@ def test_a_dense_scan_side_by_side_and_ahead_gets_every_log_in_order(
     monkeypatch.setattr(HttpTransport, "_send_side_by_side", spy)
     client = _client(url)
     assert list(client.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
-    # a 1-block first window, one of 6 blocks (the target; at most 16x wider), then, the range found dense, windows
-    # of half the target (DENSE_SPLIT), 3 blocks, four at a time, each its own request (the pin took one more)
-    assert reader.DENSE_SPLIT == 2
-    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 2 + -(-(BLOCKS - 7) // 3)
+    # a 1-block first window, whose density puts the target at 6 blocks (less than 16x wider: the range is dense),
+    # then windows of half the target (DENSE_SPLIT), 3 blocks, four at a time, each its own request (the pin took
+    # one more)
+    assert reader.DENSE_SPLIT == 2 and reader.LOG_SPAN_GROWTH > 6
+    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 1 + -(-(BLOCKS - 1) // 3)
     assert side_by_side and max(side_by_side) == APART_AT_ONCE
     # a provider that refuses windows over 2 blocks: narrowed, asked again, nothing lost or repeated
     with FaultProxy(url, max_log_span=2) as proxy:
@@ -454,11 +454,18 @@ def _window(draw: st.DrawFn) -> tuple[EventDecoder, list[tuple[str, ...]], list[
     return decoder, topics, data
 
 
+@READERS
 @settings(max_examples=300, deadline=None)
 @given(_window())
 def test_a_window_decoded_by_columns_is_its_logs_decoded_one_at_a_time(
-    window: tuple[EventDecoder, list[tuple[str, ...]], list[str]],
+    compiled: bool, window: tuple[EventDecoder, list[tuple[str, ...]], list[str]],
 ) -> None:
+    """Column by column (address and uint words read by the compiled reader's `words`, or in Python) as log by log."""
+    with log_reader(compiled):
+        _decoded_by_columns_as_one_at_a_time(window)
+
+
+def _decoded_by_columns_as_one_at_a_time(window: tuple[EventDecoder, list[tuple[str, ...]], list[str]]) -> None:
     decoder, topics, data = window
     rows: list[dict[str, Any]] = []
     expected: list[int] = []

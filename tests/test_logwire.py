@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.chain import reader
+from auditor.chain import native, reader
 from auditor.chain import rpc as rpc_module
 from auditor.chain.rpc import Call, CheckedLogs, _decode_json, _decode_logs_reply
 from tests.test_log_scan_paths import WINDOW, _log_items, _mutated, log_reader, reference_ok
 
-pytestmark = pytest.mark.skipif(rpc_module._logwire is None, reason="the compiled log reader is not built here")
+pytestmark = pytest.mark.skipif(native.BUILT is None, reason="the compiled log reader is not built here")
 
 SPACE = st.sampled_from(["", "", "", " ", "\n", "\t", "\r\n", "  "])
 JSON_VALUES = st.recursive(
@@ -45,7 +45,7 @@ def _write(value: Any, data: st.DataObject) -> str:
 
 
 def _compiled(body: bytes, low: int = 10, high: int = 20) -> Any:
-    return rpc_module._logwire.parse_logs(body, low, high)  # type: ignore[union-attr]
+    return native.BUILT.parse_logs(body, low, high)  # type: ignore[union-attr]
 
 
 def _python(body: bytes) -> Any:
@@ -132,7 +132,25 @@ def test_what_the_compiled_reader_leaves_to_python() -> None:
     nested = b"[" * 100 + b"]" * 100
     assert _compiled(good.replace(b'"jsonrpc": "2.0"', b'"deep": ' + nested)) is None  # too deep to skip: Python's
     with pytest.raises(TypeError):
-        rpc_module._logwire.parse_logs("not bytes", -1, -1)  # type: ignore[union-attr]
+        native.BUILT.parse_logs("not bytes", -1, -1)  # type: ignore[union-attr]
     call = Call("eth_getLogs", ({"fromBlock": "0xa", "toBlock": "latest"},))
     assert rpc_module._window_bounds(call) == (10, None)
     assert _decode_json(good)["id"] == 7
+
+
+def test_words_reads_whole_columns_and_refuses_what_the_transport_would_not_pass() -> None:
+    words = native.BUILT.words  # type: ignore[union-attr]
+    big = "0x" + "F" * 64
+    topics = [("0x" + "00" * 32, "0x" + "00" * 12 + "AB" * 20, big)]
+    assert words(topics, 1, 2, 0) == ["0x" + "ab" * 20]  # lower case, as the Python reader gives it
+    assert words(topics, 2, 2, 1) == [2**256 - 1] and words(["0x" + "00" * 31 + "2a"], -1, 2, 1) == [42]
+    assert words(["0x" + "00" * 32 + "00" * 31 + "07"], -1, 66, 1) == [7]  # a data word after the first
+    assert words([], -1, 2, 1) == []
+    for column, item, start in (([("0x",)], 1, 2), (["0x" + "00" * 31], -1, 2), (["0x" + "0g" * 32], -1, 2),
+                                (["0x" + "00" * 32], -1, 4), ([b"0x" + b"00" * 32], -1, 2), (["é" * 66], -1, 0)):
+        with pytest.raises(ValueError):
+            words(column, item, start, 1)
+    with pytest.raises(ValueError):
+        words(["0x" + "00" * 32], -1, 2, 2)  # no such kind
+    with pytest.raises(TypeError):
+        words(("0x" + "00" * 32,), -1, 2, 1)  # a list, not any sequence

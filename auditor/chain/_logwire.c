@@ -452,9 +452,94 @@ done:
     return out;
 }
 
+/* One 32-byte word of every log, read from its 64 hex digits at `start` in each str of `column` (or in item
+ * `item` of each tuple, when `item` >= 0): kind 0 the address in its last 40 digits, as "0x" and lower case; kind 1
+ * the word as an unsigned int. What `EventDecoder.decode_columns` reads for a field that is one static word. A
+ * value too short or not hex digits raises ValueError (the transport checked them: that is a caller's bug). */
+static PyObject *words(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *column;
+    Py_ssize_t item, start;
+    int kind;
+    if (!PyArg_ParseTuple(args, "O!nni", &PyList_Type, &column, &item, &start, &kind)) {
+        return NULL;
+    }
+    if (start < 0 || kind < 0 || kind > 1) {
+        PyErr_SetString(PyExc_ValueError, "words: start must be >= 0 and kind 0 (address) or 1 (uint)");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(column);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyList_GET_ITEM(column, i);
+        if (item >= 0) {
+            if (!PyTuple_Check(text) || PyTuple_GET_SIZE(text) <= item) {
+                PyErr_SetString(PyExc_ValueError, "words: a log without that topic");
+                goto fail;
+            }
+            text = PyTuple_GET_ITEM(text, item);
+        }
+        if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text) || PyUnicode_GET_LENGTH(text) < start + 64) {
+            PyErr_SetString(PyExc_ValueError, "words: a value shorter than its word");
+            goto fail;
+        }
+        const char *digits = (const char *)PyUnicode_1BYTE_DATA(text) + start;
+        for (int d = 0; d < 64; d++) {
+            if (!IS_HEX[(unsigned char)digits[d]]) {
+                PyErr_SetString(PyExc_ValueError, "words: not hex digits");
+                goto fail;
+            }
+        }
+        PyObject *value;
+        if (kind == 0) {
+            value = PyUnicode_New(42, 127);
+            if (value != NULL) {
+                Py_UCS1 *chars = PyUnicode_1BYTE_DATA(value);
+                chars[0] = '0';
+                chars[1] = 'x';
+                for (int d = 0; d < 40; d++) {
+                    unsigned char u = (unsigned char)digits[24 + d];
+                    chars[2 + d] = (u >= 'A' && u <= 'F') ? (Py_UCS1)(u | 0x20) : u;
+                }
+            }
+        } else {
+            int high = 0; /* the first 48 digits: zero for any value below 2**64, most amounts */
+            while (high < 48 && digits[high] == '0') {
+                high++;
+            }
+            if (high == 48) {
+                unsigned long long low = 0;
+                for (int d = 48; d < 64; d++) {
+                    unsigned char u = (unsigned char)digits[d];
+                    low = low * 16 + (unsigned long long)(u <= '9' ? u - '0' : (u | 0x20) - 'a' + 10);
+                }
+                value = PyLong_FromUnsignedLongLong(low);
+            } else {
+                char buffer[65];
+                memcpy(buffer, digits, 64);
+                buffer[64] = 0;
+                value = PyLong_FromString(buffer, NULL, 16);
+            }
+        }
+        if (value == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i, value);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef METHODS[] = {
     {"parse_logs", parse_logs, METH_VARARGS,
      "parse_logs(body, low, high): an eth_getLogs reply's columns, checked, or None (see the module's source)."},
+    {"words", words, METH_VARARGS,
+     "words(column, item, start, kind): one word of every log, as addresses (kind 0) or uints (kind 1)."},
     {NULL, NULL, 0, NULL},
 };
 

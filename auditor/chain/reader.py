@@ -833,8 +833,9 @@ class _Scan:
             # At most LOG_SPAN_GROWTH times wider per step (an empty window says little about the blocks after it).
             predicted = window_blocks * TARGET_LOGS_PER_WINDOW // max(1, len(found))
             self.span = max(1, min(self.client.log_span, predicted, window_blocks * LOG_SPAN_GROWTH))
-            # Dense: the window was steered down to the target (side by side ones, to their fraction of it).
-            self.dense = predicted <= window_blocks * 2 * (DENSE_SPLIT if len(self.windows) > 1 else 1)
+            # Dense: the target, not the growth cap, sets the next span: the windows after this one go side by side
+            # (from the first window on: a dense range's second window, alone, would keep the node's threads idle).
+            self.dense = predicted < window_blocks * LOG_SPAN_GROWTH
         return items
 
 

@@ -25,12 +25,7 @@ import msgspec
 import requests
 import urllib3
 
-try:  # the compiled reader of log replies (setup.py builds it where a C compiler is found); else read in Python
-    from auditor.chain import _logwire
-except ImportError:  # pragma: no cover - depends on the machine that installed the package
-    _logwire = None  # type: ignore[assignment]
-# AUDITOR_PURE_PYTHON=1 reads every reply in Python even where the compiled reader is built (to compare the two).
-LOGWIRE = None if os.environ.get("AUDITOR_PURE_PYTHON") == "1" else _logwire
+from auditor.chain import native
 
 APART_AT_ONCE = 4  # `apart` calls in flight at once, per chain
 # JSON-RPC error codes that providers use for "slow down" rather than "your request is wrong".
@@ -285,10 +280,11 @@ def _decode_logs_reply(call: Call, content: bytes) -> Any:
     checked, or, when it is no well-formed answer, decoded the plain way (into dicts) for the usual checks to judge
     and name what is wrong, exactly as for any reply. The compiled reader accepts only what the Python checks
     accept (tests/test_logwire.py); whatever it does not read plainly it leaves to them."""
-    if LOGWIRE is not None:
+    compiled = native.LOGWIRE
+    if compiled is not None:
         low, high = _window_bounds(call)
         with gc_paused():  # 10,000 topic tuples, no cycles
-            parsed = LOGWIRE.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
+            parsed = compiled.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
         if parsed is not None:
             return {"id": parsed[0], "result": CheckedColumns(call, parsed[1:])}
     try:
