@@ -27,7 +27,9 @@ import urllib3
 
 from auditor.chain import native
 
-APART_AT_ONCE = 4  # `apart` calls in flight at once, per chain
+# `apart` calls (a dense scan's log windows) in flight at once, per chain. 100,000 logs on anvil, end to end with
+# the compiled reader (median of 15 interleaved runs, /json.loads of the same bodies): 4 1.22x, 6 1.13x, 8 1.15x.
+APART_AT_ONCE = 6
 # JSON-RPC error codes that providers use for "slow down" rather than "your request is wrong".
 RATE_LIMIT_CODES = {-32005, -32029, 429}
 # Our own error code for an item the node kept answering with something unusable (malformed, wrong
