@@ -11,15 +11,18 @@
  * body the Python way, which accepts or names what is wrong. This reader therefore never accepts what the Python
  * path rejects (tests/test_logwire.py checks it against that path on generated and mutated replies).
  *
- * A value equal to the previous log's (one contract, a block's hash, a transaction's hash, an event's topic) is
- * the same str object: no allocation for repeats. Nothing here talks to a node.
+ * It reads in two passes. The first finds and checks every field with the interpreter lock released, so the
+ * client's other threads (the consumer of the last window, the senders of the next) run meanwhile; the second
+ * makes the objects. A value equal to the previous log's (one contract, a block's hash, a transaction's hash, an
+ * event's topic) is the same str object: no allocation for repeats. Nothing here talks to a node.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
-#define MAX_TOPICS 16
+#define MAX_TOPICS 4 /* LOG0..LOG4: a log with more is left to the Python path */
 
 static unsigned char IS_HEX[256];
 static unsigned char IS_PLAIN[256]; /* printable ASCII but the backslash (the quote ends a string) */
@@ -222,22 +225,22 @@ static int field_of(const char *key, Py_ssize_t n) {
     return -1;
 }
 
+/* Where one log's kept fields lie in the body: the first pass finds and checks them with the interpreter lock
+ * released (other threads run meanwhile); the second makes the objects. */
 typedef struct {
-    PyObject *columns[FIELDS];
-    Last last[FIELDS];
-    Last topic_last[MAX_TOPICS];
-    long long low, high;
-} Reader;
+    const char *field[FIELDS]; /* start of each field's value (TOPICS unused) */
+    unsigned int length[FIELDS];
+    unsigned char topics;
+    const char *topic[MAX_TOPICS]; /* each 66 characters */
+} Entry;
 
-/* Appends a new reference to a list, giving the reference up. */
-static int append_owned(PyObject *list, PyObject *item) {
-    if (item == NULL) {
-        return 0;
-    }
-    int failed = PyList_Append(list, item);
-    Py_DECREF(item);
-    return failed == 0;
-}
+typedef struct {
+    Entry *entries;
+    Py_ssize_t count, capacity;
+    long long low, high;
+    long long id;
+    int have_id;
+} Reader;
 
 /* A quantity's value (at most 15 hex digits: any block number or log index there is), or -1. */
 static long long quantity(const char *s, Py_ssize_t n) {
@@ -253,48 +256,39 @@ static long long quantity(const char *s, Py_ssize_t n) {
     return value;
 }
 
-static int read_topics(Reader *r, Cursor *c) {
-    PyObject *items[MAX_TOPICS];
-    Py_ssize_t count = 0;
+static int read_topics(Entry *e, Cursor *c) {
     const char *s;
     Py_ssize_t n;
+    e->topics = 0;
     if (!take(c, '[')) {
         return 0;
     }
-    if (!take(c, ']')) {
-        do {
-            if (count == MAX_TOPICS || !raw_string(c, &s, &n) || n != 66 || !is_0x_hex(s, n)) {
-                goto fail;
-            }
-            items[count] = ascii_str(&r->topic_last[count], s, n);
-            if (items[count] == NULL) {
-                goto fail;
-            }
-            count++;
-        } while (take(c, ','));
-        if (!take(c, ']')) {
-            goto fail;
+    if (take(c, ']')) {
+        return 1;
+    }
+    do {
+        if (e->topics == MAX_TOPICS || !raw_string(c, &s, &n) || n != 66 || !is_0x_hex(s, n)) {
+            return 0;
         }
-    }
-    PyObject *tuple = PyTuple_New(count);
-    if (tuple == NULL) {
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyTuple_SET_ITEM(tuple, i, items[i]);
-    }
-    return append_owned(r->columns[TOPICS], tuple);
-fail:
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Py_DECREF(items[i]);
-    }
-    return 0;
+        e->topic[e->topics++] = s;
+    } while (take(c, ','));
+    return take(c, ']');
 }
 
 static int read_log(Reader *r, Cursor *c) {
     int seen = 0;
     const char *key, *s;
     Py_ssize_t key_length, n;
+    if (r->count == r->capacity) {
+        Py_ssize_t capacity = r->capacity ? 2 * r->capacity : 1024;
+        Entry *grown = realloc(r->entries, (size_t)capacity * sizeof(Entry));
+        if (grown == NULL) {
+            return 0; /* treated as "not judged": the Python path then reads the reply */
+        }
+        r->entries = grown;
+        r->capacity = capacity;
+    }
+    Entry *e = &r->entries[r->count];
     if (!take(c, '{') || take(c, '}')) {
         return 0;
     }
@@ -314,12 +308,12 @@ static int read_log(Reader *r, Cursor *c) {
         }
         seen |= 1 << field;
         if (field == TOPICS) {
-            if (!read_topics(r, c)) {
+            if (!read_topics(e, c)) {
                 return 0;
             }
             continue;
         }
-        if (!raw_string(c, &s, &n) || !is_0x_hex(s, n)) { /* hex digits: no escape, nothing outside ASCII */
+        if (!raw_string(c, &s, &n) || !is_0x_hex(s, n) || n > 0x7fffffff) { /* hex digits: no escape, all ASCII */
             return 0;
         }
         switch (field) {
@@ -354,14 +348,17 @@ static int read_log(Reader *r, Cursor *c) {
         default:
             break;
         }
-        if (!append_owned(r->columns[field], ascii_str(&r->last[field], s, n))) {
-            return 0;
-        }
+        e->field[field] = s;
+        e->length[field] = (unsigned int)n;
     } while (take(c, ','));
-    return take(c, '}') && seen == (1 << FIELDS) - 1;
+    if (!take(c, '}') || seen != (1 << FIELDS) - 1) {
+        return 0;
+    }
+    r->count++;
+    return 1;
 }
 
-static int read_reply(Reader *r, Cursor *c, long long *id, int *have_id) {
+static int read_reply(Reader *r, Cursor *c) {
     int have_result = 0;
     const char *key;
     Py_ssize_t key_length;
@@ -389,15 +386,15 @@ static int read_reply(Reader *r, Cursor *c, long long *id, int *have_id) {
         } else if (key_length == 2 && memcmp(key, "id", 2) == 0) {
             skip_space(c);
             const char *digits = c->p;
-            if ((*have_id)++ || !skip_number(c) || c->p - digits > 15) {
+            if (r->have_id++ || !skip_number(c) || c->p - digits > 15) {
                 return 0;
             }
-            *id = 0;
+            r->id = 0;
             for (const char *p = digits; p < c->p; p++) {
                 if (*p < '0' || *p > '9') {
                     return 0; /* a sign, a fraction or an exponent: not an id this reader hands back */
                 }
-                *id = *id * 10 + (*p - '0');
+                r->id = r->id * 10 + (*p - '0');
             }
         } else if (key_length == 5 && memcmp(key, "error", 5) == 0) {
             return 0;
@@ -412,42 +409,75 @@ static int read_reply(Reader *r, Cursor *c, long long *id, int *have_id) {
     return c->p == c->end;
 }
 
+/* The second pass: one list per field from the entries the first pass checked. */
+static int make_columns(Reader *r, PyObject *columns[FIELDS]) {
+    Last last[FIELDS], topic_last[MAX_TOPICS];
+    memset(last, 0, sizeof last);
+    memset(topic_last, 0, sizeof topic_last);
+    for (int f = 0; f < FIELDS; f++) {
+        if ((columns[f] = PyList_New(r->count)) == NULL) {
+            return 0;
+        }
+    }
+    for (Py_ssize_t i = 0; i < r->count; i++) {
+        Entry *e = &r->entries[i];
+        for (int f = 0; f < FIELDS; f++) {
+            PyObject *value;
+            if (f == TOPICS) {
+                value = PyTuple_New(e->topics);
+                for (int t = 0; value != NULL && t < e->topics; t++) {
+                    PyObject *topic = ascii_str(&topic_last[t], e->topic[t], 66);
+                    if (topic == NULL) {
+                        Py_CLEAR(value);
+                    } else {
+                        PyTuple_SET_ITEM(value, t, topic);
+                    }
+                }
+            } else {
+                value = ascii_str(&last[f], e->field[f], e->length[f]);
+            }
+            if (value == NULL) {
+                return 0;
+            }
+            PyList_SET_ITEM(columns[f], i, value);
+        }
+    }
+    return 1;
+}
+
 static PyObject *parse_logs(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer body;
     Reader r;
-    long long id = 0;
-    int have_id = 0;
     memset(&r, 0, sizeof r);
     if (!PyArg_ParseTuple(args, "y*LL", &body, &r.low, &r.high)) {
         return NULL;
     }
+    PyObject *columns[FIELDS] = {NULL};
     PyObject *out = NULL;
-    int made = 0;
-    for (; made < FIELDS; made++) {
-        if ((r.columns[made] = PyList_New(0)) == NULL) {
-            goto done;
-        }
-    }
     Cursor c = {(const char *)body.buf, (const char *)body.buf + body.len};
-    int ok = read_reply(&r, &c, &id, &have_id);
-    if (PyErr_Occurred()) {
-        goto done; /* out of memory: raised, not "not judged" */
-    }
+    int ok;
+    Py_BEGIN_ALLOW_THREADS /* the body is immutable bytes, held by the buffer: nothing else touches it */
+    ok = read_reply(&r, &c);
+    Py_END_ALLOW_THREADS
     if (!ok) {
         out = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *id_value = have_id ? PyLong_FromLongLong(id) : Py_NewRef(Py_None); /* no id: the caller says so */
+    if (!make_columns(&r, columns)) {
+        goto done; /* out of memory: raised, not "not judged" */
+    }
+    PyObject *id_value = r.have_id ? PyLong_FromLongLong(r.id) : Py_NewRef(Py_None); /* no id: the caller says so */
     if (id_value == NULL) {
         goto done;
     }
-    out = Py_BuildValue("(NOOOOOOO)", id_value, r.columns[ADDRESS], r.columns[TOPICS], r.columns[DATA],
-                        r.columns[BLOCK_NUMBER], r.columns[LOG_INDEX], r.columns[TX_HASH], r.columns[BLOCK_HASH]);
+    out = Py_BuildValue("(NOOOOOOO)", id_value, columns[ADDRESS], columns[TOPICS], columns[DATA],
+                        columns[BLOCK_NUMBER], columns[LOG_INDEX], columns[TX_HASH], columns[BLOCK_HASH]);
 done:
-    for (int i = 0; i < made; i++) {
-        Py_DECREF(r.columns[i]);
+    for (int f = 0; f < FIELDS; f++) {
+        Py_XDECREF(columns[f]);
     }
+    free(r.entries);
     PyBuffer_Release(&body);
     return out;
 }
