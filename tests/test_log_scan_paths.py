@@ -291,11 +291,11 @@ def test_a_dense_scan_side_by_side_and_ahead_gets_every_log_in_order(
     client = _client(url)
     assert list(client.scan_logs([spammer], [TRANSFER.topic], first, last)) == plain
     # a 1-block first window, whose density puts the target at 6 blocks (less than 16x wider: the range is dense),
-    # then windows of half the target (DENSE_SPLIT), 3 blocks, four at a time, each its own request (the pin took
-    # one more)
-    assert reader.DENSE_SPLIT == 2 and reader.LOG_SPAN_GROWTH > 6
-    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 1 + -(-(BLOCKS - 1) // 3)
-    assert side_by_side and max(side_by_side) == APART_AT_ONCE
+    # then windows of a third of the target (DENSE_SPLIT), 2 blocks, DENSE_WINDOWS asked for at once, each its own
+    # request (the pin took one more)
+    assert reader.DENSE_SPLIT == 3 and reader.LOG_SPAN_GROWTH > 6
+    assert client.stats.calls["eth_getLogs"] == client.stats.http_requests - 1 == 1 + -(-(BLOCKS - 1) // 2)
+    assert side_by_side and max(side_by_side) == reader.DENSE_WINDOWS == 2 * APART_AT_ONCE
     # a provider that refuses windows over 2 blocks: narrowed, asked again, nothing lost or repeated
     with FaultProxy(url, max_log_span=2) as proxy:
         refused = _client(proxy.url)
