@@ -2,7 +2,7 @@
 and against cryo.
 
 Contenders, interleaved round-robin in each repetition:
-- client: `ChainClient.scan_log_columns` -> `EventDecoder.decode_columns` -> consume (value summed, recipient
+- client: `ChainClient.scan_log_columns` -> `LogColumns.decode` -> consume (value summed, recipient
   touched), a fresh client per run (connected and pinned outside the timed part);
 - json.loads: stdlib `json.loads` of the very response bodies the client received (recorded in an untimed pass,
   held in memory as bytes); timed: the parses only;
@@ -95,7 +95,7 @@ class LogWorld:
         count = total = width = 0
         for window in client.scan_log_columns([self.spammer], [TRANSFER.topic],
                                               self.first if first is None else first, self.last):
-            fields, kept = TRANSFER.decode_columns(window.topics, window.data)
+            fields, kept = window.decode(TRANSFER)
             total += sum(fields["value"])
             width += sum(map(len, fields["to"]))
             count += len(kept)

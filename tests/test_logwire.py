@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from auditor.chain import native, reader
 from auditor.chain import rpc as rpc_module
+from auditor.chain.abi import EventDecoder
 from auditor.chain.rpc import Call, CheckedLogs, _decode_json, _decode_logs_reply
-from tests.test_log_scan_paths import WINDOW, _log_items, _mutated, log_reader, reference_ok
+from tests.test_log_scan_paths import WINDOW, _log_items, _mutated, _window, log_reader, reference_ok
 
 pytestmark = pytest.mark.skipif(native.BUILT is None, reason="the compiled log reader is not built here")
 
@@ -46,6 +47,11 @@ def _write(value: Any, data: st.DataObject) -> str:
 
 def _compiled(body: bytes, low: int = 10, high: int = 20) -> Any:
     return native.BUILT.parse_logs(body, low, high)  # type: ignore[union-attr]
+
+
+def _columns(parsed: Any) -> list[list[Any]]:
+    """The window's seven columns, in WIRE_FIELDS order."""
+    return [parsed[1].column(field) for field in range(7)]
 
 
 def _python(body: bytes) -> Any:
@@ -115,12 +121,24 @@ def test_what_the_compiled_reader_leaves_to_python() -> None:
            "logIndex": "0x0", "transactionHash": "0x" + "11" * 32, "blockHash": "0x" + "22" * 32}
     good = json.dumps({"jsonrpc": "2.0", "id": 7, "result": [log, log]}).encode()
     parsed = _compiled(good)
-    assert parsed is not None and parsed[0] == 7 and parsed[3] == ["0x", "0x"]
-    assert parsed[1][0] is parsed[1][1]  # a repeated value is one object
+    assert parsed is not None and parsed[0] == 7 and _columns(parsed)[2] == ["0x", "0x"]
+    assert _columns(parsed)[0][0] is _columns(parsed)[0][1]  # a repeated value is one object
+    assert parsed[1].column(0) is parsed[1].column(0)  # made once, when first asked for
+    with pytest.raises(ValueError):
+        parsed[1].column(7)
+    window = parsed[1]
+    assert window.words(0, 2, 1) == [0, 0] and window.words(0, 2, 0) == ["0x" + "00" * 20] * 2
+    for item, start, kind, why in ((-1, 2, 1, "shorter"), (1, 2, 0, "without that topic"), (0, 4, 1, "shorter"),
+                                   (0, 2, 2, "kind"), (0, -1, 1, "start")):  # data "0x": no word in it
+        with pytest.raises(ValueError, match=why):
+            window.words(item, start, kind)
+    assert window.uniform(1, "0x" + "00" * 32, 2) and not window.uniform(2, "0x" + "00" * 32, 2)
+    assert not window.uniform(1, "0x" + "00" * 31 + "01", 2) and not window.uniform(1, "0x" + "00" * 32, 4)
     assert _compiled(good.replace(b'"id": 7', b'"id": 7.0')) is None  # an id that is no plain integer
-    assert _compiled(good.replace(b'"id": 7, ', b"")) == (None, *parsed[1:])  # no id: None, as msgspec has it
+    no_id = _compiled(good.replace(b'"id": 7, ', b""))  # no id: None, as msgspec has it
+    assert no_id is not None and no_id[0] is None and _columns(no_id) == _columns(parsed)
     assert _compiled(good, 16, 20) is None and _compiled(good, 10, 14) is None  # a block outside the window
-    assert _compiled(good, -1, -1) == parsed  # unbounded
+    assert _columns(_compiled(good, -1, -1)) == _columns(parsed)  # unbounded
     assert _compiled(good.replace(b'"data": "0x"', b'"data": "0x", "data": "0x"', 1)) is None  # a field twice
     assert _compiled(good.replace(b'"0xf"', b'"0x' + b"0" * 16 + b'f"', 1)) is None  # a quantity over 15 digits
     assert _compiled(good.replace(b"0xab", b"0x\\u0061b", 1)) is None  # an escape in a kept field
@@ -128,7 +146,8 @@ def test_what_the_compiled_reader_leaves_to_python() -> None:
     assert _compiled(good[:-1]) is None and _compiled(good + b"x") is None and _compiled(b"") is None
     error = json.dumps({"jsonrpc": "2.0", "id": 0, "error": {"code": -32000, "message": "no"}, "result": []})
     assert _compiled(error.encode()) is None
-    assert _compiled(json.dumps({"id": 0, "result": []}).encode()) == (0, [], [], [], [], [], [], [])
+    empty = _compiled(json.dumps({"id": 0, "result": []}).encode())
+    assert empty is not None and empty[0] == 0 and len(empty[1]) == 0 and _columns(empty) == [[]] * 7
     nested = b"[" * 100 + b"]" * 100
     assert _compiled(good.replace(b'"jsonrpc": "2.0"', b'"deep": ' + nested)) is None  # too deep to skip: Python's
     with pytest.raises(TypeError):
@@ -138,19 +157,25 @@ def test_what_the_compiled_reader_leaves_to_python() -> None:
     assert _decode_json(good)["id"] == 7
 
 
-def test_words_reads_whole_columns_and_refuses_what_the_transport_would_not_pass() -> None:
-    words = native.BUILT.words  # type: ignore[union-attr]
-    big = "0x" + "F" * 64
-    topics = [("0x" + "00" * 32, "0x" + "00" * 12 + "AB" * 20, big)]
-    assert words(topics, 1, 2, 0) == ["0x" + "ab" * 20]  # lower case, as the Python reader gives it
-    assert words(topics, 2, 2, 1) == [2**256 - 1] and words(["0x" + "00" * 31 + "2a"], -1, 2, 1) == [42]
-    assert words(["0x" + "00" * 32 + "00" * 31 + "07"], -1, 66, 1) == [7]  # a data word after the first
-    assert words([], -1, 2, 1) == []
-    for column, item, start in (([("0x",)], 1, 2), (["0x" + "00" * 31], -1, 2), (["0x" + "0g" * 32], -1, 2),
-                                (["0x" + "00" * 32], -1, 4), ([b"0x" + b"00" * 32], -1, 2), (["é" * 66], -1, 0)):
-        with pytest.raises(ValueError):
-            words(column, item, start, 1)
-    with pytest.raises(ValueError):
-        words(["0x" + "00" * 32], -1, 2, 2)  # no such kind
-    with pytest.raises(TypeError):
-        words(("0x" + "00" * 32,), -1, 2, 1)  # a list, not any sequence
+@settings(max_examples=300, deadline=None)
+@given(_window(), st.integers(10, 20))
+def test_a_window_decoded_from_the_body_is_its_columns_decoded(
+        window: tuple[EventDecoder, list[tuple[str, ...]], list[str]], block: int) -> None:
+    """`LogColumns.decode` of a window the compiled reader made (static words read straight from the body where
+    every log is the event, else the columns decoded) against `decode_columns` of the same logs' topics and data."""
+    decoder, topics, data = window
+    logs = [{"address": "0x" + "ab" * 20, "topics": list(log_topics), "data": log_data, "blockNumber": hex(block),
+             "logIndex": hex(index), "transactionHash": "0x" + "11" * 32, "blockHash": "0x" + "22" * 32}
+            for index, (log_topics, log_data) in enumerate(zip(topics, data, strict=True))]
+    body = json.dumps({"jsonrpc": "2.0", "id": 0, "result": logs}).encode()
+    with log_reader(True) as checked:
+        answer = _decode_logs_reply(WINDOW, body)
+    assert type(answer["result"]) is checked
+    columns = reader.LogColumns(answer["result"])
+    expected = decoder.decode_columns(topics, data)
+    assert columns.decode(decoder) == expected
+    uniform = all(len(t) == decoder._topics and t[0] == decoder.topic and len(d) >= 2 + 2 * decoder._data_size
+                  for t, d in zip(topics, data, strict=True))  # (an empty window too: nothing to decode)
+    fast = decoder.decode_window(answer["result"].window)
+    assert (fast is not None) == (uniform and decoder._words is not None)  # read from the body whenever it can be
+    assert fast is None or fast == expected

@@ -1,20 +1,22 @@
 /* The optional compiled reader of eth_getLogs replies (auditor.chain._logwire).
  *
- * `parse_logs(body, low, high)` reads a JSON-RPC reply whose result is a list of logs straight from the body bytes
- * into columns, and checks every kept field as `auditor.chain.rpc` does in Python: address "0x" and 40 hex digits,
- * topics and hashes "0x" and 64, data "0x" and whole bytes, block number and log index "0x" and at least one digit,
- * every block inside [low, high] (-1: unbounded). It returns
- *     (id, address, topics, data, block_number, log_index, transaction_hash, block_hash)
- * (id None when the reply has none) with one list per field (topics: a tuple of strings per log; every value a str exactly as the node spelled it),
- * or None for anything else: an error reply, a field missing, twice or malformed, a string with an escape or a
- * byte outside ASCII, any JSON it does not read plainly. None means "not judged here": the caller then reads the
- * body the Python way, which accepts or names what is wrong. This reader therefore never accepts what the Python
- * path rejects (tests/test_logwire.py checks it against that path on generated and mutated replies).
+ * `parse_logs(body, low, high)` reads a JSON-RPC reply whose result is a list of logs straight from the body
+ * bytes, checking every kept field as `auditor.chain.rpc` does in Python: address "0x" and 40 hex digits, topics
+ * and hashes "0x" and 64, data "0x" and whole bytes, block number and log index "0x" and at least one digit, every
+ * block inside [low, high] (-1: unbounded). It returns (id, window): id None when the reply has none; the window
+ * a `Window`, whose columns (in the order address, topics, data, blockNumber, logIndex, transactionHash,
+ * blockHash; topics a tuple of str per log, every value a str exactly as the node spelled it) are made when first
+ * asked for. It returns None for anything else: an error reply, a field missing, twice or malformed, a string
+ * with an escape or a byte outside ASCII, any JSON it does not read plainly. None means "not judged here": the
+ * caller then reads the body the Python way, which accepts or names what is wrong. This reader therefore never
+ * accepts what the Python path rejects (tests/test_logwire.py checks it against that path on generated and
+ * mutated replies).
  *
- * It reads in two passes. The first finds and checks every field with the interpreter lock released, so the
- * client's other threads (the consumer of the last window, the senders of the next) run meanwhile; the second
- * makes the objects. A value equal to the previous log's (one contract, a block's hash, a transaction's hash, an
- * event's topic) is the same str object: no allocation for repeats. Nothing here talks to a node.
+ * The checking pass runs with the interpreter lock released, so the client's other threads (the consumer of the
+ * last window, the senders of the next) run meanwhile; objects are made after, only for what is asked. A value
+ * equal to the previous log's (one contract, a block's hash, a transaction's hash, an event's topic) is the same
+ * str object. `Window.words` reads one static word of every log (an address or a uint) straight from the body,
+ * with no str made for its topics or data. Nothing here talks to a node.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -409,151 +411,158 @@ static int read_reply(Reader *r, Cursor *c) {
     return c->p == c->end;
 }
 
-/* The second pass: one list per field from the entries the first pass checked. */
-static int make_columns(Reader *r, PyObject *columns[FIELDS]) {
-    Last last[FIELDS], topic_last[MAX_TOPICS];
-    memset(last, 0, sizeof last);
+/* The second pass, for one field when first asked for: its list from the entries the first pass checked. */
+static PyObject *make_column(const Entry *entries, Py_ssize_t count, int f) {
+    Last last, topic_last[MAX_TOPICS];
+    memset(&last, 0, sizeof last);
     memset(topic_last, 0, sizeof topic_last);
-    for (int f = 0; f < FIELDS; f++) {
-        if ((columns[f] = PyList_New(r->count)) == NULL) {
-            return 0;
+    PyObject *column = PyList_New(count);
+    if (column == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Entry *e = &entries[i];
+        PyObject *value;
+        if (f == TOPICS) {
+            value = PyTuple_New(e->topics);
+            for (int t = 0; value != NULL && t < e->topics; t++) {
+                PyObject *topic = ascii_str(&topic_last[t], e->topic[t], 66);
+                if (topic == NULL) {
+                    Py_CLEAR(value);
+                } else {
+                    PyTuple_SET_ITEM(value, t, topic);
+                }
+            }
+        } else {
+            value = ascii_str(&last, e->field[f], e->length[f]);
+        }
+        if (value == NULL) {
+            Py_DECREF(column);
+            return NULL;
+        }
+        PyList_SET_ITEM(column, i, value);
+    }
+    return column;
+}
+
+/* One 32-byte word from its 64 hex digits: kind 0 the address in its last 40 digits, as "0x" and lower case;
+ * kind 1 the word as an unsigned int. NULL with ValueError when they are not hex digits. */
+static PyObject *word_value(const char *digits, int kind) {
+    for (int d = 0; d < 64; d++) {
+        if (!IS_HEX[(unsigned char)digits[d]]) {
+            PyErr_SetString(PyExc_ValueError, "words: not hex digits");
+            return NULL;
         }
     }
-    for (Py_ssize_t i = 0; i < r->count; i++) {
-        Entry *e = &r->entries[i];
-        for (int f = 0; f < FIELDS; f++) {
-            PyObject *value;
-            if (f == TOPICS) {
-                value = PyTuple_New(e->topics);
-                for (int t = 0; value != NULL && t < e->topics; t++) {
-                    PyObject *topic = ascii_str(&topic_last[t], e->topic[t], 66);
-                    if (topic == NULL) {
-                        Py_CLEAR(value);
-                    } else {
-                        PyTuple_SET_ITEM(value, t, topic);
-                    }
-                }
-            } else {
-                value = ascii_str(&last[f], e->field[f], e->length[f]);
+    if (kind == 0) {
+        PyObject *value = PyUnicode_New(42, 127);
+        if (value != NULL) {
+            Py_UCS1 *chars = PyUnicode_1BYTE_DATA(value);
+            chars[0] = '0';
+            chars[1] = 'x';
+            for (int d = 0; d < 40; d++) {
+                unsigned char u = (unsigned char)digits[24 + d];
+                chars[2 + d] = (u >= 'A' && u <= 'F') ? (Py_UCS1)(u | 0x20) : u;
             }
-            if (value == NULL) {
-                return 0;
-            }
-            PyList_SET_ITEM(columns[f], i, value);
         }
+        return value;
+    }
+    int high = 0; /* the first 48 digits: zero for any value below 2**64, most amounts */
+    while (high < 48 && digits[high] == '0') {
+        high++;
+    }
+    if (high == 48) {
+        unsigned long long low = 0;
+        for (int d = 48; d < 64; d++) {
+            unsigned char u = (unsigned char)digits[d];
+            low = low * 16 + (unsigned long long)(u <= '9' ? u - '0' : (u | 0x20) - 'a' + 10);
+        }
+        return PyLong_FromUnsignedLongLong(low);
+    }
+    char buffer[65];
+    memcpy(buffer, digits, 64);
+    buffer[64] = 0;
+    return PyLong_FromString(buffer, NULL, 16);
+}
+
+static int check_kind(Py_ssize_t start, int kind) {
+    if (start < 0 || kind < 0 || kind > 1) {
+        PyErr_SetString(PyExc_ValueError, "words: start must be >= 0 and kind 0 (address) or 1 (uint)");
+        return 0;
     }
     return 1;
 }
 
-static PyObject *parse_logs(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer body;
-    Reader r;
-    memset(&r, 0, sizeof r);
-    if (!PyArg_ParseTuple(args, "y*LL", &body, &r.low, &r.high)) {
-        return NULL;
-    }
-    PyObject *columns[FIELDS] = {NULL};
-    PyObject *out = NULL;
-    Cursor c = {(const char *)body.buf, (const char *)body.buf + body.len};
-    int ok;
-    Py_BEGIN_ALLOW_THREADS /* the body is immutable bytes, held by the buffer: nothing else touches it */
-    ok = read_reply(&r, &c);
-    Py_END_ALLOW_THREADS
-    if (!ok) {
-        out = Py_NewRef(Py_None);
-        goto done;
-    }
-    if (!make_columns(&r, columns)) {
-        goto done; /* out of memory: raised, not "not judged" */
-    }
-    PyObject *id_value = r.have_id ? PyLong_FromLongLong(r.id) : Py_NewRef(Py_None); /* no id: the caller says so */
-    if (id_value == NULL) {
-        goto done;
-    }
-    out = Py_BuildValue("(NOOOOOOO)", id_value, columns[ADDRESS], columns[TOPICS], columns[DATA],
-                        columns[BLOCK_NUMBER], columns[LOG_INDEX], columns[TX_HASH], columns[BLOCK_HASH]);
-done:
+/* A checked log window: the reply body and where each log's fields lie in it. Columns are made when first asked
+ * for (`column`), and a field that is one static word can be read for every log straight from the body (`words`),
+ * with no str made per log for its topics or data. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *body; /* the bytes the entries point into */
+    Entry *entries;
+    Py_ssize_t count;
+    PyObject *columns[FIELDS];
+} Window;
+
+static void window_dealloc(Window *w) {
     for (int f = 0; f < FIELDS; f++) {
-        Py_XDECREF(columns[f]);
+        Py_XDECREF(w->columns[f]);
     }
-    free(r.entries);
-    PyBuffer_Release(&body);
-    return out;
+    Py_XDECREF(w->body);
+    free(w->entries);
+    Py_TYPE(w)->tp_free((PyObject *)w);
 }
 
-/* One 32-byte word of every log, read from its 64 hex digits at `start` in each str of `column` (or in item
- * `item` of each tuple, when `item` >= 0): kind 0 the address in its last 40 digits, as "0x" and lower case; kind 1
- * the word as an unsigned int. What `EventDecoder.decode_columns` reads for a field that is one static word. A
- * value too short or not hex digits raises ValueError (the transport checked them: that is a caller's bug). */
-static PyObject *words(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *column;
+static Py_ssize_t window_length(Window *w) {
+    return w->count;
+}
+
+static PyObject *window_column(Window *w, PyObject *arg) {
+    long f = PyLong_AsLong(arg);
+    if (f == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (f < 0 || f >= FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "column: no such field");
+        return NULL;
+    }
+    if (w->columns[f] == NULL && (w->columns[f] = make_column(w->entries, w->count, (int)f)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(w->columns[f]);
+}
+
+/* words(item, start, kind): item >= 0 that topic of every log, -1 its data; start the word's first hex digit. */
+static PyObject *window_words(Window *w, PyObject *args) {
     Py_ssize_t item, start;
     int kind;
-    if (!PyArg_ParseTuple(args, "O!nni", &PyList_Type, &column, &item, &start, &kind)) {
+    if (!PyArg_ParseTuple(args, "nni", &item, &start, &kind) || !check_kind(start, kind)) {
         return NULL;
     }
-    if (start < 0 || kind < 0 || kind > 1) {
-        PyErr_SetString(PyExc_ValueError, "words: start must be >= 0 and kind 0 (address) or 1 (uint)");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(column);
-    PyObject *out = PyList_New(count);
+    PyObject *out = PyList_New(w->count);
     if (out == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text = PyList_GET_ITEM(column, i);
+    for (Py_ssize_t i = 0; i < w->count; i++) {
+        const Entry *e = &w->entries[i];
+        const char *text;
+        Py_ssize_t length;
         if (item >= 0) {
-            if (!PyTuple_Check(text) || PyTuple_GET_SIZE(text) <= item) {
+            if (item >= e->topics) {
                 PyErr_SetString(PyExc_ValueError, "words: a log without that topic");
                 goto fail;
             }
-            text = PyTuple_GET_ITEM(text, item);
+            text = e->topic[item];
+            length = 66;
+        } else {
+            text = e->field[DATA];
+            length = e->length[DATA];
         }
-        if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text) || PyUnicode_GET_LENGTH(text) < start + 64) {
+        if (length < start + 64) {
             PyErr_SetString(PyExc_ValueError, "words: a value shorter than its word");
             goto fail;
         }
-        const char *digits = (const char *)PyUnicode_1BYTE_DATA(text) + start;
-        for (int d = 0; d < 64; d++) {
-            if (!IS_HEX[(unsigned char)digits[d]]) {
-                PyErr_SetString(PyExc_ValueError, "words: not hex digits");
-                goto fail;
-            }
-        }
-        PyObject *value;
-        if (kind == 0) {
-            value = PyUnicode_New(42, 127);
-            if (value != NULL) {
-                Py_UCS1 *chars = PyUnicode_1BYTE_DATA(value);
-                chars[0] = '0';
-                chars[1] = 'x';
-                for (int d = 0; d < 40; d++) {
-                    unsigned char u = (unsigned char)digits[24 + d];
-                    chars[2 + d] = (u >= 'A' && u <= 'F') ? (Py_UCS1)(u | 0x20) : u;
-                }
-            }
-        } else {
-            int high = 0; /* the first 48 digits: zero for any value below 2**64, most amounts */
-            while (high < 48 && digits[high] == '0') {
-                high++;
-            }
-            if (high == 48) {
-                unsigned long long low = 0;
-                for (int d = 48; d < 64; d++) {
-                    unsigned char u = (unsigned char)digits[d];
-                    low = low * 16 + (unsigned long long)(u <= '9' ? u - '0' : (u | 0x20) - 'a' + 10);
-                }
-                value = PyLong_FromUnsignedLongLong(low);
-            } else {
-                char buffer[65];
-                memcpy(buffer, digits, 64);
-                buffer[64] = 0;
-                value = PyLong_FromString(buffer, NULL, 16);
-            }
-        }
+        PyObject *value = word_value(text + start, kind);
         if (value == NULL) {
             goto fail;
         }
@@ -565,11 +574,82 @@ fail:
     return NULL;
 }
 
+/* uniform(topics, topic0, data_chars): whether every log has exactly `topics` topics, the first of them spelled
+ * exactly `topic0`, and data of at least `data_chars` characters (one event's logs, each long enough to decode). */
+static PyObject *window_uniform(Window *w, PyObject *args) {
+    int topics;
+    const char *topic0;
+    Py_ssize_t topic0_length, data_chars;
+    if (!PyArg_ParseTuple(args, "is#n", &topics, &topic0, &topic0_length, &data_chars)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < w->count; i++) {
+        const Entry *e = &w->entries[i];
+        if (e->topics != topics || (Py_ssize_t)e->length[DATA] < data_chars ||
+            (topics > 0 && (topic0_length != 66 || memcmp(e->topic[0], topic0, 66) != 0))) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef WINDOW_METHODS[] = {
+    {"column", (PyCFunction)window_column, METH_O, "column(field): the field's value for every log (0-6)."},
+    {"words", (PyCFunction)window_words, METH_VARARGS, "words(item, start, kind): one word of every log."},
+    {"uniform", (PyCFunction)window_uniform, METH_VARARGS, "uniform(topics, topic0, data_chars): all logs of one event, decodable."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods WINDOW_SEQUENCE = {.sq_length = (lenfunc)window_length};
+
+static PyTypeObject WindowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "auditor.chain._logwire.Window",
+    .tp_basicsize = sizeof(Window),
+    .tp_dealloc = (destructor)window_dealloc,
+    .tp_as_sequence = &WINDOW_SEQUENCE,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A checked eth_getLogs window (made by parse_logs only).",
+    .tp_methods = WINDOW_METHODS,
+};
+
+static PyObject *parse_logs(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *body;
+    Reader r;
+    memset(&r, 0, sizeof r);
+    if (!PyArg_ParseTuple(args, "O!LL", &PyBytes_Type, &body, &r.low, &r.high)) {
+        return NULL;
+    }
+    Cursor c = {PyBytes_AS_STRING(body), PyBytes_AS_STRING(body) + PyBytes_GET_SIZE(body)};
+    int ok;
+    Py_BEGIN_ALLOW_THREADS /* bytes are immutable and `body` is held by the caller: nothing else touches them */
+    ok = read_reply(&r, &c);
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        free(r.entries);
+        Py_RETURN_NONE;
+    }
+    Window *window = PyObject_New(Window, &WindowType);
+    if (window == NULL) {
+        free(r.entries);
+        return NULL;
+    }
+    window->body = Py_NewRef(body);
+    window->entries = r.entries;
+    window->count = r.count;
+    memset(window->columns, 0, sizeof window->columns);
+    PyObject *id_value = r.have_id ? PyLong_FromLongLong(r.id) : Py_NewRef(Py_None); /* no id: the caller says so */
+    if (id_value == NULL) {
+        Py_DECREF(window);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", id_value, (PyObject *)window);
+}
+
 static PyMethodDef METHODS[] = {
     {"parse_logs", parse_logs, METH_VARARGS,
      "parse_logs(body, low, high): an eth_getLogs reply's columns, checked, or None (see the module's source)."},
-    {"words", words, METH_VARARGS,
-     "words(column, item, start, kind): one word of every log, as addresses (kind 0) or uints (kind 1)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -584,5 +664,12 @@ PyMODINIT_FUNC PyInit__logwire(void) {
     for (const char *d = digits; *d; d++) {
         IS_HEX[(unsigned char)*d] = 1;
     }
-    return PyModule_Create(&MODULE);
+    if (PyType_Ready(&WindowType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&MODULE);
+    if (module != NULL && PyModule_AddObjectRef(module, "Window", (PyObject *)&WindowType) < 0) {
+        Py_CLEAR(module);
+    }
+    return module;
 }

@@ -12,15 +12,13 @@ from __future__ import annotations
 import itertools
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, TypeAlias
 
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import EncodingTypeError, InsufficientDataBytes, NonEmptyPaddingBytes, ValueOutOfBounds
 from eth_hash.auto import keccak
-
-from auditor.chain import native
 
 
 def split_types(text: str) -> list[str]:
@@ -123,6 +121,7 @@ class EventDecoder:
         self._data_size = 32 * len(self._data_types)
         self._extract = _extractors(self.fields, checksum)
         self._columns = _column_readers(self.fields, checksum) if self._extract is not None else None
+        self._words = _word_places(self.fields, checksum) if self._extract is not None else None
 
     def decode(self, topics: Sequence[str], data: bytes) -> dict[str, Any]:
         """Field name -> value; raises ValueError when the log is not this event or is malformed."""
@@ -169,22 +168,48 @@ class EventDecoder:
         return {name: [row[name] for row in rows] for name, _kind, _indexed in self.fields}, kept
 
 
+    def decode_window(self, window: Any) -> tuple[dict[str, list[Any]], list[int]] | None:
+        """What `decode_columns` gives for a window the compiled reader made (`_logwire.Window`), each field read
+        for every log straight from the reply body; None when that does not apply (a window that mixes events or
+        has short data, a field that is not an address shown as the node spelled it or a uint): then the caller
+        decodes the window's columns."""
+        if self._words is None or not window.uniform(self._topics, self.topic, 2 + 2 * self._data_size):
+            return None
+        return ({name: window.words(item, start, kind) for name, item, start, kind in self._words},
+                list(range(len(window))))
+
+
 _FIRST = operator.itemgetter(0)
 _Extractor = Callable[[Sequence[str], bytes], dict[str, Any]]
 _ColumnReader = Callable[[Sequence[Sequence[str]], Sequence[str]], list[Any]]
 
 
+def _word_starts(fields: Sequence[tuple[str, str, bool]]) -> Iterator[tuple[str, str, int | None, int]]:
+    """Per field of an event whose fields are each one static word: its name, type, topic (None: in the data) and
+    the first of its 64 hex digits there (after a topic's "0x", or the data's word at its offset)."""
+    topic, offset = 1, 0
+    for field_name, kind, indexed in fields:
+        yield field_name, kind, topic if indexed else None, 2 if indexed else 2 + 2 * offset
+        topic, offset = (topic + 1, offset) if indexed else (topic, offset + 32)
+
+
+def _word_places(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> list[tuple[str, int, int, int]] | None:
+    """Per field, where `_logwire.Window.words` reads it (topic or -1 for data, first hex digit, kind 0 an address
+    as the node spelled it in lower case, 1 a uint); None when a field is neither (or addresses are checksummed)."""
+    places: list[tuple[str, int, int, int]] = []
+    for field_name, kind, topic, start in _word_starts(fields):
+        read = 0 if kind == "address" and not checksum else 1 if kind.startswith("uint") else None
+        if read is None:
+            return None
+        places.append((field_name, -1 if topic is None else topic, start, read))
+    return places
+
+
 def _column_readers(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> list[tuple[str, _ColumnReader]]:
     """Per field, a reader of its values for a whole window from (topics, data as hex), for events whose fields
     are each one static word (what `_extractors` reads a log at a time, the same values)."""
-    readers: list[tuple[str, _ColumnReader]] = []
-    topic, offset = 1, 0
-    for field_name, kind, indexed in fields:
-        # The field's word as 64 hex digits: after a topic's "0x", or the data's word at `offset`.
-        start = 2 if indexed else 2 + 2 * offset
-        readers.append((field_name, _column_reader(kind, topic if indexed else None, start, checksum)))
-        topic, offset = (topic + 1, offset) if indexed else (topic, offset + 32)
-    return readers
+    return [(field_name, _column_reader(kind, topic, start, checksum))
+            for field_name, kind, topic, start in _word_starts(fields)]
 
 
 def _column_reader(kind: str, topic: int | None, start: int, checksum: bool) -> _ColumnReader:
@@ -194,34 +219,19 @@ def _column_reader(kind: str, topic: int | None, start: int, checksum: bool) -> 
     def words(topics: Sequence[Sequence[str]], data: Sequence[str], part: slice = word) -> Any:
         return map(operator.itemgetter(part), data if source is None else map(source, topics))
 
-    # Where the compiled reader is built, an address (not checksummed) or uint word is read for the whole column in
-    # one call: kind 0 or 1 of `_logwire.words`, the same values as the Python below (tests/test_logwire.py).
-    compiled_kind = 0 if kind == "address" and not checksum else 1 if kind.startswith("uint") else None
-
-    def read(topics: Sequence[Sequence[str]], data: Sequence[str]) -> list[Any]:
-        compiled = native.LOGWIRE
-        column = data if topic is None else topics
-        if compiled is not None and compiled_kind is not None and type(column) is list:
-            values: list[Any] = compiled.words(column, -1 if topic is None else topic, start, compiled_kind)
-            return values
-        return python(topics, data)
-
-    python: _ColumnReader
     if kind == "address":
         tail = slice(start + 24, start + 64)  # the word's last 20 bytes, cut in one slice
         if checksum:
             return lambda topics, data: list(map(checksum_address, map(bytes.fromhex, words(topics, data, tail))))
-        python = lambda topics, data: list(map("0x".__add__, map(str.lower, words(topics, data, tail))))  # noqa: E731
-    elif kind.startswith("uint") and source is not None:
+        return lambda topics, data: list(map("0x".__add__, map(str.lower, words(topics, data, tail))))
+    if kind.startswith("uint") and source is not None:
         # A topic is "0x" and 64 hex digits (the transport checked it), which int() reads in base 16 as it is.
-        python = lambda topics, data: list(map(int, map(source, topics), itertools.repeat(16)))  # noqa: E731
-    elif kind.startswith("uint"):
-        python = lambda topics, data: list(map(int, words(topics, data), itertools.repeat(16)))  # noqa: E731
-    else:
-        decoder = _word_decoder(kind, checksum)
-        assert decoder is not None  # only for events `_extractors` compiled, whose every field has a word decoder
-        return lambda topics, data: list(map(decoder, map(bytes.fromhex, words(topics, data))))
-    return read
+        return lambda topics, data: list(map(int, map(source, topics), itertools.repeat(16)))
+    if kind.startswith("uint"):
+        return lambda topics, data: list(map(int, words(topics, data), itertools.repeat(16)))
+    read = _word_decoder(kind, checksum)
+    assert read is not None  # only for events `_extractors` compiled, whose every field has a word decoder
+    return lambda topics, data: list(map(read, map(bytes.fromhex, words(topics, data))))
 
 
 def _extractors(fields: Sequence[tuple[str, str, bool]], checksum: bool) -> _Extractor | None:

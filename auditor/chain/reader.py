@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from auditor.chain.abi import decode_values, encode_call
+from auditor.chain.abi import EventDecoder, decode_values, encode_call
 from auditor.chain.cache import SqliteCache
 from auditor.chain.evidence import Bundle, RecordingLayer, ReplayLayer
 from auditor.chain.multicall import (
@@ -985,9 +985,8 @@ class LogColumns:
         return len(self._items)
 
     def _column(self, name: str) -> Iterable[Any]:
-        if isinstance(self._items, CheckedColumns):  # read column by column already (the compiled reader)
-            column: list[Any] = getattr(self._items, _WIRE_NAMES.get(name, name))
-            return column
+        if isinstance(self._items, CheckedColumns):  # made by the compiled reader, a column at a time
+            return self._items.column(name)
         if self._typed:
             return map(operator.attrgetter(_WIRE_NAMES.get(name, name)), self._items)
         return map(operator.itemgetter(name), self._items)
@@ -1000,7 +999,7 @@ class LogColumns:
     @functools.cached_property
     def topics(self) -> list[tuple[str, ...]]:
         if isinstance(self._items, CheckedColumns):
-            return self._items.topics  # tuples already, as for WireLogs
+            return self._items.column("topics")  # tuples already, as for WireLogs
         return list(self._column("topics")) if self._typed else list(map(tuple, self._column("topics")))
 
     @functools.cached_property
@@ -1023,6 +1022,15 @@ class LogColumns:
     @functools.cached_property
     def block_hash(self) -> list[str]:
         return list(self._column("blockHash"))
+
+    def decode(self, decoder: EventDecoder) -> tuple[dict[str, list[Any]], list[int]]:
+        """`decoder.decode_columns` of this window's topics and data: the same values, read straight from the reply
+        body where the compiled reader made the window and every log is the decoder's event (a scan for it)."""
+        if isinstance(self._items, CheckedColumns):
+            decoded = decoder.decode_window(self._items.window)
+            if decoded is not None:
+                return decoded
+        return decoder.decode_columns(self.topics, self.data)
 
     def rows(self) -> list[Log]:
         """The window as Logs. The garbage collector is paused meanwhile: the 10,000 Logs of a window hold no

@@ -246,27 +246,31 @@ class CheckedLogs(list[WireLog]):
 
 
 class CheckedColumns:
-    """A log window's fields as the compiled reader (`_logwire.parse_logs`) read them from the reply body, column by
-    column, every value checked as `_well_formed_wire_logs` checks a WireLog's, found inside `call`'s window."""
+    """A log window as the compiled reader (`_logwire.parse_logs`) read it from the reply body, every value checked
+    as `_well_formed_wire_logs` checks a WireLog's, found inside `call`'s window: `window` makes each column when
+    first asked for (`column`, in WIRE_FIELDS order) and reads static words of every log straight from the body."""
 
-    __slots__ = ("address", "block_hash", "block_number", "call", "data", "log_index", "topics", "transaction_hash")
+    __slots__ = ("call", "window")
 
-    def __init__(self, call: Call, columns: Sequence[list[Any]]) -> None:
-        self.call = call
-        (self.address, self.topics, self.data, self.block_number, self.log_index, self.transaction_hash,
-         self.block_hash) = columns
+    def __init__(self, call: Call, window: Any) -> None:
+        self.call, self.window = call, window
 
     def __len__(self) -> int:
-        return len(self.address)
+        return len(self.window)
+
+    def column(self, name: str) -> list[Any]:
+        values: list[Any] = self.window.column(WIRE_FIELDS.index(name))
+        return values
 
     def items(self) -> list[dict[str, Any]]:
         """The logs as JSON objects of the kept fields (what a WireLog's `to_builtins` gives)."""
-        return [{"address": a, "topics": list(t), "data": d, "blockNumber": n, "logIndex": i,
-                 "transactionHash": h, "blockHash": b}
-                for a, t, d, n, i, h, b in zip(self.address, self.topics, self.data, self.block_number,
-                                               self.log_index, self.transaction_hash, self.block_hash, strict=True)]
+        columns = [self.column(name) for name in WIRE_FIELDS]
+        columns[1] = list(map(list, columns[1]))  # topics: JSON arrays
+        return [dict(zip(WIRE_FIELDS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
+# The fields of a log every reader keeps, in the order of WireLog's and of the compiled reader's columns.
+WIRE_FIELDS = ("address", "topics", "data", "blockNumber", "logIndex", "transactionHash", "blockHash")
 _CHECKED = (CheckedLogs, CheckedColumns)
 
 
@@ -288,7 +292,7 @@ def _decode_logs_reply(call: Call, content: bytes) -> Any:
         with gc_paused():  # 10,000 topic tuples, no cycles
             parsed = compiled.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
         if parsed is not None:
-            return {"id": parsed[0], "result": CheckedColumns(call, parsed[1:])}
+            return {"id": parsed[0], "result": CheckedColumns(call, parsed[1])}
     try:
         with gc_paused():  # 10,000 topic tuples, no cycles: no collection walking everything alive for them
             reply = _decode_logs(content)
