@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -53,13 +54,16 @@ Runner = Callable[[], Sample]
 
 def interleave(contenders: Mapping[str, Runner], reps: int, label: str,
                only_in: Mapping[str, Sequence[int]] | None = None) -> dict[str, list[Sample]]:
-    """Run every contender once per repetition, round-robin, each repetition starting one contender later than
-    the previous (so none is always first after a pause or always right after the heaviest). `only_in` limits a
-    contender to some repetitions (a slow one measured fewer times)."""
+    """Run every contender once per repetition, in an order shuffled afresh for each repetition (seeded by the
+    label: the same orders every run), so none is always first after a pause or always right after the heaviest.
+    A rotation of one fixed order would not do that: it keeps every contender's neighbours, so the one after the
+    heaviest peer (dank_mids, which loads the node for a while) would follow it in every repetition. `only_in`
+    limits a contender to some repetitions (a slow one measured fewer times)."""
     names = list(contenders)
     out: dict[str, list[Sample]] = {name: [] for name in names}
+    shuffler = random.Random(label)
     for rep in range(reps):
-        order = names[rep % len(names):] + names[: rep % len(names)]
+        order = shuffler.sample(names, len(names))
         for name in order:
             if only_in is not None and name in only_in and rep not in only_in[name]:
                 continue

@@ -486,7 +486,7 @@ static PyObject *word_value(const char *digits, int kind) {
 }
 
 static int check_kind(Py_ssize_t start, int kind) {
-    if (start < 0 || kind < 0 || kind > 1) {
+    if (start < 0 || start > PY_SSIZE_T_MAX - 64 || kind < 0 || kind > 1) {
         PyErr_SetString(PyExc_ValueError, "words: start must be >= 0 and kind 0 (address) or 1 (uint)");
         return 0;
     }
