@@ -10,6 +10,7 @@ JSON value, escapes and non-ASCII text in them) and then damaged byte by byte.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -129,7 +130,7 @@ def test_what_the_compiled_reader_leaves_to_python() -> None:
     window = parsed[1]
     assert window.words(0, 2, 1) == [0, 0] and window.words(0, 2, 0) == ["0x" + "00" * 20] * 2
     for item, start, kind, why in ((-1, 2, 1, "shorter"), (1, 2, 0, "without that topic"), (0, 4, 1, "shorter"),
-                                   (0, 2, 2, "kind"), (0, -1, 1, "start")):  # data "0x": no word in it
+                                   (0, 2, 2, "kind"), (0, -1, 1, "start"), (0, sys.maxsize - 8, 1, "start")):
         with pytest.raises(ValueError, match=why):
             window.words(item, start, kind)
     assert window.uniform(1, "0x" + "00" * 32, 2) and not window.uniform(2, "0x" + "00" * 32, 2)
