@@ -1,7 +1,7 @@
 """Log scans: 100,000 Transfer logs end to end through the chain client, against parsing the same responses alone
 and against cryo.
 
-Contenders, interleaved round-robin in each repetition:
+Contenders, interleaved in each repetition (in a shuffled order, see common.interleave):
 - client: `ChainClient.scan_log_columns` -> `LogColumns.decode` -> consume (value summed, recipient
   touched), a fresh client per run (connected and pinned outside the timed part);
 - json.loads: stdlib `json.loads` of the very response bodies the client received (recorded in an untimed pass,

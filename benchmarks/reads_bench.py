@@ -1,6 +1,6 @@
 """Bulk reads: N ERC-20 balanceOf at a pinned block, the chain client against the true floors and the best peers.
 
-Contenders, interleaved round-robin in each repetition (see common.interleave):
+Contenders, interleaved in each repetition, in a shuffled order (see common.interleave):
 - client: `ChainClient.read` of pre-built `Read`s, a fresh client per run (pinned and connected outside the timed
   part, no disk cache, so no answer of an earlier run helps it). A `Read` encodes its aggregate3 tuple on first use
   and keeps it, as an audit's plan keeps its Reads across pins and rounds: after the first run the client's

@@ -75,7 +75,8 @@ def main() -> None:
         f"runs) on {machine()}, Python {sys.version.split()[0]}, against one local anvil on loopback (sharing those "
         "cores with the benchmark and the peers, and with whatever else the machine ran). Every figure comes from this "
         f"run. Contenders are interleaved: in each of the {args.reps} repetitions every contender runs once, "
-        "round-robin, each repetition starting one contender later; tables give medians. In-process contenders: "
+        "in an order shuffled afresh for each repetition (seeded: the same orders every run); tables give medians. "
+        "In-process contenders: "
         f"{versions('web3', 'eth-abi', 'requests')}. Peers run as subprocesses of the bench-only venv "
         "`.venv-bench` (`make bench-env`, pinned by `benchmarks/peers/requirements.txt`, never a project "
         "dependency), set up once and timed inside the peer around the same work.",

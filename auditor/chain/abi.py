@@ -167,7 +167,6 @@ class EventDecoder:
             kept.append(position)
         return {name: [row[name] for row in rows] for name, _kind, _indexed in self.fields}, kept
 
-
     def decode_window(self, window: Any) -> tuple[dict[str, list[Any]], list[int]] | None:
         """What `decode_columns` gives for a window the compiled reader made (`_logwire.Window`), each field read
         for every log straight from the reply body; None when that does not apply (a window that mixes events or

@@ -259,7 +259,8 @@ class CheckedColumns:
         return len(self.window)
 
     def column(self, name: str) -> list[Any]:
-        values: list[Any] = self.window.column(WIRE_FIELDS.index(name))
+        with gc_paused():  # made here, when first asked for: 10,000 topic tuples, no cycles
+            values: list[Any] = self.window.column(WIRE_FIELDS.index(name))
         return values
 
     def items(self) -> list[dict[str, Any]]:
@@ -289,8 +290,7 @@ def _decode_logs_reply(call: Call, content: bytes) -> Any:
     compiled = native.LOGWIRE
     if compiled is not None:
         low, high = _window_bounds(call)
-        with gc_paused():  # 10,000 topic tuples, no cycles
-            parsed = compiled.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
+        parsed = compiled.parse_logs(content, -1 if low is None else low, -1 if high is None else high)
         if parsed is not None:
             return {"id": parsed[0], "result": CheckedColumns(call, parsed[1])}
     try:
